@@ -1,0 +1,1 @@
+//! DNS: doh (to be written).

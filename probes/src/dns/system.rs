@@ -1,0 +1,1 @@
+//! DNS: system (to be written).

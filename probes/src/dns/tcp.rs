@@ -1,0 +1,1 @@
+//! DNS: tcp (to be written).

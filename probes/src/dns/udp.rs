@@ -1,0 +1,1 @@
+//! DNS: udp (to be written).

@@ -1,0 +1,232 @@
+//! OONI's failure vocabulary (df-007) as one enum.
+//!
+//! A failed measurement step is a value of [`Failure`], never a panic. It
+//! serialises to the exact string OONI writes, so our records read next to
+//! OONI's. Unknown errors keep their message as `unknown_failure: <msg>`.
+
+use std::fmt;
+use std::io;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// One failure string from OONI's vocabulary.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Failure {
+    /// `connection_refused`: a RST answered our SYN.
+    ConnectionRefused,
+    /// `connection_reset`: a RST on an established connection.
+    ConnectionReset,
+    /// `connection_aborted`.
+    ConnectionAborted,
+    /// `host_unreachable`: ICMP host unreachable or no neighbour.
+    HostUnreachable,
+    /// `network_unreachable`: no route or ICMP net unreachable.
+    NetworkUnreachable,
+    /// `network_down`.
+    NetworkDown,
+    /// `timed_out`: the kernel gave up (ETIMEDOUT).
+    TimedOut,
+    /// `generic_timeout_error`: our own deadline expired.
+    GenericTimeout,
+    /// `eof_error`: the peer closed the connection early.
+    Eof,
+    /// `interrupted`: the operation was cancelled.
+    Interrupted,
+    /// `permission_denied`.
+    PermissionDenied,
+    /// `address_in_use`, `address_not_available` and similar.
+    AddressNotAvailable,
+    /// `dns_nxdomain_error`.
+    DnsNxdomain,
+    /// `dns_no_answer`: a good reply without records of the queried type.
+    DnsNoAnswer,
+    /// `dns_refused_error`.
+    DnsRefused,
+    /// `dns_servfail_error`.
+    DnsServfail,
+    /// `dns_server_misbehaving`: an undecodable or inconsistent reply.
+    DnsServerMisbehaving,
+    /// `dns_reply_with_wrong_query_id`.
+    DnsWrongQueryId,
+    /// `dns_temporary_failure` (getaddrinfo EAI_AGAIN).
+    DnsTemporaryFailure,
+    /// `dns_non_recoverable_failure` (getaddrinfo EAI_FAIL).
+    DnsNonRecoverableFailure,
+    /// `ssl_invalid_hostname`: the certificate is not valid for the name.
+    SslInvalidHostname,
+    /// `ssl_unknown_authority`: the chain does not reach a trusted root.
+    SslUnknownAuthority,
+    /// `ssl_invalid_certificate`: expired or otherwise invalid.
+    SslInvalidCertificate,
+    /// `ssl_failed_handshake`: any other TLS handshake failure.
+    SslFailedHandshake,
+    /// `http_invalid_redirect_location_host`: a Location without a host.
+    HttpInvalidRedirectLocationHost,
+    /// `http_request_failed`: the response could not be parsed.
+    HttpRequestFailed,
+    /// `unknown_failure: <msg>` for anything else.
+    Unknown(String),
+}
+
+impl Failure {
+    /// The OONI string for this failure.
+    pub fn as_str(&self) -> std::borrow::Cow<'_, str> {
+        use std::borrow::Cow::Borrowed;
+        match self {
+            Failure::ConnectionRefused => Borrowed("connection_refused"),
+            Failure::ConnectionReset => Borrowed("connection_reset"),
+            Failure::ConnectionAborted => Borrowed("connection_aborted"),
+            Failure::HostUnreachable => Borrowed("host_unreachable"),
+            Failure::NetworkUnreachable => Borrowed("network_unreachable"),
+            Failure::NetworkDown => Borrowed("network_down"),
+            Failure::TimedOut => Borrowed("timed_out"),
+            Failure::GenericTimeout => Borrowed("generic_timeout_error"),
+            Failure::Eof => Borrowed("eof_error"),
+            Failure::Interrupted => Borrowed("interrupted"),
+            Failure::PermissionDenied => Borrowed("permission_denied"),
+            Failure::AddressNotAvailable => Borrowed("address_not_available"),
+            Failure::DnsNxdomain => Borrowed("dns_nxdomain_error"),
+            Failure::DnsNoAnswer => Borrowed("dns_no_answer"),
+            Failure::DnsRefused => Borrowed("dns_refused_error"),
+            Failure::DnsServfail => Borrowed("dns_servfail_error"),
+            Failure::DnsServerMisbehaving => Borrowed("dns_server_misbehaving"),
+            Failure::DnsWrongQueryId => Borrowed("dns_reply_with_wrong_query_id"),
+            Failure::DnsTemporaryFailure => Borrowed("dns_temporary_failure"),
+            Failure::DnsNonRecoverableFailure => Borrowed("dns_non_recoverable_failure"),
+            Failure::SslInvalidHostname => Borrowed("ssl_invalid_hostname"),
+            Failure::SslUnknownAuthority => Borrowed("ssl_unknown_authority"),
+            Failure::SslInvalidCertificate => Borrowed("ssl_invalid_certificate"),
+            Failure::SslFailedHandshake => Borrowed("ssl_failed_handshake"),
+            Failure::HttpInvalidRedirectLocationHost => {
+                Borrowed("http_invalid_redirect_location_host")
+            }
+            Failure::HttpRequestFailed => Borrowed("http_request_failed"),
+            Failure::Unknown(m) => std::borrow::Cow::Owned(format!("unknown_failure: {m}")),
+        }
+    }
+
+    /// Parses an OONI failure string; anything unrecognised becomes
+    /// [`Failure::Unknown`] with the text kept.
+    pub fn parse(s: &str) -> Failure {
+        let known = [
+            Failure::ConnectionRefused,
+            Failure::ConnectionReset,
+            Failure::ConnectionAborted,
+            Failure::HostUnreachable,
+            Failure::NetworkUnreachable,
+            Failure::NetworkDown,
+            Failure::TimedOut,
+            Failure::GenericTimeout,
+            Failure::Eof,
+            Failure::Interrupted,
+            Failure::PermissionDenied,
+            Failure::AddressNotAvailable,
+            Failure::DnsNxdomain,
+            Failure::DnsNoAnswer,
+            Failure::DnsRefused,
+            Failure::DnsServfail,
+            Failure::DnsServerMisbehaving,
+            Failure::DnsWrongQueryId,
+            Failure::DnsTemporaryFailure,
+            Failure::DnsNonRecoverableFailure,
+            Failure::SslInvalidHostname,
+            Failure::SslUnknownAuthority,
+            Failure::SslInvalidCertificate,
+            Failure::SslFailedHandshake,
+            Failure::HttpInvalidRedirectLocationHost,
+            Failure::HttpRequestFailed,
+        ];
+        for f in known {
+            if f.as_str() == s {
+                return f;
+            }
+        }
+        Failure::Unknown(s.strip_prefix("unknown_failure: ").unwrap_or(s).to_string())
+    }
+
+    /// Maps an I/O error (from connect, read or write) to a failure.
+    pub fn from_io(e: &io::Error) -> Failure {
+        use io::ErrorKind as K;
+        match e.kind() {
+            K::ConnectionRefused => Failure::ConnectionRefused,
+            K::ConnectionReset => Failure::ConnectionReset,
+            K::ConnectionAborted => Failure::ConnectionAborted,
+            K::HostUnreachable => Failure::HostUnreachable,
+            K::NetworkUnreachable => Failure::NetworkUnreachable,
+            K::NetworkDown => Failure::NetworkDown,
+            K::TimedOut => Failure::TimedOut,
+            K::UnexpectedEof | K::BrokenPipe => Failure::Eof,
+            K::PermissionDenied => Failure::PermissionDenied,
+            K::AddrNotAvailable | K::AddrInUse => Failure::AddressNotAvailable,
+            K::Interrupted => Failure::Interrupted,
+            _ => match e.raw_os_error() {
+                Some(libc::EHOSTUNREACH) => Failure::HostUnreachable,
+                Some(libc::ENETUNREACH) => Failure::NetworkUnreachable,
+                Some(libc::ECONNRESET) => Failure::ConnectionReset,
+                Some(libc::ECONNREFUSED) => Failure::ConnectionRefused,
+                _ => Failure::Unknown(e.to_string()),
+            },
+        }
+    }
+
+    /// True for the failures that a TLS certificate check produces.
+    pub fn is_certificate_error(&self) -> bool {
+        matches!(
+            self,
+            Failure::SslInvalidHostname
+                | Failure::SslUnknownAuthority
+                | Failure::SslInvalidCertificate
+        )
+    }
+
+    /// True for DNS failures.
+    pub fn is_dns(&self) -> bool {
+        self.as_str().starts_with("dns_")
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_str())
+    }
+}
+
+impl Serialize for Failure {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Failure {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(Failure::parse(&s))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_strings() {
+        for s in [
+            "connection_reset",
+            "dns_nxdomain_error",
+            "ssl_unknown_authority",
+        ] {
+            assert_eq!(Failure::parse(s).as_str(), s);
+        }
+        let u = Failure::parse("unknown_failure: boom");
+        assert_eq!(u, Failure::Unknown("boom".into()));
+        assert_eq!(u.to_string(), "unknown_failure: boom");
+    }
+
+    #[test]
+    fn maps_io_kinds() {
+        let e = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert_eq!(Failure::from_io(&e), Failure::ConnectionRefused);
+        let e = io::Error::from_raw_os_error(libc::EHOSTUNREACH);
+        assert_eq!(Failure::from_io(&e), Failure::HostUnreachable);
+    }
+}

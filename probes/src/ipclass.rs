@@ -1,0 +1,1 @@
+//! ipclass (to be written).

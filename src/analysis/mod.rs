@@ -1,0 +1,1 @@
+//! Analysis: classic OONI keys and our verdict (not written yet).

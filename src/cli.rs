@@ -1,0 +1,42 @@
+//! The command line: one clap-derive struct per subcommand, each defined in
+//! the module that runs it.
+
+use clap::{Parser, Subcommand};
+
+/// gatewatch: measure internet censorship, with evidence.
+#[derive(Debug, Parser)]
+#[command(name = "gatewatch", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Measure the URLs of a test list and classify any interference.
+    Run(crate::run::RunArgs),
+    /// The control vantage point.
+    #[command(subcommand)]
+    Control(crate::control::ControlCommand),
+    /// Manage test lists.
+    #[command(subcommand)]
+    Lists(crate::lists::ListsCommand),
+    /// Localise the censoring hop for one URL.
+    Trace(crate::trace::TraceArgs),
+    /// Compare results from several vantage points.
+    Compare(crate::compare::CompareArgs),
+    /// Write a self-contained HTML report.
+    Report(crate::report::ReportArgs),
+    /// Show when blocking started and stopped, per URL and vantage point.
+    History(crate::history::HistoryArgs),
+    /// Retry uploading spooled measurements.
+    Upload(crate::upload::UploadArgs),
+    /// An OONI-compatible collector for a team's measurements.
+    #[command(subcommand)]
+    Collector(crate::collector::CollectorCommand),
+    /// Install daily unattended runs (cron or systemd).
+    #[command(subcommand)]
+    Schedule(crate::schedule::ScheduleCommand),
+}

@@ -1,0 +1,175 @@
+//! The control (test-helper) protocol: OONI's web-connectivity request and
+//! response, field for field, plus our `x_` extensions. These are boundary
+//! types shared by the control client and server.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /` body (OONI `THRequest`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ControlRequest {
+    /// The URL to measure.
+    pub http_request: String,
+    /// Headers to use; only User-Agent, Accept and Accept-Language count.
+    #[serde(default)]
+    pub http_request_headers: BTreeMap<String, Vec<String>>,
+    /// `ip:port` endpoints the probe resolved.
+    #[serde(default)]
+    pub tcp_connect: Vec<String>,
+    /// QUIC opt-in (not supported; ignored).
+    #[serde(default)]
+    pub x_quic_enabled: bool,
+}
+
+/// The control's answer (OONI `THResponse`) plus our extensions.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ControlResponse {
+    /// Per `ip:port`: did the control connect?
+    #[serde(default)]
+    pub tcp_connect: BTreeMap<String, ControlTcp>,
+    /// Per `ip:port` (443 endpoints): did a TLS handshake with the URL's SNI
+    /// verify?
+    #[serde(default)]
+    pub tls_handshake: BTreeMap<String, ControlTls>,
+    /// Always empty (no QUIC).
+    #[serde(default)]
+    pub quic_handshake: BTreeMap<String, ControlTls>,
+    /// The page as the control fetched it (after redirects).
+    #[serde(default)]
+    pub http_request: ControlHttp,
+    /// Always null (no HTTP/3).
+    #[serde(default)]
+    pub http3_request: Option<ControlHttp>,
+    /// The control's DNS answer for the URL's host.
+    #[serde(default)]
+    pub dns: ControlDns,
+    /// Per IP: ASN and flags (1 probe, 2 control, 4 bogon, 8 TLS-valid).
+    #[serde(default)]
+    pub ip_info: BTreeMap<String, ControlIpInfo>,
+    /// The redirect chain the control followed, each hop's own DNS/TCP/TLS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub x_redirect_chain: Vec<ControlHop>,
+    /// Facts about the final body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_body: Option<ControlBody>,
+    /// SHA-256 (hex) of the leaf certificate per `ip:port`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub x_tls_leaf_sha256: BTreeMap<String, String>,
+    /// Seconds the control's TLS handshake took per `ip:port`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub x_tls_handshake_time: BTreeMap<String, f64>,
+    /// The final body's transfer rate in bytes/s as the control saw it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_transfer_rate_bps: Option<f64>,
+    /// The client's public address as the control saw it. The probe uses it
+    /// for its ASN lookup and scrubbing, and never stores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_client_addr: Option<String>,
+}
+
+/// TCP result per endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ControlTcp {
+    /// Connected.
+    pub status: bool,
+    /// `connection_refused_error`, `generic_timeout_error`, `connect_error`.
+    pub failure: Option<String>,
+}
+
+/// TLS result per endpoint.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ControlTls {
+    /// SNI used.
+    pub server_name: String,
+    /// Handshake and verification succeeded.
+    pub status: bool,
+    /// OONI failure string.
+    pub failure: Option<String>,
+}
+
+/// The control's HTTP result.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ControlHttp {
+    /// Body length, -1 on failure.
+    pub body_length: i64,
+    /// Always empty.
+    #[serde(default)]
+    pub discovered_h3_endpoint: String,
+    /// `dns_lookup_error`, `generic_timeout_error`, `connection_refused_error`,
+    /// `unknown_error`, or null.
+    pub failure: Option<String>,
+    /// The page title.
+    #[serde(default)]
+    pub title: String,
+    /// Response headers (first value).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Status code, -1 on failure.
+    pub status_code: i64,
+}
+
+impl Default for ControlHttp {
+    fn default() -> Self {
+        ControlHttp {
+            body_length: -1,
+            discovered_h3_endpoint: String::new(),
+            failure: None,
+            title: String::new(),
+            headers: BTreeMap::new(),
+            status_code: -1,
+        }
+    }
+}
+
+/// The control's DNS result.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ControlDns {
+    /// `dns_name_error`, `dns_server_failure`, `unknown_error`, or null.
+    pub failure: Option<String>,
+    /// Addresses (A and AAAA).
+    #[serde(default)]
+    pub addrs: Vec<String>,
+}
+
+/// ASN and flags of one IP.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ControlIpInfo {
+    /// ASN, 0 when unknown.
+    pub asn: u32,
+    /// 1 probe, 2 control, 4 bogon, 8 TLS-valid for the domain.
+    pub flags: u32,
+}
+
+/// One hop of the control's redirect chain.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ControlHop {
+    /// The URL of this hop.
+    pub url: String,
+    /// DNS for this hop's host.
+    pub dns: ControlDns,
+    /// TCP per endpoint tried.
+    #[serde(default)]
+    pub tcp_connect: BTreeMap<String, ControlTcp>,
+    /// TLS per endpoint tried (https hops).
+    #[serde(default)]
+    pub tls_handshake: BTreeMap<String, ControlTls>,
+    /// Status code, -1 on failure.
+    pub status_code: i64,
+    /// Failure of the HTTP step.
+    pub failure: Option<String>,
+    /// The Location, for a redirect.
+    #[serde(default)]
+    pub location: Option<String>,
+}
+
+/// Facts about the control's final body.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ControlBody {
+    /// Bytes.
+    pub length: i64,
+    /// SHA-256, hex.
+    pub sha256: String,
+    /// The first bytes as text (at most 256 characters).
+    pub prefix: String,
+}

@@ -1,0 +1,1 @@
+//! ASN and country lookups from MaxMind-format databases (not written yet).

@@ -1,0 +1,21 @@
+//! gatewatch: orchestration and policy on top of the `probes` primitives.
+//!
+//! The binary (`src/main.rs`) parses the command line ([`cli`]) and hands
+//! each subcommand to its module's `execute`.
+
+pub mod analysis;
+pub mod cli;
+pub mod collector;
+pub mod compare;
+pub mod control;
+pub mod geo;
+pub mod history;
+pub mod lists;
+pub mod model;
+pub mod report;
+pub mod run;
+pub mod schedule;
+pub mod testlist;
+pub mod trace;
+pub mod upload;
+pub mod web;

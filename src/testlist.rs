@@ -1,0 +1,1 @@
+//! Test lists: Citizen Lab CSV and plain text (not written yet).

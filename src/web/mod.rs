@@ -1,0 +1,1 @@
+//! Per-URL web measurement (not written yet).

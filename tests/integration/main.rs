@@ -1,0 +1,17 @@
+//! The one integration-test binary. Each module starts real servers
+//! (in-process on 127.0.0.1, or in network namespaces the lab creates) and
+//! asserts exact outcomes.
+
+mod compare_report;
+mod control;
+mod fakes;
+mod lab;
+mod probes_dns;
+mod probes_http;
+mod probes_tcp;
+mod probes_tls;
+mod run;
+mod trace;
+mod unattended;
+mod verdicts;
+mod web;
