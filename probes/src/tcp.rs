@@ -1,11 +1,21 @@
 //! TCP connect to one endpoint.
+//!
+//! The socket is built with socket2 so options (the IP TTL) can be set
+//! before the SYN leaves, then handed to tokio. Our own deadline gives
+//! `generic_timeout_error`; a RST answering the SYN gives
+//! `connection_refused`; ICMP errors give `host_unreachable` /
+//! `network_unreachable`. The connect is also recorded as a `connect`
+//! network event on the [`Trace`].
 
+use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::{TcpSocket, TcpStream};
 
-use crate::records::{TcpConnect, Trace};
+use crate::failure::Failure;
+use crate::records::{TcpConnect, TcpStatus, Trace};
 
 /// Options for a connect.
 #[derive(Clone, Debug)]
@@ -32,6 +42,39 @@ pub async fn connect(
     addr: SocketAddr,
     opts: &TcpOptions,
 ) -> (TcpConnect, Option<TcpStream>) {
-    let _ = (trace, addr, opts);
-    todo!("probes: tcp connect")
+    let t0 = trace.clock.now();
+    let outcome = match tokio::time::timeout(opts.timeout, connect_inner(addr, opts.ttl)).await {
+        Err(_) => Err(Failure::GenericTimeout),
+        Ok(Err(e)) => Err(Failure::from_io(&e)),
+        Ok(Ok(s)) => Ok(s),
+    };
+    let failure = outcome.as_ref().err().cloned();
+    trace.event("connect", Some(addr.to_string()), None, failure.clone(), t0);
+    let record = TcpConnect {
+        ip: addr.ip().to_string(),
+        port: addr.port(),
+        status: TcpStatus {
+            success: failure.is_none(),
+            failure,
+            blocked: None,
+        },
+        t0,
+        t: trace.clock.now(),
+        tags: trace.tags.clone(),
+        transaction_id: trace.transaction_id,
+    };
+    (record, outcome.ok())
+}
+
+async fn connect_inner(addr: SocketAddr, ttl: Option<u32>) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    if let Some(ttl) = ttl {
+        match addr {
+            SocketAddr::V4(_) => socket.set_ttl_v4(ttl)?,
+            SocketAddr::V6(_) => socket.set_unicast_hops_v6(ttl)?,
+        }
+    }
+    let socket = TcpSocket::from_std_stream(std::net::TcpStream::from(socket));
+    socket.connect(addr).await
 }

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -33,14 +33,48 @@ pub struct TrustRoots {
 
 impl TrustRoots {
     /// Mozilla's roots only.
+    ///
+    /// Built once per process and shared.
     pub fn webpki() -> Arc<TrustRoots> {
-        todo!("probes: roots")
+        static ROOTS: OnceLock<Arc<TrustRoots>> = OnceLock::new();
+        Arc::clone(ROOTS.get_or_init(|| {
+            Arc::new(TrustRoots {
+                store: Arc::new(webpki_store()),
+            })
+        }))
     }
 
     /// Mozilla's roots plus every certificate in these PEM files.
+    ///
+    /// A file that cannot be read, holds no certificate, or holds a
+    /// certificate that is not a usable trust anchor is an error naming it.
     pub fn with_pem_files(paths: &[PathBuf]) -> Result<Arc<TrustRoots>, TlsSetupError> {
-        let _ = paths;
-        todo!("probes: roots")
+        let mut store = webpki_store();
+        for path in paths {
+            let fail = |reason: String| TlsSetupError::CaFile {
+                path: path.clone(),
+                reason,
+            };
+            let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+            let certs = rustls_pemfile::certs(&mut bytes.as_slice())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| fail(format!("bad PEM: {e}")))?;
+            if certs.is_empty() {
+                return Err(fail("no CERTIFICATE block found".to_string()));
+            }
+            for cert in certs {
+                store.add(cert).map_err(|e| fail(e.to_string()))?;
+            }
+        }
+        Ok(Arc::new(TrustRoots {
+            store: Arc::new(store),
+        }))
+    }
+}
+
+fn webpki_store() -> rustls::RootCertStore {
+    rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     }
 }
 
