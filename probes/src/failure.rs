@@ -169,6 +169,77 @@ impl Failure {
         }
     }
 
+    /// Maps a rustls error (from the handshake or the verifier).
+    ///
+    /// Unknown issuer → `ssl_unknown_authority`; name mismatch (or an
+    /// `unrecognized_name` alert) → `ssl_invalid_hostname`; any other
+    /// certificate error (expired, not yet valid, bad signature, ...) →
+    /// `ssl_invalid_certificate`; everything else → `ssl_failed_handshake`.
+    pub fn from_rustls(e: &rustls::Error) -> Failure {
+        use rustls::{AlertDescription, CertificateError as C, Error as E};
+        match e {
+            E::InvalidCertificate(C::UnknownIssuer) => Failure::SslUnknownAuthority,
+            E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+                Failure::SslInvalidHostname
+            }
+            E::InvalidCertificate(_) => Failure::SslInvalidCertificate,
+            E::AlertReceived(AlertDescription::UnrecognisedName) => Failure::SslInvalidHostname,
+            _ => Failure::SslFailedHandshake,
+        }
+    }
+
+    /// Maps an I/O error from a TLS stream: a wrapped rustls error is
+    /// classified with [`Failure::from_rustls`], an early close is
+    /// `eof_error`, the rest as [`Failure::from_io`].
+    pub fn from_tls_io(e: &io::Error) -> Failure {
+        if let Some(inner) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            return Failure::from_rustls(inner);
+        }
+        Failure::from_io(e)
+    }
+
+    /// Maps a hyper error: an I/O cause as [`Failure::from_io`] (a wrapped
+    /// rustls error as [`Failure::from_rustls`]), a message cut short by
+    /// the peer → `eof_error`, a timeout → `generic_timeout_error`, an
+    /// unparseable response → `http_request_failed`.
+    pub fn from_hyper(e: &hyper::Error) -> Failure {
+        let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+        while let Some(s) = source {
+            if let Some(io) = s.downcast_ref::<io::Error>() {
+                return Failure::from_tls_io(io);
+            }
+            if let Some(tls) = s.downcast_ref::<rustls::Error>() {
+                return Failure::from_rustls(tls);
+            }
+            source = s.source();
+        }
+        if e.is_incomplete_message() {
+            Failure::Eof
+        } else if e.is_timeout() {
+            Failure::GenericTimeout
+        } else if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
+            Failure::HttpRequestFailed
+        } else if e.is_canceled() || e.is_closed() {
+            Failure::Eof
+        } else {
+            Failure::Unknown(e.to_string())
+        }
+    }
+
+    /// Maps a DNS response code (numeric, RFC 1035/6895) to the failure it
+    /// means; `None` for NOERROR. NOERROR without answers is
+    /// `dns_no_answer`, which the caller decides.
+    pub fn from_rcode(rcode: u16) -> Option<Failure> {
+        match rcode {
+            0 => None,
+            1 => Some(Failure::DnsServerMisbehaving), // FORMERR
+            2 => Some(Failure::DnsServfail),
+            3 => Some(Failure::DnsNxdomain),
+            5 => Some(Failure::DnsRefused),
+            other => Some(Failure::Unknown(format!("dns rcode {other}"))),
+        }
+    }
+
     /// True for the failures that a TLS certificate check produces.
     pub fn is_certificate_error(&self) -> bool {
         matches!(
@@ -228,5 +299,37 @@ mod tests {
         assert_eq!(Failure::from_io(&e), Failure::ConnectionRefused);
         let e = io::Error::from_raw_os_error(libc::EHOSTUNREACH);
         assert_eq!(Failure::from_io(&e), Failure::HostUnreachable);
+    }
+
+    #[test]
+    fn maps_tls_errors() {
+        use rustls::{CertificateError as C, Error as E};
+        let wrapped = io::Error::new(
+            io::ErrorKind::InvalidData,
+            E::InvalidCertificate(C::UnknownIssuer),
+        );
+        assert_eq!(Failure::from_tls_io(&wrapped), Failure::SslUnknownAuthority);
+        assert_eq!(
+            Failure::from_rustls(&E::InvalidCertificate(C::Expired)),
+            Failure::SslInvalidCertificate
+        );
+        assert_eq!(
+            Failure::from_rustls(&E::InvalidCertificate(C::NotValidForName)),
+            Failure::SslInvalidHostname
+        );
+        assert_eq!(
+            Failure::from_rustls(&E::HandshakeNotComplete),
+            Failure::SslFailedHandshake
+        );
+        let eof = io::Error::from(io::ErrorKind::UnexpectedEof);
+        assert_eq!(Failure::from_tls_io(&eof), Failure::Eof);
+    }
+
+    #[test]
+    fn maps_rcodes() {
+        assert_eq!(Failure::from_rcode(0), None);
+        assert_eq!(Failure::from_rcode(2), Some(Failure::DnsServfail));
+        assert_eq!(Failure::from_rcode(3), Some(Failure::DnsNxdomain));
+        assert_eq!(Failure::from_rcode(5), Some(Failure::DnsRefused));
     }
 }

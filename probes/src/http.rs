@@ -1,14 +1,22 @@
 //! HTTP/1.1 GET over a measured stream (plain or TLS), with hyper.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
 use regex::Regex;
-
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::records::{HttpTransaction, Trace};
+use crate::failure::Failure;
+use crate::metered::{self, MeteredStream};
+use crate::records::{
+    HttpRequestRecord, HttpResponseRecord, HttpTransaction, MaybeBinary, Trace, TransferStats,
+};
 
 /// The default body cap: 512 KiB, as OONI's LTE.
 pub const DEFAULT_BODY_CAP: usize = 512 * 1024;
@@ -74,6 +82,16 @@ pub fn extract_title(body: &[u8]) -> Option<String> {
 
 /// Sends one GET over `stream` (connected to `address`, with ALPN `alpn` or
 /// empty) and records the round trip. Redirects are not followed.
+///
+/// The Host header is `params.host_header`, independent of `address`. The
+/// body is read up to `params.body_cap` bytes; a longer body is cut there
+/// and `body_is_truncated` set. `params.timeout` bounds the whole round trip
+/// including the body: when it expires the failure is
+/// `generic_timeout_error` and whatever arrived is kept. Other failures:
+/// `connection_reset`, `eof_error` (the peer closed before a complete
+/// response), `http_request_failed` (an unparseable response). Reads and
+/// writes are recorded as network events (at most
+/// [`metered::DEFAULT_EVENT_CAP`](crate::metered::DEFAULT_EVENT_CAP)).
 pub async fn get<S>(
     trace: &Trace,
     stream: S,
@@ -84,8 +102,209 @@ pub async fn get<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let _ = (trace, stream, address, alpn, params);
-    todo!("probes: http get")
+    let t0 = trace.clock.now();
+    let deadline = tokio::time::Instant::now() + params.timeout;
+    let request = request_record(params);
+    let metered = MeteredStream::new(
+        stream,
+        trace.clone(),
+        address.to_string(),
+        metered::DEFAULT_EVENT_CAP,
+    );
+    let first_read = metered.first_read_handle();
+    let mut progress = Progress::default();
+    let mut driver = None;
+    let result = tokio::time::timeout_at(
+        deadline,
+        round_trip(
+            trace,
+            metered,
+            &request,
+            params.body_cap,
+            &mut progress,
+            &mut driver,
+        ),
+    )
+    .await;
+    if let Some(task) = driver {
+        task.abort();
+    }
+    let failure = match result {
+        Err(_) => Some(Failure::GenericTimeout),
+        Ok(Err(f)) => Some(f),
+        Ok(Ok(())) => None,
+    };
+    let body = progress.body;
+    let ttfb = first_read
+        .get()
+        .map(|t| (t - progress.t_request).max(0.0))
+        .unwrap_or(0.0);
+    let body_seconds = match (progress.t_first_body, progress.t_last_body) {
+        (Some(a), Some(b)) => (b - a).max(0.0),
+        _ => 0.0,
+    };
+    let rate_bps = if body_seconds >= MIN_RATE_WINDOW {
+        body.len() as f64 / body_seconds
+    } else {
+        0.0
+    };
+    let response = match progress.head {
+        Some((code, headers_list)) => HttpResponseRecord {
+            body: MaybeBinary::from_bytes(&body),
+            body_is_truncated: progress.truncated,
+            code,
+            headers: first_values(&headers_list),
+            headers_list,
+            x_body_length: body.len() as u64,
+            x_body_sha256: hex::encode(Sha256::digest(&body)),
+            x_title: extract_title(&body),
+        },
+        None => HttpResponseRecord::default(),
+    };
+    HttpTransaction {
+        network: "tcp".to_string(),
+        address: address.to_string(),
+        alpn: alpn.to_string(),
+        failure,
+        request,
+        response,
+        t0,
+        t: trace.clock.now(),
+        tags: trace.tags.clone(),
+        transaction_id: trace.transaction_id,
+        x_transfer: TransferStats {
+            ttfb,
+            body_seconds,
+            bytes: body.len() as u64,
+            rate_bps,
+        },
+    }
+}
+
+/// Below this many seconds of body transfer, `rate_bps` is left at 0.
+const MIN_RATE_WINDOW: f64 = 0.01;
+
+/// What a round trip got before it ended (kept when the deadline cuts it).
+#[derive(Default)]
+struct Progress {
+    t_request: f64,
+    head: Option<(i64, Vec<(String, String)>)>,
+    body: Vec<u8>,
+    truncated: bool,
+    t_first_body: Option<f64>,
+    t_last_body: Option<f64>,
+}
+
+async fn round_trip<S>(
+    trace: &Trace,
+    stream: MeteredStream<S>,
+    request: &HttpRequestRecord,
+    body_cap: usize,
+    progress: &mut Progress,
+    driver: &mut Option<tokio::task::JoinHandle<()>>,
+) -> Result<(), Failure>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+        .title_case_headers(true)
+        .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+        .await
+        .map_err(|e| Failure::from_hyper(&e))?;
+    *driver = Some(tokio::spawn(async move {
+        let _ = conn.await;
+    }));
+    let uri = origin_form(&request.url);
+    let mut builder = hyper::Request::get(uri);
+    for (k, v) in &request.headers_list {
+        builder = builder.header(k.as_str(), v.as_str());
+    }
+    let req = builder
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| Failure::Unknown(format!("bad request: {e}")))?;
+    progress.t_request = trace.clock.now();
+    let response = sender
+        .send_request(req)
+        .await
+        .map_err(|e| Failure::from_hyper(&e))?;
+    let headers_list: Vec<(String, String)> = response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    progress.head = Some((i64::from(response.status().as_u16()), headers_list));
+    let mut body = response.into_body();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Failure::from_hyper(&e))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if data.is_empty() {
+            continue;
+        }
+        let now = trace.clock.now();
+        progress.t_first_body.get_or_insert(now);
+        progress.t_last_body = Some(now);
+        let room = body_cap.saturating_sub(progress.body.len());
+        if data.len() > room {
+            progress.body.extend_from_slice(&data[..room]);
+            progress.truncated = true;
+            break;
+        }
+        progress.body.extend_from_slice(&data);
+    }
+    Ok(())
+}
+
+/// The request as it will be sent: Host first, then the other headers.
+fn request_record(params: &HttpParams) -> HttpRequestRecord {
+    let host = params.host_header.clone().unwrap_or_else(|| {
+        let host = params.url.host_str().unwrap_or_default();
+        match params.url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        }
+    });
+    let mut headers_list = vec![("Host".to_string(), host)];
+    headers_list.extend(
+        params
+            .headers
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
+            .cloned(),
+    );
+    HttpRequestRecord {
+        body: MaybeBinary::default(),
+        body_is_truncated: false,
+        headers: first_values(&headers_list),
+        headers_list,
+        method: "GET".to_string(),
+        url: params.url.to_string(),
+    }
+}
+
+/// `/path?query` of a URL (the fragment is never sent).
+fn origin_form(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => match u.query() {
+            Some(q) => format!("{}?{q}", u.path()),
+            None => u.path().to_string(),
+        },
+        Err(_) => "/".to_string(),
+    }
+}
+
+fn first_values(list: &[(String, String)]) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    for (k, v) in list {
+        map.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    map
 }
 
 #[cfg(test)]

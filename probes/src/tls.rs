@@ -2,13 +2,20 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
 
-use crate::records::{TlsHandshake, Trace};
+use crate::failure::Failure;
+use crate::records::{BinaryData, CertSummary, TlsHandshake, Trace};
 
 /// Why TLS could not be set up (a program error, not a measurement).
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +105,18 @@ pub struct TlsParams {
 }
 
 /// Runs a TLS handshake over `stream` (already connected to `address`).
+///
+/// The chain the server sent is recorded (`peer_certificates`, `x_leaf`)
+/// and judged against `params.verify_as` even when the handshake then
+/// fails or is refused; the verdict is in `x_certificate_failure`. When
+/// `params.fail_on_invalid` is true an invalid chain aborts the handshake
+/// and is also the record's `failure`; otherwise the handshake completes
+/// and `no_tls_verify` is true. Network events `tls_handshake_start` and
+/// `tls_handshake_done` are recorded on the trace.
+///
+/// Failures: `ssl_unknown_authority`, `ssl_invalid_hostname`,
+/// `ssl_invalid_certificate`, `ssl_failed_handshake`, `connection_reset`,
+/// `eof_error`, `generic_timeout_error`.
 pub async fn handshake<S>(
     trace: &Trace,
     stream: S,
@@ -107,6 +126,217 @@ pub async fn handshake<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let _ = (trace, stream, address, params);
-    todo!("probes: tls handshake")
+    let t0 = trace.clock.now();
+    let addr_s = address.to_string();
+    trace.event("tls_handshake_start", Some(addr_s.clone()), None, None, t0);
+    let mut record = TlsHandshake {
+        network: "tcp".to_string(),
+        address: addr_s.clone(),
+        no_tls_verify: !params.fail_on_invalid,
+        server_name: params.sni.clone().unwrap_or_default(),
+        x_verify_as: params.verify_as.clone(),
+        t0,
+        tags: trace.tags.clone(),
+        transaction_id: trace.transaction_id,
+        ..TlsHandshake::default()
+    };
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let outcome = match client_setup(params, Arc::clone(&seen)) {
+        Err(f) => Err(f),
+        Ok((config, name)) => {
+            let connector = TlsConnector::from(Arc::new(config));
+            match tokio::time::timeout(params.timeout, connector.connect(name, stream)).await {
+                Err(_) => Err(Failure::GenericTimeout),
+                Ok(Err(e)) => Err(Failure::from_tls_io(&e)),
+                Ok(Ok(tls)) => Ok(tls),
+            }
+        }
+    };
+    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    record.peer_certificates = seen.chain.iter().map(|c| BinaryData::new(c)).collect();
+    record.x_leaf = seen.chain.first().map(|c| summarize(c));
+    record.x_certificate_failure = seen.verdict.clone();
+    let stream = match outcome {
+        Ok(tls) => {
+            let conn = tls.get_ref().1;
+            record.tls_version = conn
+                .protocol_version()
+                .map(version_name)
+                .unwrap_or_default();
+            record.cipher_suite = conn
+                .negotiated_cipher_suite()
+                .map(|cs| suite_name(cs.suite()))
+                .unwrap_or_default();
+            record.negotiated_protocol = conn
+                .alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .unwrap_or_default();
+            if record.peer_certificates.is_empty() {
+                if let Some(chain) = conn.peer_certificates() {
+                    record.peer_certificates = chain.iter().map(|c| BinaryData::new(c)).collect();
+                    record.x_leaf = chain.first().map(|c| summarize(c));
+                }
+            }
+            Some(tls)
+        }
+        Err(f) => {
+            record.failure = Some(f);
+            None
+        }
+    };
+    trace.event(
+        "tls_handshake_done",
+        Some(addr_s),
+        None,
+        record.failure.clone(),
+        t0,
+    );
+    record.t = trace.clock.now();
+    (record, stream)
+}
+
+/// Parses a DER certificate into its readable summary; undecodable DER
+/// still gets its hash.
+pub fn summarize(der: &[u8]) -> CertSummary {
+    let sha256 = hex::encode(Sha256::digest(der));
+    match x509_parser::parse_x509_certificate(der) {
+        Ok((_, cert)) => CertSummary {
+            subject: cert.subject().to_string(),
+            issuer: cert.issuer().to_string(),
+            sha256,
+        },
+        Err(_) => CertSummary {
+            sha256,
+            ..CertSummary::default()
+        },
+    }
+}
+
+/// What the recording verifier saw during one handshake.
+#[derive(Clone, Debug, Default)]
+struct Seen {
+    /// The chain as received, leaf first.
+    chain: Vec<Vec<u8>>,
+    /// The verifier's verdict (None: valid for `verify_as`).
+    verdict: Option<Failure>,
+}
+
+/// Builds the client config and the name passed to rustls for one
+/// handshake. Errors here are recorded failures (a bad name in the params).
+fn client_setup(
+    params: &TlsParams,
+    seen: Arc<Mutex<Seen>>,
+) -> Result<(rustls::ClientConfig, ServerName<'static>), Failure> {
+    let bad_name = |n: &str| Failure::Unknown(format!("invalid TLS server name {n:?}"));
+    let verify_as =
+        ServerName::try_from(params.verify_as.clone()).map_err(|_| bad_name(&params.verify_as))?;
+    let name = match &params.sni {
+        Some(sni) => ServerName::try_from(sni.clone()).map_err(|_| bad_name(sni))?,
+        None => verify_as.clone(),
+    };
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let inner = WebPkiServerVerifier::builder_with_provider(
+        Arc::clone(&params.roots.store),
+        Arc::clone(&provider),
+    )
+    .build()
+    .map_err(|e| Failure::Unknown(format!("TLS verifier: {e}")))?;
+    let verifier = RecordingVerifier {
+        inner,
+        verify_as,
+        seen,
+        fail_on_invalid: params.fail_on_invalid,
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Failure::Unknown(format!("TLS config: {e}")))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.alpn_protocols = params.alpn.clone();
+    config.enable_sni = params.sni.is_some();
+    Ok((config, name))
+}
+
+/// A verifier that records the chain and what webpki thinks of it, judged
+/// against `verify_as` rather than the SNI, and refuses only when asked to.
+#[derive(Debug)]
+struct RecordingVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    verify_as: ServerName<'static>,
+    seen: Arc<Mutex<Seen>>,
+    fail_on_invalid: bool,
+}
+
+impl ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verdict = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            &self.verify_as,
+            ocsp_response,
+            now,
+        );
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.chain = std::iter::once(end_entity)
+                .chain(intermediates)
+                .map(|c| c.as_ref().to_vec())
+                .collect();
+            seen.verdict = verdict.as_ref().err().map(Failure::from_rustls);
+        }
+        match verdict {
+            Err(e) if self.fail_on_invalid => Err(e),
+            _ => Ok(ServerCertVerified::assertion()),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// `TLSv1.3`, `TLSv1.2`, ... as OONI writes them.
+fn version_name(v: rustls::ProtocolVersion) -> String {
+    match v {
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3".to_string(),
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2".to_string(),
+        rustls::ProtocolVersion::TLSv1_1 => "TLSv1.1".to_string(),
+        rustls::ProtocolVersion::TLSv1_0 => "TLSv1.0".to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The IANA-style suite name OONI (Go) writes: rustls's `TLS13_` prefix
+/// becomes `TLS_`.
+fn suite_name(cs: rustls::CipherSuite) -> String {
+    let name = format!("{cs:?}");
+    match name.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => name,
+    }
 }
