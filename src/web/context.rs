@@ -1,0 +1,189 @@
+//! The measurement of one URL: shared state, the deadline, the redirect
+//! chain, and assembling the test keys.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use probes::records::{DnsQuery, HttpTransaction, TcpConnect, TlsHandshake, Trace};
+use probes::Failure;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use url::Url;
+
+use super::{fetch, injection, redirects, WebSettings};
+use super::{
+    CONTROL_DISABLED, INTERRUPTED_DEADLINE, INTERRUPTED_INVALID_INPUT, TOO_MANY_REDIRECTS,
+};
+use crate::control::client::ControlClient;
+use crate::control::protocol::{ControlRequest, ControlResponse};
+use crate::model::{InjectionEvidence, WebTestKeys};
+
+/// State shared by every step of one URL's measurement. Records are added
+/// as steps finish, so a deadline or a drop loses only steps in flight.
+pub(crate) struct Ctx {
+    pub settings: WebSettings,
+    pub trace: Trace,
+    next_id: AtomicU64,
+    pub endpoint_slots: Arc<Semaphore>,
+    pub records: Mutex<Records>,
+}
+
+/// What has been measured so far.
+#[derive(Default)]
+pub(crate) struct Records {
+    pub queries: Vec<DnsQuery>,
+    pub tcp_connect: Vec<TcpConnect>,
+    pub tls_handshakes: Vec<TlsHandshake>,
+    /// Oldest first; reversed when the keys are built.
+    pub requests: Vec<HttpTransaction>,
+    pub injection: Vec<InjectionEvidence>,
+    pub skipped: Vec<String>,
+    pub control_request: Option<ControlRequest>,
+    pub control: Option<ControlResponse>,
+    pub control_failure: Option<String>,
+    pub dns_experiment_failure: Option<String>,
+    pub http_experiment_failure: Option<String>,
+}
+
+impl Ctx {
+    fn new(settings: &WebSettings) -> Ctx {
+        Ctx {
+            settings: settings.clone(),
+            trace: Trace::new(),
+            next_id: AtomicU64::new(1),
+            endpoint_slots: Arc::new(Semaphore::new(settings.max_parallel_endpoints.max(1))),
+            records: Mutex::new(Records::default()),
+        }
+    }
+
+    /// A fresh transaction id (unique within this measurement).
+    pub fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Runs `f` on the records (poisoning is ignored: records are data).
+    pub fn with<R>(&self, f: impl FnOnce(&mut Records) -> R) -> R {
+        let mut g = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut g)
+    }
+}
+
+/// The body of [`super::measure`].
+pub(crate) async fn measure(
+    input: &str,
+    settings: &WebSettings,
+    control: Option<&ControlClient>,
+) -> WebTestKeys {
+    let ctx = Arc::new(Ctx::new(settings));
+    let mut interrupted = None;
+    match parse_input(input) {
+        Ok(url) => {
+            let work = run(&ctx, url, control);
+            if tokio::time::timeout(settings.url_deadline, work)
+                .await
+                .is_err()
+            {
+                interrupted = Some(INTERRUPTED_DEADLINE.to_string());
+                ctx.with(|r| {
+                    if r.control_request.is_some() && r.control.is_none() {
+                        r.control_failure
+                            .get_or_insert_with(|| Failure::Interrupted.to_string());
+                    }
+                });
+            }
+        }
+        Err(reason) => {
+            interrupted = Some(INTERRUPTED_INVALID_INPUT.to_string());
+            ctx.with(|r| {
+                r.http_experiment_failure =
+                    Some(Failure::Unknown(format!("invalid input URL: {reason}")).to_string());
+            });
+        }
+    }
+    if control.is_none() {
+        ctx.with(|r| r.control_failure = Some(CONTROL_DISABLED.to_string()));
+    }
+    build_keys(&ctx, interrupted)
+}
+
+/// Checks that the input is an http(s) URL with a host.
+fn parse_input(input: &str) -> Result<Url, String> {
+    let url = Url::parse(input.trim()).map_err(|e| e.to_string())?;
+    redirects::check_url(&url).map_err(|f| match f {
+        Failure::Unknown(m) => m,
+        other => other.to_string(),
+    })?;
+    Ok(url)
+}
+
+/// The redirect chain, with the control (and the optional non-resolver
+/// check) running beside it.
+async fn run(ctx: &Arc<Ctx>, url: Url, control: Option<&ControlClient>) {
+    let mut pending: Vec<JoinSet<()>> = Vec::new();
+
+    let mut first = fetch::start_depth(ctx, &url, 0).await;
+    let hook = first.take_control_hook();
+    let control_side = super::control::run(ctx, &url, hook, control);
+    let non_resolver = injection::non_resolver_check(ctx, &url);
+    let chain = async {
+        let mut hop = first;
+        let mut url = url.clone();
+        let mut depth = 0u32;
+        loop {
+            let (outcome, flows) = fetch::finish_depth(ctx, &url, hop).await;
+            pending.push(flows);
+            let Some(location) = outcome.location else {
+                ctx.with(|r| r.http_experiment_failure = outcome.failure.map(|f| f.to_string()));
+                break;
+            };
+            let next = match redirects::next_url(&url, &location) {
+                Ok(next) => next,
+                Err(f) => {
+                    ctx.with(|r| r.http_experiment_failure = Some(f.to_string()));
+                    break;
+                }
+            };
+            if depth >= ctx.settings.max_redirects {
+                ctx.with(|r| r.http_experiment_failure = Some(TOO_MANY_REDIRECTS.to_string()));
+                break;
+            }
+            depth += 1;
+            url = next;
+            hop = fetch::start_depth(ctx, &url, depth).await;
+        }
+    };
+    tokio::join!(control_side, non_resolver, chain);
+    for mut set in pending {
+        while set.join_next().await.is_some() {}
+    }
+}
+
+/// Builds the test keys from what was recorded.
+fn build_keys(ctx: &Ctx, interrupted: Option<String>) -> WebTestKeys {
+    let mut r = ctx.with(std::mem::take);
+    sort_by_time(&mut r.queries, |q| q.t0);
+    sort_by_time(&mut r.tcp_connect, |c| c.t0);
+    sort_by_time(&mut r.tls_handshakes, |h| h.t0);
+    r.requests.reverse();
+    WebTestKeys {
+        agent: "redirect".to_string(),
+        queries: r.queries,
+        tcp_connect: r.tcp_connect,
+        tls_handshakes: r.tls_handshakes,
+        requests: r.requests,
+        network_events: ctx.trace.take_events(),
+        x_control_request: r.control_request,
+        control: r.control,
+        control_failure: r.control_failure,
+        dns_experiment_failure: r.dns_experiment_failure,
+        http_experiment_failure: r.http_experiment_failure,
+        x_injection: r.injection,
+        x_interrupted: interrupted,
+        x_skipped: r.skipped,
+        ..WebTestKeys::default()
+    }
+}
+
+fn sort_by_time<T>(v: &mut [T], t0: impl Fn(&T) -> f64) {
+    v.sort_by(|a, b| t0(a).total_cmp(&t0(b)));
+}
