@@ -1,18 +1,330 @@
-//! `gatewatch history`: blocking over time from the local database (not written yet).
+//! The local history database: every finished measurement's verdict, kept
+//! in SQLite in the data directory, and `gatewatch history` to show when
+//! blocking started and stopped per URL and vantage point.
+//!
+//! Each insert is its own transaction in WAL mode with full sync, so a
+//! crash or kill mid-run loses at most the measurement being written and
+//! never corrupts the database.
 
-/// Errors of this command.
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::model::Measurement;
+
+/// A history error.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
-    /// Not written yet.
-    #[error("not implemented yet")]
-    NotImplemented,
+    /// SQLite said no.
+    #[error("history database {path}: {source}")]
+    Db {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: rusqlite::Error,
+    },
+    /// `--since` is not a date.
+    #[error("--since {0:?} is not a date (YYYY-MM-DD)")]
+    BadDate(String),
 }
 
-/// Arguments.
-#[derive(Debug, clap::Args)]
-pub struct HistoryArgs {}
+/// The history database.
+#[derive(Debug)]
+pub struct HistoryDb {
+    conn: rusqlite::Connection,
+    path: PathBuf,
+}
 
-/// Runs the command; returns the process exit code.
-pub async fn execute(_args: HistoryArgs) -> Result<u8, HistoryError> {
-    Err(HistoryError::NotImplemented)
+/// One stretch of time during which a URL was blocked at a vantage point.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Episode {
+    /// The URL.
+    pub input: String,
+    /// `AS<n> (CC)` and the network name when known.
+    pub vantage: String,
+    /// `blocked` or `throttled`.
+    pub status: String,
+    /// The mechanism(s) seen during the episode, in order of first sight.
+    pub mechanisms: Vec<String>,
+    /// The first measurement that found it blocked.
+    pub started: String,
+    /// The last measurement that found it blocked.
+    pub last_seen: String,
+    /// The first later measurement that found it accessible; `None` while
+    /// still blocked.
+    pub ended: Option<String>,
+    /// How many measurements found it blocked.
+    pub measurements: u32,
+}
+
+impl HistoryDb {
+    /// Opens or creates the database at `path`.
+    pub fn open(path: &Path) -> Result<HistoryDb, HistoryError> {
+        let err = |source| HistoryError::Db {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let conn = rusqlite::Connection::open(path).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS observations (
+                id INTEGER PRIMARY KEY,
+                input TEXT NOT NULL,
+                probe_asn TEXT NOT NULL,
+                probe_cc TEXT NOT NULL,
+                network TEXT,
+                start_time TEXT NOT NULL,
+                status TEXT NOT NULL,
+                layer TEXT,
+                mechanism TEXT
+            );
+            CREATE INDEX IF NOT EXISTS observations_url
+                ON observations (input, probe_asn, start_time);",
+        )
+        .map_err(err)?;
+        Ok(HistoryDb {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The default location: history.sqlite in the data directory.
+    pub fn default_path() -> PathBuf {
+        dirs::data_dir()
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("gatewatch")
+            .join("history.sqlite")
+    }
+
+    /// Records one finished measurement's verdict.
+    pub fn record(&self, m: &Measurement) -> Result<(), HistoryError> {
+        let v = m.test_keys.x_verdict.clone().unwrap_or_default();
+        self.conn
+            .execute(
+                "INSERT INTO observations
+                 (input, probe_asn, probe_cc, network, start_time, status, layer, mechanism)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                rusqlite::params![
+                    m.input.clone().unwrap_or_default(),
+                    m.probe_asn,
+                    m.probe_cc,
+                    m.probe_network_name,
+                    m.measurement_start_time,
+                    v.status.as_str(),
+                    v.layer,
+                    v.mechanism,
+                ],
+            )
+            .map_err(|source| HistoryError::Db {
+                path: self.path.clone(),
+                source,
+            })?;
+        Ok(())
+    }
+
+    /// The blocking episodes, optionally for one URL and from a date on
+    /// (episodes that overlap the date are included).
+    pub fn episodes(
+        &self,
+        url: Option<&str>,
+        since: Option<&str>,
+    ) -> Result<Vec<Episode>, HistoryError> {
+        let err = |source| HistoryError::Db {
+            path: self.path.clone(),
+            source,
+        };
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT input, probe_asn, probe_cc, network, start_time, status, mechanism
+                 FROM observations WHERE (?1 IS NULL OR input = ?1)
+                 ORDER BY input, probe_asn, probe_cc, start_time, id",
+            )
+            .map_err(err)?;
+        let rows = st
+            .query_map([url], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, Option<String>>(6)?,
+                ))
+            })
+            .map_err(err)?;
+        let mut out: Vec<Episode> = Vec::new();
+        let mut open: Option<Episode> = None;
+        let mut key = (String::new(), String::new());
+        for row in rows {
+            let (input, asn, cc, net, t, status, mech) = row.map_err(err)?;
+            let vantage = match net {
+                Some(n) if !n.is_empty() => format!("{asn} ({cc}, {n})"),
+                _ => format!("{asn} ({cc})"),
+            };
+            if key != (input.clone(), vantage.clone()) {
+                out.extend(open.take());
+                key = (input.clone(), vantage.clone());
+            }
+            match status.as_str() {
+                "blocked" | "throttled" => {
+                    let ep = open.get_or_insert_with(|| Episode {
+                        input: input.clone(),
+                        vantage: vantage.clone(),
+                        status: status.clone(),
+                        mechanisms: Vec::new(),
+                        started: t.clone(),
+                        last_seen: t.clone(),
+                        ended: None,
+                        measurements: 0,
+                    });
+                    ep.last_seen = t;
+                    ep.measurements += 1;
+                    if let Some(m) = mech {
+                        if !ep.mechanisms.contains(&m) {
+                            ep.mechanisms.push(m);
+                        }
+                    }
+                }
+                "accessible" => {
+                    if let Some(mut ep) = open.take() {
+                        ep.ended = Some(t);
+                        out.push(ep);
+                    }
+                }
+                // down and inconclusive say nothing about censorship.
+                _ => {}
+            }
+        }
+        out.extend(open);
+        if let Some(since) = since {
+            out.retain(|e| e.ended.as_deref().is_none_or(|end| end >= since));
+        }
+        Ok(out)
+    }
+}
+
+/// `gatewatch history` arguments.
+#[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    /// Only this URL.
+    pub url: Option<String>,
+    /// Only episodes still open on or after this date (YYYY-MM-DD).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// The database (default: history.sqlite in the data directory).
+    #[arg(long)]
+    pub db: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `gatewatch history`.
+pub async fn execute(args: HistoryArgs) -> Result<u8, HistoryError> {
+    if let Some(s) = &args.since {
+        let ok = s.len() >= 10
+            && time::Date::parse(
+                &s[..10],
+                time::macros::format_description!("[year]-[month]-[day]"),
+            )
+            .is_ok();
+        if !ok {
+            return Err(HistoryError::BadDate(s.clone()));
+        }
+    }
+    let db = HistoryDb::open(&args.db.unwrap_or_else(HistoryDb::default_path))?;
+    let eps = db.episodes(args.url.as_deref(), args.since.as_deref())?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&eps).unwrap_or_else(|_| "[]".into())
+        );
+        return Ok(0);
+    }
+    if eps.is_empty() {
+        println!("No blocking recorded.");
+        return Ok(0);
+    }
+    println!(
+        "{:<40} {:<24} {:<10} {:<20} {:<20} {:<20} mechanism",
+        "URL", "vantage point", "status", "started", "last seen", "ended"
+    );
+    for e in eps {
+        println!(
+            "{:<40} {:<24} {:<10} {:<20} {:<20} {:<20} {}",
+            e.input,
+            e.vantage,
+            e.status,
+            e.started,
+            e.last_seen,
+            e.ended.as_deref().unwrap_or("(still blocked)"),
+            e.mechanisms.join(", ")
+        );
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Verdict, VerdictStatus};
+
+    fn m(url: &str, asn: &str, t: &str, status: VerdictStatus, mech: Option<&str>) -> Measurement {
+        let mut m = Measurement {
+            input: Some(url.into()),
+            probe_asn: asn.into(),
+            probe_cc: "KH".into(),
+            measurement_start_time: t.into(),
+            ..Default::default()
+        };
+        m.test_keys.x_verdict = Some(Verdict {
+            status,
+            mechanism: mech.map(str::to_string),
+            ..Default::default()
+        });
+        m
+    }
+
+    #[test]
+    fn episodes_start_and_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = HistoryDb::open(&dir.path().join("h.sqlite")).unwrap();
+        use VerdictStatus::*;
+        let u = "https://news.example/";
+        for (t, s, mech) in [
+            ("2026-11-01 10:00:00", Accessible, None),
+            ("2026-11-02 10:00:00", Blocked, Some("dns.nxdomain")),
+            ("2026-11-03 10:00:00", Down, None),
+            ("2026-11-04 10:00:00", Blocked, Some("tcp.timeout")),
+            ("2026-11-05 10:00:00", Accessible, None),
+            ("2026-11-06 10:00:00", Blocked, Some("tls.reset")),
+        ] {
+            db.record(&m(u, "AS38623", t, s, mech)).unwrap();
+        }
+        db.record(&m(u, "AS17976", "2026-11-02 11:00:00", Accessible, None))
+            .unwrap();
+        let eps = db.episodes(Some(u), None).unwrap();
+        assert_eq!(eps.len(), 2);
+        assert_eq!(eps[0].vantage, "AS38623 (KH)");
+        assert_eq!(eps[0].started, "2026-11-02 10:00:00");
+        assert_eq!(eps[0].last_seen, "2026-11-04 10:00:00");
+        assert_eq!(eps[0].ended.as_deref(), Some("2026-11-05 10:00:00"));
+        assert_eq!(eps[0].mechanisms, vec!["dns.nxdomain", "tcp.timeout"]);
+        assert_eq!(eps[0].measurements, 2);
+        assert_eq!(eps[1].started, "2026-11-06 10:00:00");
+        assert_eq!(eps[1].ended, None);
+        let recent = db.episodes(None, Some("2026-11-06")).unwrap();
+        assert_eq!(recent.len(), 1);
+        assert_eq!(recent[0].mechanisms, vec!["tls.reset"]);
+    }
 }

@@ -206,6 +206,7 @@ impl<'de> Deserialize<'de> for Blocking {
 
 /// Our verdict for one URL (`test_keys.x_verdict`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Verdict {
     /// `accessible`, `blocked`, `throttled`, `down` or `inconclusive`.
     pub status: VerdictStatus,

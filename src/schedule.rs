@@ -1,21 +1,208 @@
-//! `gatewatch schedule install`: daily unattended runs (not written yet).
+//! Unattended daily runs: `gatewatch schedule install` writes a systemd
+//! service and timer (or prints a cron line), and [`RunLock`] makes sure two
+//! runs never overlap.
 
-/// Errors of this command.
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// The shipped systemd service template.
+pub const SERVICE_TEMPLATE: &str = include_str!("../contrib/systemd/gatewatch.service");
+/// The shipped systemd timer template.
+pub const TIMER_TEMPLATE: &str = include_str!("../contrib/systemd/gatewatch.timer");
+/// The shipped cron line (with comments).
+pub const CRON_TEMPLATE: &str = include_str!("../contrib/cron/gatewatch.cron");
+
+/// Errors of scheduling and locking.
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
-    /// Not written yet.
-    #[error("not implemented yet")]
-    NotImplemented,
+    /// Another run holds the lock.
+    #[error("another gatewatch run is in progress (lock {0} is held); not starting a second one")]
+    Busy(PathBuf),
+    /// A file could not be written or opened.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Neither --user nor --system, or both.
+    #[error("say where to install: --user (your own systemd) or --system (needs root)")]
+    NoScope,
+    /// The path of this executable is unknown.
+    #[error("cannot find the gatewatch executable: {0}")]
+    NoBinary(std::io::Error),
 }
 
-/// Subcommands.
+/// An exclusive lock held for the duration of a run (released on drop, and
+/// by the kernel if the process dies).
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl RunLock {
+    /// Takes the lock `run.lock` in `dir`, or fails at once with
+    /// [`ScheduleError::Busy`].
+    pub fn acquire(dir: &Path) -> Result<RunLock, ScheduleError> {
+        let path = dir.join("run.lock");
+        let io = |source| ScheduleError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => Ok(RunLock { _file: file, path }),
+            Err(_) => Err(ScheduleError::Busy(path)),
+        }
+    }
+
+    /// The lock file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// `gatewatch schedule ...`
 #[derive(Debug, clap::Subcommand)]
 pub enum ScheduleCommand {
-    /// Placeholder.
-    Todo,
+    /// Write a systemd service and timer for a daily run.
+    Install(InstallArgs),
+    /// Print a crontab line for a daily run instead.
+    Cron,
 }
 
-/// Runs the command; returns the process exit code.
-pub async fn execute(_cmd: ScheduleCommand) -> Result<u8, ScheduleError> {
-    Err(ScheduleError::NotImplemented)
+/// `gatewatch schedule install` arguments.
+#[derive(Debug, clap::Args)]
+pub struct InstallArgs {
+    /// Install for this user (~/.config/systemd/user).
+    #[arg(long)]
+    pub user: bool,
+    /// Install system-wide (/etc/systemd/system; needs root).
+    #[arg(long)]
+    pub system: bool,
+    /// When to run, in systemd's OnCalendar syntax.
+    #[arg(long, default_value = "*-*-* 03:17:00")]
+    pub on_calendar: String,
+    /// Start within this random delay after the calendar time.
+    #[arg(long, default_value = "30min")]
+    pub random_delay: String,
+    /// Write the unit files into this directory instead of systemd's.
+    #[arg(long)]
+    pub unit_dir: Option<PathBuf>,
+    /// Extra arguments for `gatewatch run` (e.g. "--config /etc/gatewatch.toml").
+    #[arg(long, default_value = "")]
+    pub run_args: String,
+}
+
+/// Runs `gatewatch schedule`.
+pub async fn execute(cmd: ScheduleCommand) -> Result<u8, ScheduleError> {
+    match cmd {
+        ScheduleCommand::Cron => {
+            print!("{CRON_TEMPLATE}");
+            Ok(0)
+        }
+        ScheduleCommand::Install(a) => {
+            let written = install(&a)?;
+            for p in &written {
+                println!("wrote {}", p.display());
+            }
+            let ctl = if a.system {
+                "systemctl"
+            } else {
+                "systemctl --user"
+            };
+            println!("enable it with: {ctl} daemon-reload && {ctl} enable --now gatewatch.timer");
+            Ok(0)
+        }
+    }
+}
+
+/// Writes the service and timer; returns the files written.
+pub fn install(a: &InstallArgs) -> Result<Vec<PathBuf>, ScheduleError> {
+    if a.user == a.system {
+        return Err(ScheduleError::NoScope);
+    }
+    let dir = match &a.unit_dir {
+        Some(d) => d.clone(),
+        None if a.system => PathBuf::from("/etc/systemd/system"),
+        None => dirs::config_dir()
+            .unwrap_or_else(|| PathBuf::from(".config"))
+            .join("systemd")
+            .join("user"),
+    };
+    let bin = std::env::current_exe().map_err(ScheduleError::NoBinary)?;
+    let (service, timer) = render_units(&bin, a);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ScheduleError::Io { path, source }
+    };
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let sp = dir.join("gatewatch.service");
+    let tp = dir.join("gatewatch.timer");
+    std::fs::write(&sp, service).map_err(io(&sp))?;
+    std::fs::write(&tp, timer).map_err(io(&tp))?;
+    Ok(vec![sp, tp])
+}
+
+/// The service and timer text for this binary and these arguments.
+pub fn render_units(bin: &Path, a: &InstallArgs) -> (String, String) {
+    let service = SERVICE_TEMPLATE
+        .replace("@BIN@", &bin.display().to_string())
+        .replace("@ARGS@", a.run_args.trim())
+        .replace("@DOC@", "/usr/share/doc/gatewatch/README.md");
+    let timer = TIMER_TEMPLATE
+        .replace("@CALENDAR@", &a.on_calendar)
+        .replace("@DELAY@", &a.random_delay);
+    (service, timer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_is_refused_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = RunLock::acquire(dir.path()).unwrap();
+        match RunLock::acquire(dir.path()) {
+            Err(ScheduleError::Busy(p)) => assert_eq!(p, first.path()),
+            other => panic!("expected Busy, got {other:?}"),
+        }
+        drop(first);
+        RunLock::acquire(dir.path()).unwrap();
+    }
+
+    #[test]
+    fn units_are_rendered_with_the_binary_and_calendar() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = InstallArgs {
+            user: true,
+            system: false,
+            on_calendar: "*-*-* 04:00:00".into(),
+            random_delay: "1h".into(),
+            unit_dir: Some(dir.path().to_path_buf()),
+            run_args: "--list kh".into(),
+        };
+        let files = install(&a).unwrap();
+        let service = std::fs::read_to_string(&files[0]).unwrap();
+        let timer = std::fs::read_to_string(&files[1]).unwrap();
+        let bin = std::env::current_exe().unwrap();
+        assert!(service.contains(&format!(
+            "ExecStart={} run --yes --no-progress --list kh",
+            bin.display()
+        )));
+        assert!(timer.contains("OnCalendar=*-*-* 04:00:00"));
+        assert!(timer.contains("RandomizedDelaySec=1h"));
+        assert!(!service.contains('@') && !timer.contains('@'));
+        let both = InstallArgs { system: true, ..a };
+        assert!(matches!(install(&both), Err(ScheduleError::NoScope)));
+    }
 }

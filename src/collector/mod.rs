@@ -1,21 +1,111 @@
-//! `gatewatch collector serve`: an OONI-compatible collector (not written yet).
+//! `gatewatch collector serve`: an OONI-compatible collector for a team's
+//! measurements.
+//!
+//! It speaks the classic collector API (`POST /report` opens a report,
+//! `POST /report/{id}` submits one measurement, `POST /report/{id}/close`),
+//! validates what it receives, stores it in SQLite (default) or PostgreSQL,
+//! and serves it back (`GET /api/v1/measurements`, `GET
+//! /api/v1/measurements/{uid}`, `GET /api/v1/measurements.jsonl`) so
+//! `compare` and `report` can read a team's data.
 
-/// Errors of this command.
+mod server;
+mod store;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+pub use server::{router, CollectorState};
+pub use store::{MeasurementFilter, MeasurementSummary, Store, StoreError};
+pub use validate::{validate_measurement, ValidationError};
+
+/// Errors of `gatewatch collector`.
 #[derive(Debug, thiserror::Error)]
 pub enum CollectorError {
-    /// Not written yet.
-    #[error("not implemented yet")]
-    NotImplemented,
+    /// The database could not be opened.
+    #[error("cannot open the collector database: {0}")]
+    Store(#[from] StoreError),
+    /// The listening socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The server stopped with an error.
+    #[error("collector server failed: {0}")]
+    Serve(std::io::Error),
 }
 
-/// Subcommands.
+/// `gatewatch collector ...`
 #[derive(Debug, clap::Subcommand)]
 pub enum CollectorCommand {
-    /// Placeholder.
-    Todo,
+    /// Accept measurement uploads and serve them back.
+    Serve(ServeArgs),
+}
+
+/// `gatewatch collector serve` arguments.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub listen: SocketAddr,
+    /// `postgres://user:pass@host/db` for PostgreSQL, or a path to an SQLite
+    /// file. Default: collector.sqlite in the data directory.
+    #[arg(long)]
+    pub database: Option<String>,
+    /// Largest accepted request body, in bytes.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_BODY)]
+    pub max_body: usize,
 }
 
 /// Runs the command; returns the process exit code.
-pub async fn execute(_cmd: CollectorCommand) -> Result<u8, CollectorError> {
-    Err(CollectorError::NotImplemented)
+pub async fn execute(cmd: CollectorCommand) -> Result<u8, CollectorError> {
+    match cmd {
+        CollectorCommand::Serve(args) => serve(args).await,
+    }
+}
+
+async fn serve(args: ServeArgs) -> Result<u8, CollectorError> {
+    let db = match args.database {
+        Some(d) => d,
+        None => default_sqlite_path().display().to_string(),
+    };
+    let store = tokio::task::spawn_blocking(move || Store::open(&db))
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))??;
+    let state = CollectorState::new(store, args.max_body);
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|source| CollectorError::Bind {
+            addr: args.listen,
+            source,
+        })?;
+    eprintln!("gatewatch collector listening on {}", args.listen);
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(CollectorError::Serve)?;
+    Ok(0)
+}
+
+fn default_sqlite_path() -> PathBuf {
+    let dir = dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("gatewatch");
+    let _ = std::fs::create_dir_all(&dir);
+    dir.join("collector.sqlite")
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

@@ -1,1 +1,251 @@
-//! Tests: unattended.
+//! Tests: the collector, uploads with a spool, and the history database.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use gatewatch::collector::{router, CollectorState, Store};
+use gatewatch::upload::{drain_spool, spool_write, Uploader};
+use serde_json::{json, Value};
+
+/// A collector running in-process on 127.0.0.1.
+struct Collector {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Collector {
+    async fn start(db: &str, port: u16) -> Collector {
+        let db = db.to_string();
+        let store = tokio::task::spawn_blocking(move || Store::open(&db))
+            .await
+            .unwrap()
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(CollectorState::new(store, 64 * 1024));
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Collector { addr, task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops it the hard way, as a crash would.
+    async fn kill(self) -> SocketAddr {
+        self.task.abort();
+        let _ = self.task.await;
+        self.addr
+    }
+}
+
+fn measurement(i: usize, asn: &str) -> Value {
+    json!({
+        "annotations": {}, "data_format_version": "0.2.0",
+        "input": format!("https://site{i}.example/"),
+        "measurement_start_time": format!("2026-11-27 10:{:02}:00", i % 60),
+        "probe_asn": asn, "probe_cc": "KH", "probe_ip": "127.0.0.1",
+        "software_name": "gatewatch", "software_version": "0.1.0",
+        "test_keys": {"x_verdict": {"status": if i.is_multiple_of(2) {"blocked"} else {"accessible"}}},
+        "test_name": "web_connectivity", "test_runtime": 1.0,
+        "test_start_time": "2026-11-27 10:00:00", "test_version": "0.5.28-gatewatch.1"
+    })
+}
+
+async fn count(url: &str) -> usize {
+    let v: Value = reqwest::get(format!("{url}/api/v1/measurements"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["results"].as_array().unwrap().len()
+}
+
+async fn roundtrip(db: &str) {
+    let c = Collector::start(db, 0).await;
+    let mut up = Uploader::new(&c.url()).with_retries(1, Duration::from_millis(10));
+    let mut uids = Vec::new();
+    for i in 0..4 {
+        uids.push(up.submit(&measurement(i, "AS38623")).await.unwrap());
+    }
+    // A retried upload of the same measurement stores nothing twice.
+    assert_eq!(
+        up.submit(&measurement(0, "AS38623")).await.unwrap(),
+        uids[0]
+    );
+    assert_eq!(count(&c.url()).await, 4);
+    let one: Value = reqwest::get(format!("{}/api/v1/measurements/{}", c.url(), uids[1]))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["input"], "https://site1.example/");
+    let blocked: Value = reqwest::get(format!(
+        "{}/api/v1/measurements?input=https://site2.example/",
+        c.url()
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(blocked["results"][0]["status"], "blocked");
+    let jsonl = reqwest::get(format!(
+        "{}/api/v1/measurements.jsonl?probe_asn=AS38623",
+        c.url()
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    assert_eq!(jsonl.lines().count(), 4);
+    for line in jsonl.lines() {
+        let m: gatewatch::model::Measurement = serde_json::from_str(line).unwrap();
+        assert_eq!(m.probe_asn, "AS38623");
+    }
+    c.kill().await;
+}
+
+#[tokio::test]
+async fn collector_stores_and_serves_measurements_in_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    roundtrip(dir.path().join("c.sqlite").to_str().unwrap()).await;
+}
+
+#[tokio::test]
+async fn collector_stores_and_serves_measurements_in_postgres() {
+    let Ok(url) = std::env::var("GATEWATCH_TEST_POSTGRES") else {
+        eprintln!(
+            "postgres collector test skipped: set GATEWATCH_TEST_POSTGRES=postgres://... (CI does)"
+        );
+        return;
+    };
+    let u = url.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut c = postgres::Client::connect(&u, postgres::NoTls).unwrap();
+        c.batch_execute("DROP TABLE IF EXISTS measurements; DROP TABLE IF EXISTS reports;")
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    roundtrip(&url).await;
+}
+
+#[tokio::test]
+async fn bad_submissions_get_4xx_and_the_collector_keeps_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start(dir.path().join("c.sqlite").to_str().unwrap(), 0).await;
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: Vec<u8>| {
+        http.post(format!("{}{path}", c.url()))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let r = post("/report", b"{not json".to_vec()).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("malformed JSON"));
+    let r = post(
+        "/report",
+        br#"{"probe_cc":"kh","probe_asn":"AS1","test_name":"web_connectivity"}"#.to_vec(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("probe_cc"));
+    let open: Value = post(
+        "/report",
+        br#"{"probe_cc":"KH","probe_asn":"AS38623","test_name":"web_connectivity","format":"json"}"#
+            .to_vec(),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let rid = open["report_id"].as_str().unwrap().to_string();
+    let mut bad = measurement(1, "AS38623");
+    bad["probe_asn"] = json!("38623");
+    let r = post(
+        &format!("/report/{rid}"),
+        serde_json::to_vec(&json!({"format":"json","content":bad})).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("probe_asn"));
+    let mut leaky = measurement(1, "AS38623");
+    leaky["probe_ip"] = json!("198.51.100.7");
+    let r = post(
+        &format!("/report/{rid}"),
+        serde_json::to_vec(&json!({"format":"json","content":leaky})).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = post(
+        "/report/nosuchreport",
+        serde_json::to_vec(&json!({"format":"json","content":measurement(1, "AS1")})).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 404);
+    let mut huge = measurement(2, "AS38623");
+    huge["test_keys"]["padding"] = json!("x".repeat(100 * 1024));
+    let r = post(
+        &format!("/report/{rid}"),
+        serde_json::to_vec(&json!({"format":"json","content":huge})).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 413);
+    // Still answering, and nothing bad was stored.
+    let r = reqwest::get(format!("{}/", c.url())).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(count(&c.url()).await, 0);
+    c.kill().await;
+}
+
+#[tokio::test]
+async fn a_collector_restart_mid_stream_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("c.sqlite");
+    let spool = dir.path().join("spool");
+    let c = Collector::start(db.to_str().unwrap(), 0).await;
+    let url = c.url();
+    let mut up = Uploader::new(&url).with_retries(2, Duration::from_millis(20));
+    for i in 0..3 {
+        assert!(up
+            .submit_or_spool(&measurement(i, "AS17976"), &spool)
+            .await
+            .unwrap()
+            .is_some());
+    }
+    let addr = c.kill().await;
+    for i in 3..6 {
+        // The collector is gone: these go to the spool.
+        assert_eq!(
+            up.submit_or_spool(&measurement(i, "AS17976"), &spool)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 3);
+    // Spooling the same measurement twice keeps one file.
+    spool_write(&spool, &measurement(5, "AS17976")).unwrap();
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 3);
+    let c = Collector::start(db.to_str().unwrap(), addr.port()).await;
+    let out = drain_spool(&mut up, &spool).await.unwrap();
+    assert_eq!((out.uploaded, out.remaining, out.invalid), (3, 0, 0));
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
+    assert_eq!(count(&c.url()).await, 6);
+    c.kill().await;
+}
