@@ -1,18 +1,400 @@
-//! `gatewatch run`: test lists in, measurements out (not written yet).
+//! `gatewatch run`: test lists in, one OONI-format measurement per URL out.
+//!
+//! The flow: merge flags over the config file ([`config`]), check consent
+//! ([`consent`]), open the inputs ([`inputs`], refusing what is not a list
+//! before anything is measured), then let the [`scheduler`] run [`measure`]
+//! over the stream of URLs while this task writes each finished measurement
+//! to the results file ([`output`]), updates the [`progress`] display and
+//! tallies the [`summary`]. The probe's public address is scrubbed
+//! ([`scrub`]) before a measurement leaves [`measure`].
+//!
+//! Exit codes: 0 the run completed; 2 usage, config or input error (nothing
+//! measured); 130 interrupted (Ctrl-C or SIGTERM; finished URLs are kept,
+//! `--resume` continues); 1 any other abort (e.g. the results file cannot be
+//! written).
 
-/// Errors of this command.
+pub mod config;
+pub mod consent;
+pub mod inputs;
+pub mod measure;
+pub mod output;
+pub mod progress;
+pub mod scheduler;
+pub mod scrub;
+pub mod strings;
+pub mod summary;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ipnet::IpNet;
+use tokio_util::sync::CancellationToken;
+
+use self::config::{ConfigError, FileConfig, RunSettings, PER_HOST_LIMIT};
+use self::consent::Consent;
+use self::inputs::{InputError, InputPlan};
+use self::measure::{Finished, UrlContext};
+use self::output::{OutputError, ResultsWriter};
+use self::progress::Progress;
+use self::scheduler::Ended;
+use self::strings::Lang;
+use self::summary::Summary;
+use crate::geo::{GeoDb, GeoError};
+
+/// The run completed.
+pub const EXIT_OK: u8 = 0;
+/// The run aborted for another reason.
+pub const EXIT_ABORT: u8 = 1;
+/// Usage, config or input error; nothing was measured.
+pub const EXIT_USAGE: u8 = 2;
+/// Interrupted by Ctrl-C or SIGTERM.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Errors of `gatewatch run`.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// Not written yet.
-    #[error("not implemented yet")]
-    NotImplemented,
+    /// Bad flags or config file.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Bad inputs.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// A geo database could not be opened.
+    #[error(transparent)]
+    Geo(#[from] GeoError),
+    /// A `--ca-file` cannot be used.
+    #[error("cannot use CA file {path}: {reason}")]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Consent is needed and was not given.
+    #[error("{0}")]
+    Consent(String),
+    /// No place for the results file.
+    #[error("no data directory: give --output FILE")]
+    NoDataDir,
+    /// The results file failed.
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    /// The JSON summary could not be written.
+    #[error("cannot write the JSON summary {path}: {source}")]
+    Summary {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
-/// Arguments.
-#[derive(Debug, clap::Args)]
-pub struct RunArgs {}
+impl RunError {
+    /// The exit code this error maps to.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Config(_)
+            | RunError::Input(_)
+            | RunError::Geo(_)
+            | RunError::CaFile { .. }
+            | RunError::Consent(_)
+            | RunError::NoDataDir => EXIT_USAGE,
+            RunError::Output(_) | RunError::Summary { .. } => EXIT_ABORT,
+        }
+    }
+}
 
-/// Runs the command; returns the process exit code.
-pub async fn execute(_args: RunArgs) -> Result<u8, RunError> {
-    Err(RunError::NotImplemented)
+/// Arguments of `gatewatch run` (each also settable in the config file,
+/// same name with `_` for `-`; a flag wins).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct RunArgs {
+    /// URLs to measure (instead of, or on top of, the lists).
+    #[arg(value_name = "URL")]
+    pub urls: Vec<String>,
+    /// A test list: Citizen Lab CSV or one URL a line (repeatable).
+    #[arg(long = "input-file", short = 'i', value_name = "FILE")]
+    pub input_file: Vec<PathBuf>,
+    /// A named list: the copy from `gatewatch lists update` when there is
+    /// one, else the list we ship (`kh`). Default when nothing else is
+    /// given: our curated `kh` list.
+    #[arg(long, value_name = "NAME")]
+    pub list: Option<String>,
+    /// Keep only these category codes (e.g. `NEWS,HUMR`).
+    #[arg(long, value_delimiter = ',', value_name = "CODES")]
+    pub category: Vec<String>,
+    /// URLs measured at a time [default: 16].
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<usize>,
+    /// Results file (JSONL) [default: a dated file under the data directory].
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Continue an interrupted run into the same file (the newest results
+    /// file when --output is not given), skipping finished URLs.
+    #[arg(long)]
+    pub resume: bool,
+    /// Also write the summary as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json_summary: Option<PathBuf>,
+    /// Config file (TOML) [default: $XDG_CONFIG_HOME/gatewatch/config.toml].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where the probe is, how it measures (boxed: these are many).
+    #[command(flatten)]
+    pub probe: Box<ProbeArgs>,
+    /// I have read the risks and consent (for unattended runs).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// No progress bar or progress lines.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Language of the consent text and summary [default: from the locale].
+    #[arg(long, value_enum)]
+    pub lang: Option<Lang>,
+}
+
+/// The measurement settings of `gatewatch run`.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ProbeArgs {
+    /// `probe_asn` to write (e.g. AS38623) instead of the database lookup.
+    #[arg(long, value_name = "ASN")]
+    pub probe_asn: Option<String>,
+    /// `probe_cc` to write (e.g. KH) instead of the database lookup.
+    #[arg(long, value_name = "CC")]
+    pub probe_cc: Option<String>,
+    /// MaxMind-format ASN database (.mmdb).
+    #[arg(long, value_name = "FILE")]
+    pub asn_db: Option<PathBuf>,
+    /// MaxMind-format country database (.mmdb).
+    #[arg(long, value_name = "FILE")]
+    pub country_db: Option<PathBuf>,
+    /// Extra trust anchors, PEM (repeatable).
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Vec<PathBuf>,
+    /// Treat this special-purpose range as public (repeatable; for test labs).
+    #[arg(long, value_name = "CIDR")]
+    pub treat_as_public: Vec<IpNet>,
+    /// A UDP resolver to query besides the system one (repeatable).
+    #[arg(long, value_name = "IP[:PORT]")]
+    pub resolver: Vec<String>,
+    /// A DNS-over-HTTPS resolver to query (repeatable).
+    #[arg(long, value_name = "URL")]
+    pub doh: Vec<String>,
+    /// Control server URL, repeatable for failover; `none` for no control.
+    #[arg(long, value_name = "URL|none")]
+    pub control: Vec<String>,
+    /// DNS step timeout [default: 4s].
+    #[arg(long, value_name = "DURATION")]
+    pub dns_timeout: Option<humantime::Duration>,
+    /// TCP connect timeout [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub tcp_timeout: Option<humantime::Duration>,
+    /// TLS handshake timeout [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub tls_timeout: Option<humantime::Duration>,
+    /// HTTP round-trip timeout [default: 10s].
+    #[arg(long, value_name = "DURATION")]
+    pub http_timeout: Option<humantime::Duration>,
+    /// Give up on one URL after this long [default: 120s].
+    #[arg(long, value_name = "DURATION")]
+    pub url_deadline: Option<humantime::Duration>,
+    /// Localise the censoring hop of URLs found blocked.
+    #[arg(long)]
+    pub trace_blocked: bool,
+}
+
+/// Runs the command; returns the process exit code. Usage, config and input
+/// errors are reported here (exit code 2); other errors go up (exit 1).
+pub async fn execute(args: RunArgs) -> Result<u8, RunError> {
+    match run(args).await {
+        Ok(code) => Ok(code),
+        Err(e) if e.exit_code() == EXIT_USAGE => {
+            eprintln!("gatewatch run: {e}");
+            Ok(EXIT_USAGE)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn run(args: RunArgs) -> Result<u8, RunError> {
+    let settings = Arc::new(load_settings(&args)?);
+    let lang = settings.lang;
+
+    // Inputs first: a bad list is reported before consent is asked.
+    let plan = InputPlan::new(
+        &settings.urls,
+        &settings.input_files,
+        settings.list.as_deref(),
+        &settings.categories,
+    )?;
+    let geo = GeoDb::open(settings.asn_db.as_deref(), settings.country_db.as_deref())?;
+    for p in &settings.ca_files {
+        check_ca_file(p)?;
+    }
+
+    match consent::check(settings.consent, lang) {
+        Consent::Given => {}
+        Consent::Declined => {
+            eprintln!("{}", strings::consent_declined(lang));
+            return Ok(EXIT_USAGE);
+        }
+        Consent::Missing => {
+            return Err(RunError::Consent(
+                strings::consent_needed_unattended(lang).to_string(),
+            ))
+        }
+    }
+
+    let run_start = time::OffsetDateTime::now_utc();
+    let output_path = output_path(&settings, run_start)?;
+    let done = if settings.resume {
+        let st = output::prepare_resume(&output_path)?;
+        if st.dropped > 0 {
+            eprintln!(
+                "gatewatch: {}: dropped {} incomplete or interrupted line(s); those URLs are measured again",
+                output_path.display(),
+                st.dropped
+            );
+        }
+        st.done.iter().map(|u| inputs::url_key(u)).collect()
+    } else {
+        HashSet::new()
+    };
+
+    // Count first (streaming, nothing kept), reporting malformed rows once.
+    let mut counting = plan.open(done.clone())?;
+    let total = counting.by_ref().count() as u64;
+    for w in counting.take_warnings() {
+        eprintln!("gatewatch: warning: {w}");
+    }
+    let resumed_skipped = counting.skipped_done();
+    drop(counting);
+    let stream = plan.open(done)?;
+
+    let mut writer = ResultsWriter::open(&output_path, settings.resume)?;
+    let ctx = Arc::new(UrlContext::new(
+        settings.clone(),
+        geo,
+        measure::utc_string(run_start),
+    ));
+    let cancel = CancellationToken::new();
+    spawn_signal_watch(cancel.clone());
+
+    let mut progress = Progress::new(total, settings.no_progress);
+    let mut summary = Summary {
+        test_start_time: measure::utc_string(run_start),
+        output: output_path.clone(),
+        total,
+        resumed_skipped,
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let ended = scheduler::run(
+        stream,
+        settings.parallel,
+        PER_HOST_LIMIT,
+        cancel.clone(),
+        |entry, token| measure::measure(ctx.clone(), entry, token),
+        |f: Finished| -> Result<(), OutputError> {
+            writer.write(&f.json)?;
+            let anomalous = summary.add(&f.measurement);
+            progress.finished_one(anomalous);
+            Ok(())
+        },
+    )
+    .await;
+    progress.finish();
+    let ended = match ended {
+        Ok(e) => e,
+        Err(e) => {
+            cancel.cancel();
+            return Err(e.into());
+        }
+    };
+    let _ = writer.sync();
+    summary.runtime_seconds = started.elapsed().as_secs_f64();
+    summary.aborted = ended == Ended::Cancelled;
+    print!("{}", summary.render(lang));
+    if let Some(p) = &settings.json_summary {
+        summary.write_json(p).map_err(|source| RunError::Summary {
+            path: p.clone(),
+            source,
+        })?;
+    }
+    Ok(match ended {
+        Ended::Completed => EXIT_OK,
+        Ended::Cancelled => EXIT_INTERRUPTED,
+    })
+}
+
+fn load_settings(args: &RunArgs) -> Result<RunSettings, RunError> {
+    let file = match &args.config {
+        Some(p) => FileConfig::load(p)?,
+        None => match config::config_dir().map(|d| d.join("config.toml")) {
+            Some(p) if p.is_file() => FileConfig::load(&p)?,
+            _ => FileConfig::default(),
+        },
+    };
+    Ok(config::resolve(args, file)?)
+}
+
+/// `--output`, or (with `--resume`) the newest results file, or a new
+/// dated file under `$XDG_DATA_HOME/gatewatch/results/`.
+fn output_path(s: &RunSettings, start: time::OffsetDateTime) -> Result<PathBuf, RunError> {
+    if let Some(p) = &s.output {
+        return Ok(p.clone());
+    }
+    let dir = config::data_dir()
+        .ok_or(RunError::NoDataDir)?
+        .join("results");
+    if s.resume {
+        if let Some(p) = output::newest_results(&dir) {
+            return Ok(p);
+        }
+    }
+    let f = time::macros::format_description!("[year]-[month]-[day]T[hour][minute][second]Z");
+    let stamp = start.format(&f).unwrap_or_else(|_| "run".to_string());
+    Ok(dir.join(format!("{stamp}-web_connectivity.jsonl")))
+}
+
+/// A CA file must exist and hold at least one PEM certificate.
+fn check_ca_file(p: &std::path::Path) -> Result<(), RunError> {
+    let bad = |reason: String| RunError::CaFile {
+        path: p.to_path_buf(),
+        reason,
+    };
+    let text = std::fs::read_to_string(p).map_err(|e| bad(e.to_string()))?;
+    if !text.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(bad("no PEM certificate in it".to_string()));
+    }
+    Ok(())
+}
+
+/// Ctrl-C and SIGTERM cancel the run.
+fn spawn_signal_watch(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let term = signal(SignalKind::terminate());
+            match term {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        eprintln!("gatewatch: interrupted; writing the URLs in flight and stopping");
+        cancel.cancel();
+    });
 }

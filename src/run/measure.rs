@@ -1,0 +1,231 @@
+//! One URL: the web measurement, the analysis, and the df-000 envelope
+//! around them; then the probe's address is taken out (used for the
+//! ASN/country lookup) and scrubbed from the record.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio_util::sync::CancellationToken;
+
+use super::config::RunSettings;
+use super::scrub;
+use crate::geo::{GeoDb, ProbeLocation};
+use crate::model::{self, Measurement, WebTestKeys};
+use crate::testlist::Entry;
+
+/// `x_interrupted` when Ctrl-C cut the URL short.
+pub const INTERRUPTED: &str = "interrupted";
+/// `x_interrupted` when the per-URL deadline cut it short.
+pub const DEADLINE: &str = "deadline";
+
+/// Shared by every URL of a run.
+#[derive(Debug)]
+pub struct UrlContext {
+    /// The run's settings.
+    pub settings: Arc<RunSettings>,
+    /// ASN and country databases.
+    pub geo: GeoDb,
+    /// When the run started, UTC `YYYY-MM-DD hh:mm:ss`.
+    pub test_start_time: String,
+    where_: Mutex<WhereState>,
+}
+
+/// What the run has learnt about the probe's public address(es). The
+/// addresses live only in memory, for scrubbing.
+#[derive(Debug, Default)]
+struct WhereState {
+    addrs: Vec<IpAddr>,
+    location: Option<ProbeLocation>,
+}
+
+/// A finished URL: the measurement (for the summary) and its scrubbed JSON
+/// (what gets written).
+#[derive(Debug)]
+pub struct Finished {
+    /// The measurement, before scrubbing; only used for counting.
+    pub measurement: Measurement,
+    /// The line to write.
+    pub json: serde_json::Value,
+}
+
+impl UrlContext {
+    /// A context for one run.
+    pub fn new(settings: Arc<RunSettings>, geo: GeoDb, test_start_time: String) -> UrlContext {
+        UrlContext {
+            settings,
+            geo,
+            test_start_time,
+            where_: Mutex::new(WhereState::default()),
+        }
+    }
+
+    /// Learns a public address: looks it up once and remembers it for
+    /// scrubbing.
+    pub fn learn_addr(&self, ip: IpAddr) {
+        let mut st = self.where_.lock().unwrap_or_else(|e| e.into_inner());
+        if !st.addrs.contains(&ip) {
+            st.addrs.push(ip);
+            st.location = Some(self.geo.lookup(ip));
+        }
+    }
+
+    fn location(&self) -> (ProbeLocation, Vec<IpAddr>) {
+        let st = self.where_.lock().unwrap_or_else(|e| e.into_inner());
+        let mut loc = st.location.clone().unwrap_or_default();
+        if let Some(a) = &self.settings.probe_asn {
+            loc.asn = a.clone();
+            loc.network_name = None;
+        }
+        if let Some(c) = &self.settings.probe_cc {
+            loc.cc = c.clone();
+        }
+        (loc, st.addrs.clone())
+    }
+}
+
+/// Measures one URL; Ctrl-C (`cancel`) or the per-URL deadline give a
+/// measurement marked `x_interrupted`.
+pub async fn measure(ctx: Arc<UrlContext>, entry: Entry, cancel: CancellationToken) -> Finished {
+    let start = time::OffsetDateTime::now_utc();
+    let t0 = Instant::now();
+    let deadline = ctx.settings.url_deadline;
+    let (keys, interrupted) = tokio::select! {
+        biased;
+        _ = cancel.cancelled() => (WebTestKeys::default(), Some(INTERRUPTED)),
+        r = tokio::time::timeout(deadline, web_keys(&ctx, &entry.url)) => match r {
+            Ok(k) => (k, None),
+            Err(_) => (WebTestKeys::default(), Some(DEADLINE)),
+        },
+    };
+    let mut m = envelope(&ctx, &entry, start, t0.elapsed().as_secs_f64());
+    m.test_keys = keys;
+    if m.test_keys.agent.is_empty() {
+        m.test_keys.agent = "redirect".to_string();
+    }
+    m.test_keys.x_interrupted = interrupted.map(str::to_string);
+    finish(&ctx, m)
+}
+
+/// The web measurement of one URL.
+async fn web_keys(_ctx: &UrlContext, _url: &str) -> WebTestKeys {
+    // The per-URL measurement (crate::web) and the analysis plug in here.
+    WebTestKeys::default()
+}
+
+/// The df-000 base keys around the test keys.
+fn envelope(
+    ctx: &UrlContext,
+    entry: &Entry,
+    start: time::OffsetDateTime,
+    runtime: f64,
+) -> Measurement {
+    let mut annotations = std::collections::BTreeMap::new();
+    if !entry.category_code.is_empty() {
+        annotations.insert("category_code".to_string(), entry.category_code.clone());
+    }
+    annotations.insert("engine_name".to_string(), model::SOFTWARE_NAME.to_string());
+    annotations.insert(
+        "engine_version".to_string(),
+        model::SOFTWARE_VERSION.to_string(),
+    );
+    annotations.insert("platform".to_string(), std::env::consts::OS.to_string());
+    annotations.insert(
+        "architecture".to_string(),
+        std::env::consts::ARCH.to_string(),
+    );
+    if ctx.settings.trace_blocked {
+        annotations.insert("trace_blocked".to_string(), "true".to_string());
+    }
+    Measurement {
+        annotations,
+        data_format_version: model::DATA_FORMAT_VERSION.to_string(),
+        input: Some(entry.url.clone()),
+        measurement_start_time: utc_string(start),
+        probe_asn: crate::geo::UNKNOWN_ASN.to_string(),
+        probe_cc: crate::geo::UNKNOWN_CC.to_string(),
+        probe_ip: model::SCRUBBED_PROBE_IP.to_string(),
+        software_name: model::SOFTWARE_NAME.to_string(),
+        software_version: model::SOFTWARE_VERSION.to_string(),
+        test_name: model::TEST_NAME.to_string(),
+        test_runtime: runtime,
+        test_start_time: ctx.test_start_time.clone(),
+        test_version: model::TEST_VERSION.to_string(),
+        ..Default::default()
+    }
+}
+
+/// Takes the probe's address out, fills in where the probe is, and scrubs.
+fn finish(ctx: &UrlContext, mut m: Measurement) -> Finished {
+    if let Some(addr) = m
+        .test_keys
+        .control
+        .as_mut()
+        .and_then(|c| c.x_client_addr.take())
+        .as_deref()
+        .and_then(scrub::parse_addr)
+    {
+        ctx.learn_addr(addr);
+    }
+    let (loc, addrs) = ctx.location();
+    m.probe_asn = loc.asn;
+    m.probe_cc = loc.cc;
+    m.probe_network_name = loc.network_name;
+    m.probe_ip = model::SCRUBBED_PROBE_IP.to_string();
+    let mut json = serde_json::to_value(&m).unwrap_or(serde_json::Value::Null);
+    scrub::scrub(&mut json, &addrs);
+    // The scrubbed form is what the summary sees too.
+    let measurement = serde_json::from_value(json.clone()).unwrap_or(m);
+    Finished { measurement, json }
+}
+
+/// UTC `YYYY-MM-DD hh:mm:ss`, OONI's time format.
+pub fn utc_string(t: time::OffsetDateTime) -> String {
+    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&f)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::protocol::ControlResponse;
+
+    #[test]
+    fn time_format() {
+        let t = time::macros::datetime!(2026-11-27 05:06:07 UTC);
+        assert_eq!(utc_string(t), "2026-11-27 05:06:07");
+    }
+
+    #[test]
+    fn client_addr_is_used_then_scrubbed() {
+        let mut args = super::super::RunArgs::default();
+        args.probe.probe_cc = Some("KH".into());
+        let settings = super::super::config::resolve(&args, Default::default())
+            .map(Arc::new)
+            .unwrap();
+        let ctx = UrlContext::new(settings, GeoDb::default(), "2026-11-27 00:00:00".into());
+        let entry = Entry {
+            url: "https://a.example/".into(),
+            category_code: "NEWS".into(),
+        };
+        let mut m = envelope(&ctx, &entry, time::OffsetDateTime::now_utc(), 1.0);
+        m.test_keys.control = Some(ControlResponse {
+            x_client_addr: Some("198.51.100.23".into()),
+            ..Default::default()
+        });
+        m.test_keys.control_failure = Some("seen from 198.51.100.23".into());
+        let f = finish(&ctx, m);
+        let text = f.json.to_string();
+        assert!(!text.contains("198.51.100.23"), "{text}");
+        assert_eq!(
+            f.json["test_keys"]["control_failure"],
+            "seen from [scrubbed]"
+        );
+        assert_eq!(f.json["probe_ip"], "127.0.0.1");
+        assert_eq!(f.json["probe_cc"], "KH");
+        assert_eq!(f.json["probe_asn"], "AS0");
+        assert_eq!(f.json["annotations"]["category_code"], "NEWS");
+    }
+}

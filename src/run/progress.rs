@@ -1,0 +1,108 @@
+//! Progress: an indicatif bar when stderr is a terminal (done/total,
+//! anomalies so far, ETA), plain log lines every [`LOG_EVERY`] otherwise,
+//! nothing with `--no-progress`.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// How often a non-terminal run logs a progress line.
+pub const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Reports progress.
+#[derive(Debug)]
+pub struct Progress {
+    kind: Kind,
+    total: u64,
+    done: u64,
+    anomalies: u64,
+    started: Instant,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Bar(ProgressBar),
+    Log { last: Instant },
+    Silent,
+}
+
+impl Progress {
+    /// Chooses the form from the terminal and `--no-progress`.
+    pub fn new(total: u64, no_progress: bool) -> Progress {
+        let kind = if no_progress {
+            Kind::Silent
+        } else if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+            let style = ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} ETA {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar.set_message("anomalies: 0");
+            bar.enable_steady_tick(Duration::from_millis(250));
+            Kind::Bar(bar)
+        } else {
+            Kind::Log {
+                last: Instant::now(),
+            }
+        };
+        Progress {
+            kind,
+            total,
+            done: 0,
+            anomalies: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// One URL finished.
+    pub fn finished_one(&mut self, anomalous: bool) {
+        self.done += 1;
+        if anomalous {
+            self.anomalies += 1;
+        }
+        match &mut self.kind {
+            Kind::Bar(b) => {
+                b.set_position(self.done);
+                b.set_message(format!("anomalies: {}", self.anomalies));
+            }
+            Kind::Log { last } => {
+                if last.elapsed() >= LOG_EVERY {
+                    *last = Instant::now();
+                    eprintln!("gatewatch: {}", self.line());
+                }
+            }
+            Kind::Silent => {}
+        }
+    }
+
+    /// Prints a message without breaking the bar.
+    pub fn println(&self, msg: &str) {
+        match &self.kind {
+            Kind::Bar(b) => b.println(msg),
+            _ => eprintln!("{msg}"),
+        }
+    }
+
+    /// Removes the bar (the summary follows).
+    pub fn finish(&mut self) {
+        if let Kind::Bar(b) = &self.kind {
+            b.finish_and_clear();
+        }
+    }
+
+    fn line(&self) -> String {
+        let eta = if self.done > 0 && self.total > self.done {
+            let per = self.started.elapsed().as_secs_f64() / self.done as f64;
+            let left = Duration::from_secs((per * (self.total - self.done) as f64) as u64);
+            format!(", ETA {}", humantime::format_duration(left))
+        } else {
+            String::new()
+        };
+        format!(
+            "{}/{} URLs done, {} anomalies{eta}",
+            self.done, self.total, self.anomalies
+        )
+    }
+}

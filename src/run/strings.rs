@@ -1,0 +1,226 @@
+//! The words a volunteer reads: the consent text and the end-of-run summary,
+//! in Khmer and English.
+
+use crate::model::VerdictStatus;
+
+/// The language of the consent text and the summary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Lang {
+    /// Khmer.
+    Km,
+    /// English.
+    En,
+}
+
+impl Lang {
+    /// `km` or `en` (case-insensitive; `km_KH.UTF-8` style locales too).
+    pub fn parse(s: &str) -> Option<Lang> {
+        let s = s.to_ascii_lowercase();
+        if s.starts_with("km") {
+            Some(Lang::Km)
+        } else if s.starts_with("en") || s == "c" || s == "posix" || s.starts_with("c.") {
+            Some(Lang::En)
+        } else {
+            None
+        }
+    }
+
+    /// From `LC_ALL`, `LC_MESSAGES` or `LANG` (the first one set); Khmer for
+    /// a `km` locale, English otherwise.
+    pub fn from_env() -> Lang {
+        ["LC_ALL", "LC_MESSAGES", "LANG"]
+            .iter()
+            .filter_map(|k| std::env::var(k).ok())
+            .find(|v| !v.is_empty())
+            .and_then(|v| Lang::parse(&v))
+            .unwrap_or(Lang::En)
+    }
+}
+
+/// The informed-consent text shown before the first interactive run.
+pub fn consent_text(lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => CONSENT_EN,
+        Lang::Km => CONSENT_KM,
+    }
+}
+
+/// The question after the consent text.
+pub fn consent_prompt(lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => "Type \"yes\" to accept and continue (you will not be asked again): ",
+        Lang::Km => "វាយ \"yes\" ឬ \"យល់ព្រម\" ដើម្បីយល់ព្រម ហើយបន្ត (គេនឹងមិនសួរអ្នកម្តងទៀតទេ)៖ ",
+    }
+}
+
+/// True when the answer to [`consent_prompt`] accepts.
+pub fn is_acceptance(answer: &str) -> bool {
+    let a = answer.trim().to_lowercase();
+    matches!(
+        a.as_str(),
+        "yes" | "y" | "យល់ព្រម" | "បាទ" | "ចាស" | "ចា" | "បាទ យល់ព្រម" | "ចាស យល់ព្រម"
+    )
+}
+
+/// The message when the volunteer declines.
+pub fn consent_declined(lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => "Nothing was measured.",
+        Lang::Km => "មិនបានវាស់អ្វីទាំងអស់។",
+    }
+}
+
+/// The error when consent is needed but nobody can be asked.
+pub fn consent_needed_unattended(lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => {
+            "consent has not been given: read the risks with an interactive `gatewatch run`, \
+             or pass --yes (or set `consent = true` in the config file) for unattended runs"
+        }
+        Lang::Km => {
+            "មិនទាន់មានការយល់ព្រមទេ៖ សូមអានហានិភ័យដោយដំណើរការ `gatewatch run` នៅលើ terminal \
+             ឬប្រើ --yes (ឬ `consent = true` ក្នុងឯកសារ config) សម្រាប់ការដំណើរការដោយស្វ័យប្រវត្តិ"
+        }
+    }
+}
+
+/// The name of a verdict status in the summary.
+pub fn status_name(lang: Lang, s: Option<VerdictStatus>) -> &'static str {
+    match (lang, s) {
+        (Lang::En, Some(VerdictStatus::Accessible)) => "accessible",
+        (Lang::En, Some(VerdictStatus::Blocked)) => "blocked",
+        (Lang::En, Some(VerdictStatus::Throttled)) => "throttled",
+        (Lang::En, Some(VerdictStatus::Down)) => "down everywhere",
+        (Lang::En, Some(VerdictStatus::Inconclusive)) => "inconclusive",
+        (Lang::En, None) => "not classified",
+        (Lang::Km, Some(VerdictStatus::Accessible)) => "ចូលបាន",
+        (Lang::Km, Some(VerdictStatus::Blocked)) => "ត្រូវបានបិទ",
+        (Lang::Km, Some(VerdictStatus::Throttled)) => "ត្រូវបានបន្ថយល្បឿន",
+        (Lang::Km, Some(VerdictStatus::Down)) => "គេហទំព័រខូចគ្រប់ទីកន្លែង",
+        (Lang::Km, Some(VerdictStatus::Inconclusive)) => "មិនអាចសន្និដ្ឋានបាន",
+        (Lang::Km, None) => "មិនទាន់បានចាត់ថ្នាក់",
+    }
+}
+
+/// Fixed phrases of the summary.
+#[derive(Clone, Copy, Debug)]
+pub enum Phrase {
+    /// The heading.
+    Heading,
+    /// "URLs measured".
+    Measured,
+    /// "interrupted".
+    Interrupted,
+    /// "Anomalies".
+    Anomalies,
+    /// "No anomalies".
+    NoAnomalies,
+    /// "Results written to".
+    ResultsIn,
+    /// "The run was interrupted; continue with --resume".
+    ResumeHint,
+    /// "Time taken".
+    Elapsed,
+}
+
+/// A fixed phrase of the summary.
+pub fn phrase(lang: Lang, p: Phrase) -> &'static str {
+    match (lang, p) {
+        (Lang::En, Phrase::Heading) => "gatewatch run summary",
+        (Lang::En, Phrase::Measured) => "URLs measured",
+        (Lang::En, Phrase::Interrupted) => "interrupted",
+        (Lang::En, Phrase::Anomalies) => "Anomalies",
+        (Lang::En, Phrase::NoAnomalies) => "No anomalies found.",
+        (Lang::En, Phrase::ResultsIn) => "Results written to",
+        (Lang::En, Phrase::ResumeHint) => {
+            "The run was interrupted; run again with --resume to measure the rest."
+        }
+        (Lang::En, Phrase::Elapsed) => "Time taken",
+        (Lang::Km, Phrase::Heading) => "សេចក្តីសង្ខេបនៃការវាស់ gatewatch",
+        (Lang::Km, Phrase::Measured) => "ចំនួន URL ដែលបានវាស់",
+        (Lang::Km, Phrase::Interrupted) => "បានបញ្ឈប់មុនចប់",
+        (Lang::Km, Phrase::Anomalies) => "ភាពមិនប្រក្រតី",
+        (Lang::Km, Phrase::NoAnomalies) => "មិនឃើញភាពមិនប្រក្រតីទេ។",
+        (Lang::Km, Phrase::ResultsIn) => "លទ្ធផលត្រូវបានរក្សាទុកនៅ",
+        (Lang::Km, Phrase::ResumeHint) => {
+            "ការវាស់ត្រូវបានបញ្ឈប់មុនចប់។ ដំណើរការម្តងទៀតជាមួយ --resume ដើម្បីវាស់ URL ដែលនៅសល់។"
+        }
+        (Lang::Km, Phrase::Elapsed) => "រយៈពេល",
+    }
+}
+
+const CONSENT_EN: &str = "\
+gatewatch: please read this before the first run
+
+gatewatch opens every site on the test list (news, human rights, politics,
+circumvention tools) from this internet connection, and writes what it sees
+to a file on this computer.
+
+Risks in Cambodia:
+- Anyone who watches this connection (your internet provider, and the
+  National Internet Gateway once it operates) can see that it tried to open
+  these sites. Article 14 of the NIG sub-decree has operators keep traffic
+  records, including IP addresses, for 12 months.
+- The results file shows that someone tested these sites from your network.
+  Keep it safe and share it only with people you trust.
+- The law is broad. People in Cambodia have been arrested for what they
+  wrote online, and article 80 of the Telecommunications Law carries 7 to 15
+  years in prison for using equipment in a way said to harm national
+  security. We cannot promise how the authorities would see a measurement.
+
+gatewatch never writes your public IP address into the results, but it does
+not hide your traffic. If you are unsure, do not run it, or first ask
+someone you trust or a lawyer.
+";
+
+const CONSENT_KM: &str = "\
+gatewatch៖ សូមអានសេចក្តីនេះមុនពេលដំណើរការលើកដំបូង
+
+gatewatch បើកគេហទំព័រនីមួយៗក្នុងបញ្ជីតេស្ត (ព័ត៌មាន សិទ្ធិមនុស្ស នយោបាយ
+និងកម្មវិធីជៀសវាងការបិទ) តាមរយៈការតភ្ជាប់អ៊ីនធឺណិតនេះ ហើយកត់ត្រាអ្វីដែលវាឃើញ
+ទុកក្នុងឯកសារមួយនៅលើកុំព្យូទ័រនេះ។
+
+ហានិភ័យនៅកម្ពុជា៖
+- អ្នកណាដែលតាមដានការតភ្ជាប់នេះ (ក្រុមហ៊ុនផ្តល់សេវាអ៊ីនធឺណិតរបស់អ្នក និងច្រកចេញចូល
+  អ៊ីនធឺណិតជាតិ NIG នៅពេលវាដំណើរការ) អាចឃើញថា ការតភ្ជាប់នេះបានព្យាយាមបើក
+  គេហទំព័រទាំងនេះ។ មាត្រា ១៤ នៃអនុក្រឹត្យ NIG តម្រូវឲ្យប្រតិបត្តិកររក្សាទុក
+  កំណត់ត្រាចរាចរណ៍ រួមទាំងអាសយដ្ឋាន IP រយៈពេល ១២ ខែ។
+- ឯកសារលទ្ធផលបង្ហាញថា មាននរណាម្នាក់បានតេស្តគេហទំព័រទាំងនេះពីបណ្តាញរបស់អ្នក។
+  សូមរក្សាវាឲ្យមានសុវត្ថិភាព ហើយចែករំលែកតែជាមួយមនុស្សដែលអ្នកទុកចិត្តប៉ុណ្ណោះ។
+- ច្បាប់មានវិសាលភាពទូលាយ។ នៅកម្ពុជា មានមនុស្សត្រូវបានចាប់ខ្លួនដោយសារអ្វីដែលពួកគេ
+  សរសេរលើអ៊ីនធឺណិត ហើយមាត្រា ៨០ នៃច្បាប់ស្តីពីទូរគមនាគមន៍ មានទោសជាប់ពន្ធនាគារ
+  ពី ៧ ទៅ ១៥ ឆ្នាំ ចំពោះការប្រើប្រាស់ឧបករណ៍ដែលគេចាត់ទុកថាប៉ះពាល់ដល់សន្តិសុខជាតិ។
+  យើងមិនអាចសន្យាបានថា អាជ្ញាធរនឹងចាត់ទុកការវាស់នេះយ៉ាងដូចម្តេចទេ។
+
+gatewatch មិនដែលសរសេរអាសយដ្ឋាន IP សាធារណៈរបស់អ្នកទៅក្នុងលទ្ធផលទេ ប៉ុន្តែវាមិនលាក់
+ចរាចរណ៍របស់អ្នកទេ។ បើអ្នកមិនប្រាកដចិត្ត សូមកុំដំណើរការវា ឬសួរមនុស្សដែលអ្នកទុកចិត្ត
+ឬមេធាវីជាមុនសិន។
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locale_names() {
+        assert_eq!(Lang::parse("km_KH.UTF-8"), Some(Lang::Km));
+        assert_eq!(Lang::parse("en_US.UTF-8"), Some(Lang::En));
+        assert_eq!(Lang::parse("C.UTF-8"), Some(Lang::En));
+        assert_eq!(Lang::parse("fr_FR"), None);
+    }
+
+    #[test]
+    fn both_languages_cover_the_risks() {
+        for l in [Lang::En, Lang::Km] {
+            let t = consent_text(l);
+            // Article 14 (NIG logs), article 80 (Telecom Law), 12 months.
+            assert!(t.contains("14") || t.contains("១៤"));
+            assert!(t.contains("80") || t.contains("៨០"));
+            assert!(t.contains("NIG"));
+        }
+        assert!(is_acceptance(" yes\n"));
+        assert!(is_acceptance("យល់ព្រម"));
+        assert!(!is_acceptance("no"));
+        assert!(!is_acceptance(""));
+    }
+}
