@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use url::Url;
 
+use super::cookies::CookieJar;
 use super::{fetch, injection, redirects, WebSettings};
 use super::{
     CONTROL_DISABLED, INTERRUPTED_DEADLINE, INTERRUPTED_INVALID_INPUT, TOO_MANY_REDIRECTS,
@@ -129,8 +130,9 @@ async fn run(ctx: &Arc<Ctx>, url: Url, control: Option<&ControlClient>) {
         let mut hop = first;
         let mut url = url.clone();
         let mut depth = 0u32;
+        let mut jar = CookieJar::default();
         loop {
-            let (outcome, flows) = fetch::finish_depth(ctx, &url, hop).await;
+            let (outcome, flows) = fetch::finish_depth(ctx, &url, hop, &mut jar).await;
             pending.push(flows);
             let Some(location) = outcome.location else {
                 ctx.with(|r| r.http_experiment_failure = outcome.failure.map(|f| f.to_string()));

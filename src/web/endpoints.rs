@@ -197,9 +197,11 @@ async fn flow(ctx: Arc<Ctx>, spec: FlowSpec, offers: Option<UnboundedSender<Offe
         let (mut hs, tls) = probes::tls::handshake(&trace, stream, spec.addr, &params).await;
         // As OONI: a chain that does not verify fails the handshake (the
         // chain stays recorded) and the page is not fetched over it.
+        // The verdict is enforced here, so the handshake did verify.
         if hs.failure.is_none() {
             hs.failure = hs.x_certificate_failure.clone();
         }
+        hs.no_tls_verify = false;
         let failure = hs.failure.clone();
         let alpn = hs.negotiated_protocol.clone();
         ctx.with(|r| r.tls_handshakes.push(hs));

@@ -13,6 +13,7 @@ use tokio::task::JoinSet;
 use url::Url;
 
 use super::context::Ctx;
+use super::cookies::CookieJar;
 use super::dns::{self, rank};
 use super::endpoints::{self, Candidate, Conn, FlowFailure, Offer};
 
@@ -96,13 +97,15 @@ pub(crate) async fn finish_depth(
     ctx: &Arc<Ctx>,
     url: &Url,
     mut d: Depth,
+    jar: &mut CookieJar,
 ) -> (HopOutcome, JoinSet<()>) {
     d.hook_tx = None;
     let (chosen, failures) = select(&mut d.offers, d.top_rank).await;
     drop(d.offers);
     let outcome = match chosen {
         Some(c) => {
-            let tx = get(ctx, url, c).await;
+            let tx = get(ctx, url, c, jar.header(url)).await;
+            jar.store(url, &tx.response.headers_list);
             let outcome = HopOutcome {
                 location: tx.location().map(str::to_string),
                 failure: tx.failure.clone(),
@@ -162,11 +165,15 @@ fn explain(mut failures: Vec<FlowFailure>) -> Option<Failure> {
 
 /// The GET over the chosen connection (in its own task, so a bug in it is a
 /// recorded failure, aborted if this future is dropped).
-async fn get(ctx: &Ctx, url: &Url, c: Candidate) -> HttpTransaction {
+async fn get(ctx: &Ctx, url: &Url, c: Candidate, cookie: Option<String>) -> HttpTransaction {
+    let mut headers = probes::http::default_headers();
+    if let Some(cookie) = cookie {
+        headers.push(("Cookie".to_string(), cookie));
+    }
     let params = HttpParams {
         url: url.clone(),
         host_header: None,
-        headers: probes::http::default_headers(),
+        headers,
         body_cap: ctx.settings.body_cap,
         timeout: ctx.settings.http,
     };

@@ -16,7 +16,8 @@
 //! 3. One GET per depth ([`fetch`]) over the best connected endpoint: the
 //!    system resolver's addresses first, then UDP, then DoH, then addresses
 //!    only the control found.
-//! 4. A redirect (301/302/303/307/308) starts the next depth ([`redirects`]).
+//! 4. A redirect (301/302/303/307/308) starts the next depth ([`redirects`]),
+//!    with the cookies the chain has set so far ([`cookies`]).
 //!
 //! At depth 0, as soon as DNS is done, the control is asked about the URL
 //! ([`control`]) in parallel with the probe's own steps; addresses only the
@@ -26,6 +27,7 @@
 
 mod context;
 mod control;
+mod cookies;
 mod dns;
 mod endpoints;
 mod fetch;
@@ -151,4 +153,34 @@ pub async fn measure(
     control: Option<&ControlClient>,
 ) -> WebTestKeys {
     context::measure(url, settings, control).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn measure_future_is_send() {
+        // The run layer spawns one `measure` per URL.
+        let settings = WebSettings::default();
+        let fut = measure("http://example.com/", &settings, None);
+        assert_send(&fut);
+    }
+
+    #[test]
+    fn defaults() {
+        let s = WebSettings::default();
+        assert_eq!(s.resolvers, vec!["8.8.8.8:53".parse().unwrap()]);
+        assert!(s.system_resolver);
+        assert_eq!(s.dns, Duration::from_secs(4));
+        assert_eq!(s.tcp, Duration::from_secs(10));
+        assert_eq!(s.tls, Duration::from_secs(10));
+        assert_eq!(s.http, Duration::from_secs(10));
+        assert_eq!(s.url_deadline, Duration::from_secs(60));
+        assert_eq!(s.body_cap, 512 * 1024);
+        assert_eq!(s.max_redirects, 10);
+        assert_eq!((s.http_port, s.https_port), (80, 443));
+    }
 }
