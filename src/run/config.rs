@@ -93,6 +93,8 @@ pub struct FileConfig {
     /// DoH resolvers.
     #[serde(default)]
     pub doh: Vec<String>,
+    /// Ask the system resolver too (default true).
+    pub system_resolver: Option<bool>,
     /// Control URLs, or `none`.
     #[serde(default)]
     pub control: Vec<String>,
@@ -165,6 +167,8 @@ pub struct RunSettings {
     pub resolvers: Vec<SocketAddr>,
     /// DoH URLs.
     pub doh: Vec<String>,
+    /// Ask the system resolver.
+    pub system_resolver: bool,
     /// Control URLs (empty: the default control); `none` disables it.
     pub control: Vec<String>,
     /// DNS timeout.
@@ -343,6 +347,7 @@ pub fn resolve(args: &RunArgs, file: FileConfig) -> Result<RunSettings, ConfigEr
         treat_as_public,
         resolvers,
         doh,
+        system_resolver: !args.probe.no_system_resolver && file.system_resolver.unwrap_or(true),
         control,
         dns_timeout: dur(
             "dns_timeout",
@@ -372,7 +377,7 @@ pub fn resolve(args: &RunArgs, file: FileConfig) -> Result<RunSettings, ConfigEr
             "url_deadline",
             args.probe.url_deadline,
             file.url_deadline,
-            Duration::from_secs(120),
+            Duration::from_secs(60),
         )?,
         trace_blocked: args.probe.trace_blocked || file.trace_blocked.unwrap_or(false),
         consent: args.yes || file.consent.unwrap_or(false),

@@ -10,9 +10,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::RunSettings;
 use super::scrub;
+use crate::control::client::ControlClient;
 use crate::geo::{GeoDb, ProbeLocation};
 use crate::model::{self, Measurement, WebTestKeys};
 use crate::testlist::Entry;
+use crate::web::WebSettings;
 
 /// `x_interrupted` when Ctrl-C cut the URL short.
 pub const INTERRUPTED: &str = "interrupted";
@@ -24,6 +26,10 @@ pub const DEADLINE: &str = "deadline";
 pub struct UrlContext {
     /// The run's settings.
     pub settings: Arc<RunSettings>,
+    /// How each URL is measured.
+    pub web: WebSettings,
+    /// The control, unless `--control none`.
+    pub control: Option<ControlClient>,
     /// ASN and country databases.
     pub geo: GeoDb,
     /// When the run started, UTC `YYYY-MM-DD hh:mm:ss`.
@@ -51,9 +57,17 @@ pub struct Finished {
 
 impl UrlContext {
     /// A context for one run.
-    pub fn new(settings: Arc<RunSettings>, geo: GeoDb, test_start_time: String) -> UrlContext {
+    pub fn new(
+        settings: Arc<RunSettings>,
+        web: WebSettings,
+        control: Option<ControlClient>,
+        geo: GeoDb,
+        test_start_time: String,
+    ) -> UrlContext {
         UrlContext {
             settings,
+            web,
+            control,
             geo,
             test_start_time,
             where_: Mutex::new(WhereState::default()),
@@ -89,7 +103,9 @@ impl UrlContext {
 pub async fn measure(ctx: Arc<UrlContext>, entry: Entry, cancel: CancellationToken) -> Finished {
     let start = time::OffsetDateTime::now_utc();
     let t0 = Instant::now();
-    let deadline = ctx.settings.url_deadline;
+    // The web measurement keeps its own deadline (and returns what it has);
+    // this one only guards against a measurement that overstays it.
+    let deadline = ctx.web.url_deadline + DEADLINE_GRACE;
     let (keys, interrupted) = tokio::select! {
         biased;
         _ = cancel.cancelled() => (WebTestKeys::default(), Some(INTERRUPTED)),
@@ -103,15 +119,19 @@ pub async fn measure(ctx: Arc<UrlContext>, entry: Entry, cancel: CancellationTok
     if m.test_keys.agent.is_empty() {
         m.test_keys.agent = "redirect".to_string();
     }
-    m.test_keys.x_interrupted = interrupted.map(str::to_string);
+    if let Some(why) = interrupted {
+        m.test_keys.x_interrupted = Some(why.to_string());
+    }
     finish(&ctx, m)
 }
 
 /// The web measurement of one URL.
-async fn web_keys(_ctx: &UrlContext, _url: &str) -> WebTestKeys {
-    // The per-URL measurement (crate::web) and the analysis plug in here.
-    WebTestKeys::default()
+async fn web_keys(ctx: &UrlContext, url: &str) -> WebTestKeys {
+    crate::web::measure(url, &ctx.web, ctx.control.as_ref()).await
 }
+
+/// How long past the web deadline a URL may run before it is cut off here.
+const DEADLINE_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The df-000 base keys around the test keys.
 fn envelope(
@@ -205,7 +225,13 @@ mod tests {
         let settings = super::super::config::resolve(&args, Default::default())
             .map(Arc::new)
             .unwrap();
-        let ctx = UrlContext::new(settings, GeoDb::default(), "2026-11-27 00:00:00".into());
+        let ctx = UrlContext::new(
+            settings,
+            WebSettings::default(),
+            None,
+            GeoDb::default(),
+            "2026-11-27 00:00:00".into(),
+        );
         let entry = Entry {
             url: "https://a.example/".into(),
             category_code: "NEWS".into(),

@@ -41,7 +41,11 @@ use self::progress::Progress;
 use self::scheduler::Ended;
 use self::strings::Lang;
 use self::summary::Summary;
+use crate::control::client::ControlClient;
 use crate::geo::{GeoDb, GeoError};
+use crate::web::{HostLimiter, WebSettings};
+use probes::dns::doh::DohServer;
+use probes::tls::TrustRoots;
 
 /// The run completed.
 pub const EXIT_OK: u8 = 0;
@@ -65,11 +69,9 @@ pub enum RunError {
     #[error(transparent)]
     Geo(#[from] GeoError),
     /// A `--ca-file` cannot be used.
-    #[error("cannot use CA file {path}: {reason}")]
+    #[error("{reason}")]
     CaFile {
-        /// The file.
-        path: PathBuf,
-        /// Why.
+        /// Why (names the file).
         reason: String,
     },
     /// Consent is needed and was not given.
@@ -178,6 +180,9 @@ pub struct ProbeArgs {
     /// A UDP resolver to query besides the system one (repeatable).
     #[arg(long, value_name = "IP[:PORT]")]
     pub resolver: Vec<String>,
+    /// Do not ask the system resolver (getaddrinfo); only --resolver/--doh.
+    #[arg(long)]
+    pub no_system_resolver: bool,
     /// A DNS-over-HTTPS resolver to query (repeatable).
     #[arg(long, value_name = "URL")]
     pub doh: Vec<String>,
@@ -196,7 +201,7 @@ pub struct ProbeArgs {
     /// HTTP round-trip timeout [default: 10s].
     #[arg(long, value_name = "DURATION")]
     pub http_timeout: Option<humantime::Duration>,
-    /// Give up on one URL after this long [default: 120s].
+    /// Give up on one URL after this long [default: 60s].
     #[arg(long, value_name = "DURATION")]
     pub url_deadline: Option<humantime::Duration>,
     /// Localise the censoring hop of URLs found blocked.
@@ -229,9 +234,8 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
         &settings.categories,
     )?;
     let geo = GeoDb::open(settings.asn_db.as_deref(), settings.country_db.as_deref())?;
-    for p in &settings.ca_files {
-        check_ca_file(p)?;
-    }
+    let web = web_settings(&settings)?;
+    let control = control_client(&settings)?;
 
     match consent::check(settings.consent, lang) {
         Consent::Given => {}
@@ -275,6 +279,8 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
     let mut writer = ResultsWriter::open(&output_path, settings.resume)?;
     let ctx = Arc::new(UrlContext::new(
         settings.clone(),
+        web,
+        control,
         geo,
         measure::utc_string(run_start),
     ));
@@ -358,17 +364,51 @@ fn output_path(s: &RunSettings, start: time::OffsetDateTime) -> Result<PathBuf, 
     Ok(dir.join(format!("{stamp}-web_connectivity.jsonl")))
 }
 
-/// A CA file must exist and hold at least one PEM certificate.
-fn check_ca_file(p: &std::path::Path) -> Result<(), RunError> {
-    let bad = |reason: String| RunError::CaFile {
-        path: p.to_path_buf(),
-        reason,
+/// The per-URL measurement settings from the run's settings.
+fn web_settings(s: &RunSettings) -> Result<WebSettings, RunError> {
+    let roots = if s.ca_files.is_empty() {
+        TrustRoots::webpki()
+    } else {
+        TrustRoots::with_pem_files(&s.ca_files).map_err(|e| RunError::CaFile {
+            reason: e.to_string(),
+        })?
     };
-    let text = std::fs::read_to_string(p).map_err(|e| bad(e.to_string()))?;
-    if !text.contains("-----BEGIN CERTIFICATE-----") {
-        return Err(bad("no PEM certificate in it".to_string()));
+    let defaults = WebSettings::default();
+    Ok(WebSettings {
+        resolvers: if s.resolvers.is_empty() {
+            defaults.resolvers.clone()
+        } else {
+            s.resolvers.clone()
+        },
+        doh: s
+            .doh
+            .iter()
+            .map(|u| DohServer {
+                url: u.clone(),
+                addr: None,
+            })
+            .collect(),
+        system_resolver: s.system_resolver,
+        dns: s.dns_timeout,
+        tcp: s.tcp_timeout,
+        tls: s.tls_timeout,
+        http: s.http_timeout,
+        url_deadline: s.url_deadline,
+        roots,
+        treat_as_public: s.treat_as_public.clone(),
+        host_limiter: Some(HostLimiter::new(PER_HOST_LIMIT)),
+        ..defaults
+    })
+}
+
+/// The control client, or `None` with `--control none`.
+fn control_client(s: &RunSettings) -> Result<Option<ControlClient>, RunError> {
+    if s.control_disabled() {
+        return Ok(None);
     }
-    Ok(())
+    // The control client is wired in once crate::control::client offers a
+    // constructor; until then runs go without a control.
+    Ok(None)
 }
 
 /// Ctrl-C and SIGTERM cancel the run.
