@@ -1,1 +1,292 @@
-//! Tests: probes_dns.
+//! Tests: probes::dns (UDP, TCP, DoH, system) against scripted DNS servers
+//! on loopback.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use probes::dns::doh::{self, DohServer};
+use probes::dns::{system, tcp, udp, DnsOptions, QueryType};
+use probes::{Failure, Trace};
+
+use crate::fakes::{
+    self,
+    ca::TestCa,
+    dns::{Reply, Script},
+};
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn opts() -> DnsOptions {
+    DnsOptions {
+        timeout: Duration::from_millis(1500),
+        listen_after_first: Duration::from_millis(300),
+    }
+}
+
+#[tokio::test]
+async fn forged_then_genuine_reply_both_recorded_first_used() {
+    let fake = fakes::dns::spawn(Script {
+        udp: vec![
+            (
+                Duration::ZERO,
+                Reply::AnswerTtl(vec![ip("198.51.100.7")], 5),
+            ),
+            (
+                Duration::from_millis(50),
+                Reply::AnswerTtl(vec![ip("192.0.2.10")], 3600),
+            ),
+        ],
+        tcp: None,
+    })
+    .await;
+    let trace = Trace::new().child(3, vec!["dns".to_string()]);
+    let q = udp::query(&trace, fake.addr, "www.example.org", QueryType::A, &opts()).await;
+    assert_eq!(q.engine, "udp");
+    assert_eq!(q.failure, None);
+    assert_eq!(q.hostname, "www.example.org");
+    assert_eq!(q.query_type, "A");
+    assert_eq!(q.resolver_address, fake.addr.to_string());
+    assert_eq!(q.transaction_id, 3);
+    assert_eq!(q.rcode, Some(0));
+    assert_eq!(q.addrs(), vec![ip("198.51.100.7")]);
+    assert_eq!(q.answers[0].ttl, Some(5));
+    assert_eq!(q.x_replies.len(), 2);
+    let (first, second) = (&q.x_replies[0], &q.x_replies[1]);
+    assert_eq!(first.answers[0].ipv4.as_deref(), Some("198.51.100.7"));
+    assert_eq!(second.answers[0].ipv4.as_deref(), Some("192.0.2.10"));
+    assert_eq!(second.answers[0].ttl, Some(3600));
+    assert!(first.t <= second.t);
+    assert_eq!(first.source, fake.addr.to_string());
+    assert_eq!(
+        first.ip_ttl,
+        Some(64),
+        "loopback datagrams carry the default TTL"
+    );
+    assert_eq!(first.failure, None);
+    assert_eq!(second.failure, None);
+    assert_eq!(q.raw_response.as_deref(), Some(first.raw.as_str()));
+}
+
+#[tokio::test]
+async fn wrong_id_reply_is_kept_but_not_used() {
+    let fake = fakes::dns::spawn(Script {
+        udp: vec![
+            (Duration::ZERO, Reply::WrongId(vec![ip("198.51.100.66")])),
+            (
+                Duration::from_millis(30),
+                Reply::Answer(vec![ip("192.0.2.1")]),
+            ),
+        ],
+        tcp: None,
+    })
+    .await;
+    let q = udp::query(&Trace::new(), fake.addr, "a.example", QueryType::A, &opts()).await;
+    assert_eq!(q.failure, None);
+    assert_eq!(q.addrs(), vec![ip("192.0.2.1")]);
+    assert_eq!(q.x_replies.len(), 2);
+    assert_eq!(q.x_replies[0].failure, Some(Failure::DnsWrongQueryId));
+}
+
+#[tokio::test]
+async fn nxdomain() {
+    let fake = fakes::dns::spawn(Script::always(Reply::Rcode(3))).await;
+    let q = udp::query(
+        &Trace::new(),
+        fake.addr,
+        "nope.example",
+        QueryType::A,
+        &opts(),
+    )
+    .await;
+    assert_eq!(q.failure, Some(Failure::DnsNxdomain));
+    assert_eq!(q.rcode, Some(3));
+    assert!(q.answers.is_empty());
+    let json = serde_json::to_value(&q).unwrap();
+    assert_eq!(json["failure"], "dns_nxdomain_error");
+}
+
+#[tokio::test]
+async fn servfail_refused_and_no_answer() {
+    for (reply, want) in [
+        (Reply::Rcode(2), Failure::DnsServfail),
+        (Reply::Rcode(5), Failure::DnsRefused),
+        (Reply::Answer(vec![ip("192.0.2.1")]), Failure::DnsNoAnswer),
+    ] {
+        let fake = fakes::dns::spawn(Script::always(reply)).await;
+        // An AAAA query: the A-only answer is "no answer".
+        let q = udp::query(
+            &Trace::new(),
+            fake.addr,
+            "x.example",
+            QueryType::Aaaa,
+            &opts(),
+        )
+        .await;
+        assert_eq!(q.failure, Some(want));
+    }
+}
+
+#[tokio::test]
+async fn cname_chain_recorded() {
+    let fake = fakes::dns::spawn(Script::always(Reply::Cname(
+        "edge.cdn.example.".to_string(),
+        vec![ip("2001:db8::5")],
+    )))
+    .await;
+    let q = udp::query(
+        &Trace::new(),
+        fake.addr,
+        "www.example.org",
+        QueryType::Aaaa,
+        &opts(),
+    )
+    .await;
+    assert_eq!(q.failure, None);
+    assert_eq!(q.answers[0].answer_type, "CNAME");
+    assert_eq!(q.answers[0].hostname.as_deref(), Some("edge.cdn.example."));
+    assert_eq!(q.answers[1].answer_type, "AAAA");
+    assert_eq!(q.addrs(), vec![ip("2001:db8::5")]);
+}
+
+#[tokio::test]
+async fn silence_is_generic_timeout() {
+    let fake = fakes::dns::spawn(Script::default()).await;
+    let o = DnsOptions {
+        timeout: Duration::from_millis(300),
+        listen_after_first: Duration::from_millis(100),
+    };
+    let q = udp::query(&Trace::new(), fake.addr, "quiet.example", QueryType::A, &o).await;
+    assert_eq!(q.failure, Some(Failure::GenericTimeout));
+    assert!(q.x_replies.is_empty());
+    assert_eq!(
+        fake.udp_queries.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}
+
+#[tokio::test]
+async fn truncated_udp_reply_falls_back_to_tcp() {
+    let fake = fakes::dns::spawn(Script {
+        udp: vec![(Duration::ZERO, Reply::Truncated)],
+        tcp: Some(Reply::Answer(vec![ip("192.0.2.20"), ip("192.0.2.21")])),
+    })
+    .await;
+    let q = udp::query(
+        &Trace::new(),
+        fake.addr,
+        "big.example",
+        QueryType::A,
+        &opts(),
+    )
+    .await;
+    assert_eq!(q.engine, "udp+tcp");
+    assert_eq!(q.failure, None);
+    assert_eq!(q.addrs(), vec![ip("192.0.2.20"), ip("192.0.2.21")]);
+    assert_eq!(q.x_replies.len(), 1, "the truncated UDP reply is kept");
+    assert!(q.x_replies[0].answers.is_empty());
+    assert_eq!(
+        fake.tcp_queries.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}
+
+#[tokio::test]
+async fn tcp_query() {
+    let fake = fakes::dns::spawn(Script::always(Reply::Answer(vec![ip("203.0.113.5")]))).await;
+    let q = tcp::query(&Trace::new(), fake.addr, "t.example", QueryType::A, &opts()).await;
+    assert_eq!(q.engine, "tcp");
+    assert_eq!(q.failure, None);
+    assert_eq!(q.addrs(), vec![ip("203.0.113.5")]);
+    assert!(q.raw_response.is_some());
+}
+
+#[tokio::test]
+async fn tcp_query_closed_is_eof_and_refused() {
+    let fake = fakes::dns::spawn(Script::default()).await;
+    let q = tcp::query(&Trace::new(), fake.addr, "t.example", QueryType::A, &opts()).await;
+    assert_eq!(q.failure, Some(Failure::Eof));
+    let closed = fakes::tcp::closed_port();
+    let q = tcp::query(&Trace::new(), closed, "t.example", QueryType::A, &opts()).await;
+    assert_eq!(q.failure, Some(Failure::ConnectionRefused));
+}
+
+#[tokio::test]
+async fn doh_query() {
+    let ca = TestCa::new("gatewatch test CA");
+    let cert = ca.issue(&["doh.example"]);
+    let fake = fakes::doh::spawn(&cert, "doh.example", Reply::Answer(vec![ip("192.0.2.53")])).await;
+    let server = DohServer {
+        url: fake.url.clone(),
+        addr: Some(fake.addr),
+    };
+    let roots = ca.roots();
+    let trace = Trace::new();
+    let q = doh::query(
+        &trace,
+        &server,
+        "www.example.org",
+        QueryType::A,
+        &roots,
+        &opts(),
+    )
+    .await;
+    assert_eq!(q.engine, "doh");
+    assert_eq!(q.failure, None);
+    assert_eq!(q.resolver_address, fake.url);
+    assert_eq!(q.addrs(), vec![ip("192.0.2.53")]);
+    let ops: Vec<String> = trace
+        .take_events()
+        .into_iter()
+        .map(|e| e.operation)
+        .collect();
+    assert_eq!(
+        &ops[..3],
+        ["connect", "tls_handshake_start", "tls_handshake_done"]
+    );
+
+    // The same server is refused without the test CA.
+    let webpki = probes::tls::TrustRoots::webpki();
+    let q = doh::query(
+        &Trace::new(),
+        &server,
+        "www.example.org",
+        QueryType::A,
+        &webpki,
+        &opts(),
+    )
+    .await;
+    assert_eq!(q.failure, Some(Failure::SslUnknownAuthority));
+}
+
+#[tokio::test]
+async fn doh_nxdomain() {
+    let ca = TestCa::new("gatewatch test CA");
+    let cert = ca.issue(&["doh.example"]);
+    let fake = fakes::doh::spawn(&cert, "doh.example", Reply::Rcode(3)).await;
+    let server = DohServer {
+        url: fake.url.clone(),
+        addr: Some(fake.addr),
+    };
+    let q = doh::query(
+        &Trace::new(),
+        &server,
+        "gone.example",
+        QueryType::A,
+        &ca.roots(),
+        &opts(),
+    )
+    .await;
+    assert_eq!(q.failure, Some(Failure::DnsNxdomain));
+}
+
+#[tokio::test]
+async fn system_resolver_reads_literals_and_hosts() {
+    let q = system::lookup(&Trace::new(), "127.0.0.1", Duration::from_secs(2)).await;
+    assert_eq!(q.engine, "getaddrinfo");
+    assert_eq!(q.query_type, "ANY");
+    assert_eq!(q.failure, None);
+    assert_eq!(q.addrs(), vec![ip("127.0.0.1")]);
+    assert_eq!(q.getaddrinfo_error, None);
+}

@@ -5,8 +5,12 @@ pub mod doh;
 pub mod system;
 pub mod tcp;
 pub mod udp;
+pub mod wire;
 
 use std::time::Duration;
+
+use crate::failure::Failure;
+use crate::records::{DnsQuery, DnsReply, Trace};
 
 /// The query types we ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,4 +48,36 @@ impl Default for DnsOptions {
             listen_after_first: Duration::from_millis(500),
         }
     }
+}
+
+/// A [`DnsQuery`] for `host`/`qtype` to `resolver_address` with `engine`,
+/// stamped from `trace`, started at `t0` and ending now, with no answers
+/// yet.
+pub(crate) fn blank_query(
+    trace: &Trace,
+    engine: &str,
+    resolver_address: String,
+    host: &str,
+    qtype: QueryType,
+    t0: f64,
+) -> DnsQuery {
+    DnsQuery {
+        engine: engine.to_string(),
+        hostname: host.to_string(),
+        query_type: qtype.as_str().to_string(),
+        resolver_address,
+        t0,
+        t: trace.clock.now(),
+        tags: trace.tags.clone(),
+        transaction_id: trace.transaction_id,
+        ..DnsQuery::default()
+    }
+}
+
+/// Fills the reply-derived fields of `q` from a valid reply.
+pub(crate) fn apply_reply(q: &mut DnsQuery, reply: &DnsReply, outcome: Option<Failure>) {
+    q.answers = reply.answers.clone();
+    q.rcode = Some(reply.rcode);
+    q.raw_response = Some(reply.raw.clone());
+    q.failure = outcome;
 }

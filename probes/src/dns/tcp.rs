@@ -1,12 +1,26 @@
 //! DNS over TCP to a chosen resolver, built with hickory-proto.
+//!
+//! One query per connection: the message with its 2-byte length prefix,
+//! then one length-prefixed reply (RFC 1035 §4.2.2, RFC 7766).
 
+use std::io;
 use std::net::SocketAddr;
 
-use super::{DnsOptions, QueryType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::wire::{self, WireQuery};
+use super::{apply_reply, blank_query, DnsOptions, QueryType};
+use crate::failure::Failure;
 use crate::records::{DnsQuery, Trace};
 
-/// Sends one query for `host`/`qtype` to `resolver` and records the reply
-/// (for UDP: every reply that arrives within the listening window).
+/// Sends one query for `host`/`qtype` to `resolver` over TCP and records
+/// the reply (engine `tcp`).
+///
+/// `opts.timeout` bounds connect, send and reply together
+/// (`generic_timeout_error`). A reply with the wrong id is
+/// `dns_reply_with_wrong_query_id`; a connection closed before a whole
+/// reply is `eof_error`; rcodes map as for UDP.
 pub async fn query(
     trace: &Trace,
     resolver: SocketAddr,
@@ -14,6 +28,46 @@ pub async fn query(
     qtype: QueryType,
     opts: &DnsOptions,
 ) -> DnsQuery {
-    let _ = (trace, resolver, host, qtype, opts);
-    todo!("probes: tcp query")
+    let t0 = trace.clock.now();
+    let mut q = blank_query(trace, "tcp", resolver.to_string(), host, qtype, t0);
+    let wq = match wire::build_query(host, qtype, None) {
+        Ok(wq) => wq,
+        Err(f) => {
+            q.failure = Some(f);
+            return q;
+        }
+    };
+    match tokio::time::timeout(opts.timeout, exchange(resolver, &wq)).await {
+        Err(_) => q.failure = Some(Failure::GenericTimeout),
+        Ok(Err(e)) => q.failure = Some(Failure::from_io(&e)),
+        Ok(Ok(bytes)) => {
+            let read = wire::read_reply(&bytes, &wq);
+            if read.valid {
+                apply_reply(&mut q, &read.reply, read.outcome);
+            } else {
+                q.raw_response = Some(read.reply.raw.clone());
+                q.rcode = Some(read.reply.rcode);
+                q.failure = read.reply.failure;
+            }
+        }
+    }
+    q.t = trace.clock.now();
+    q
+}
+
+/// Connects, sends the length-prefixed query, reads one length-prefixed
+/// reply.
+async fn exchange(resolver: SocketAddr, wq: &WireQuery) -> io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect(resolver).await?;
+    let len = u16::try_from(wq.bytes.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "DNS query too long"))?;
+    let mut framed = Vec::with_capacity(wq.bytes.len() + 2);
+    framed.extend_from_slice(&len.to_be_bytes());
+    framed.extend_from_slice(&wq.bytes);
+    stream.write_all(&framed).await?;
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).await?;
+    let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    stream.read_exact(&mut reply).await?;
+    Ok(reply)
 }

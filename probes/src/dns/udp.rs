@@ -1,12 +1,53 @@
 //! DNS over UDP to a chosen resolver, built with hickory-proto.
+//!
+//! The query goes out from an *unconnected* socket, so datagrams from any
+//! source are seen, and with `IP_RECVTTL` (`IPV6_RECVHOPLIMIT`) enabled, so
+//! each reply's IP TTL is known without privilege. After the first valid
+//! reply we keep listening for [`DnsOptions::listen_after_first`]: an
+//! injected reply racing the genuine one, or a duplicate, ends up in
+//! `x_replies` next to it.
 
-use std::net::SocketAddr;
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::AsRawFd;
 
-use super::{DnsOptions, QueryType};
+use nix::sys::socket::{
+    recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage,
+};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio::time::Instant;
+
+use super::wire::{self, WireQuery};
+use super::{apply_reply, blank_query, DnsOptions, QueryType};
+use crate::failure::Failure;
 use crate::records::{DnsQuery, Trace};
 
-/// Sends one query for `host`/`qtype` to `resolver` and records the reply
-/// (for UDP: every reply that arrives within the listening window).
+/// The largest datagram we read.
+const MAX_DATAGRAM: usize = 65535;
+
+/// Receive errors tolerated before giving up on the socket.
+const MAX_RECV_ERRORS: usize = 16;
+
+/// Sends one query for `host`/`qtype` to `resolver` and records every reply
+/// that arrives within the listening window (engine `udp`).
+///
+/// - Every datagram received is in `x_replies`, in arrival order, with its
+///   source, IP TTL, id, rcode, answers, raw bytes, and a `failure` when it
+///   cannot be the answer (undecodable, not a response,
+///   `dns_reply_with_wrong_query_id`, another question, another source).
+/// - `answers`, `rcode`, `raw_response` and `failure` come from the
+///   **first valid** reply (right source, id and question). NXDOMAIN,
+///   SERVFAIL and REFUSED map to `dns_nxdomain_error`,
+///   `dns_servfail_error`, `dns_refused_error`; NOERROR without records of
+///   the asked type is `dns_no_answer`.
+/// - No valid reply within `opts.timeout`: `generic_timeout_error`.
+/// - **Truncation.** When the first valid reply has the TC bit, the query
+///   is repeated over TCP ([`super::tcp::query`]) after the listening
+///   window; the record then has engine `udp+tcp`, the TCP reply's
+///   answers/rcode/raw_response/failure, `t` at the end of the TCP
+///   exchange, and the UDP datagrams (the truncated one included) in
+///   `x_replies`.
 pub async fn query(
     trace: &Trace,
     resolver: SocketAddr,
@@ -14,6 +55,159 @@ pub async fn query(
     qtype: QueryType,
     opts: &DnsOptions,
 ) -> DnsQuery {
-    let _ = (trace, resolver, host, qtype, opts);
-    todo!("probes: udp query")
+    let t0 = trace.clock.now();
+    let mut q = blank_query(trace, "udp", resolver.to_string(), host, qtype, t0);
+    let wq = match wire::build_query(host, qtype, None) {
+        Ok(wq) => wq,
+        Err(f) => {
+            q.failure = Some(f);
+            return q;
+        }
+    };
+    let sock = match open_socket(resolver).await {
+        Ok(s) => s,
+        Err(e) => {
+            q.failure = Some(Failure::from_io(&e));
+            q.t = trace.clock.now();
+            return q;
+        }
+    };
+    let started = Instant::now();
+    if let Err(e) = sock.send_to(&wq.bytes, resolver).await {
+        q.failure = Some(Failure::from_io(&e));
+        q.t = trace.clock.now();
+        return q;
+    }
+    let (replies, first) = collect(trace, &sock, resolver, &wq, started, opts).await;
+    q.x_replies = replies.iter().map(|r| r.reply.clone()).collect();
+    match first {
+        None => q.failure = Some(Failure::GenericTimeout),
+        Some(i) if replies[i].truncated => {
+            let mut via_tcp = super::tcp::query(trace, resolver, host, qtype, opts).await;
+            via_tcp.engine = "udp+tcp".to_string();
+            via_tcp.t0 = t0;
+            via_tcp.x_replies = std::mem::take(&mut q.x_replies);
+            return via_tcp;
+        }
+        Some(i) => {
+            let read = &replies[i];
+            apply_reply(&mut q, &read.reply, read.outcome.clone());
+        }
+    }
+    q.t = trace.clock.now();
+    q
+}
+
+/// Opens an unconnected socket of the resolver's family with the TTL of
+/// received datagrams reported.
+async fn open_socket(resolver: SocketAddr) -> io::Result<UdpSocket> {
+    let any: IpAddr = match resolver {
+        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
+        SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
+    };
+    let sock = UdpSocket::bind(SocketAddr::new(any, 0)).await?;
+    let res = match resolver {
+        SocketAddr::V4(_) => setsockopt(&sock, sockopt::Ipv4RecvTtl, &true),
+        SocketAddr::V6(_) => setsockopt(&sock, sockopt::Ipv6RecvHopLimit, &true),
+    };
+    // Without the TTL we still measure; the replies' ip_ttl stays null.
+    if let Err(e) = res {
+        tracing::debug!("cannot enable IP TTL reporting: {e}");
+    }
+    Ok(sock)
+}
+
+/// Receives datagrams until `opts.timeout` after `started` if no valid
+/// reply came, or until `opts.listen_after_first` after the first valid
+/// one. Returns every datagram read and the
+/// index of the first valid one.
+async fn collect(
+    trace: &Trace,
+    sock: &UdpSocket,
+    resolver: SocketAddr,
+    wq: &WireQuery,
+    started: Instant,
+    opts: &DnsOptions,
+) -> (Vec<wire::ReadReply>, Option<usize>) {
+    let mut replies = Vec::new();
+    let mut first = None;
+    let mut deadline = started + opts.timeout;
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut errors = 0;
+    loop {
+        let got = tokio::time::timeout_at(deadline, recv_with_ttl(sock, &mut buf)).await;
+        let (n, source, ttl) = match got {
+            Err(_) => break,
+            Ok(Err(e)) => {
+                // A socket error is not a reply; keep listening, but do not
+                // spin on a socket that only returns errors.
+                tracing::debug!("udp recv: {e}");
+                errors += 1;
+                if errors > MAX_RECV_ERRORS {
+                    break;
+                }
+                continue;
+            }
+            Ok(Ok(x)) => x,
+        };
+        let at = Instant::now();
+        let mut read = wire::read_reply(&buf[..n], wq);
+        read.reply.t = trace.clock.now();
+        read.reply.ip_ttl = ttl;
+        read.reply.source = source.map(|s| s.to_string()).unwrap_or_default();
+        if read.valid && source != Some(resolver) {
+            read.valid = false;
+            read.reply.failure = Some(Failure::Unknown(
+                "DNS reply from an unexpected source".to_string(),
+            ));
+        }
+        if read.valid && first.is_none() {
+            first = Some(replies.len());
+            deadline = at + opts.listen_after_first;
+        }
+        replies.push(read);
+    }
+    (replies, first)
+}
+
+/// One `recvmsg` through tokio's readiness: bytes, source, IP TTL.
+async fn recv_with_ttl(
+    sock: &UdpSocket,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<SocketAddr>, Option<u8>)> {
+    sock.async_io(Interest::READABLE, || {
+        let mut cmsg = nix::cmsg_space!(libc::c_int);
+        let mut iov = [IoSliceMut::new(buf)];
+        let msg = recvmsg::<SockaddrStorage>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::empty(),
+        )
+        .map_err(io::Error::from)?;
+        let mut ttl = None;
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for c in cmsgs {
+                match c {
+                    ControlMessageOwned::Ipv4Ttl(t) | ControlMessageOwned::Ipv6HopLimit(t) => {
+                        ttl = u8::try_from(t).ok();
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let source = msg.address.as_ref().and_then(to_socket_addr);
+        Ok((msg.bytes, source, ttl))
+    })
+    .await
+}
+
+fn to_socket_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(SocketAddr::from((v4.ip(), v4.port())));
+    }
+    if let Some(v6) = a.as_sockaddr_in6() {
+        return Some(SocketAddr::from((v6.ip(), v6.port())));
+    }
+    None
 }

@@ -1,0 +1,185 @@
+//! DNS wire messages shared by the UDP, TCP and DoH engines: building a
+//! query and reading a reply into record fields, with hickory-proto.
+
+use hickory_proto::op::{Edns, Message, MessageType, Query};
+use hickory_proto::rr::{Name, RData, RecordType};
+
+use super::QueryType;
+use crate::failure::Failure;
+use crate::records::{DnsAnswer, DnsReply};
+
+/// The EDNS UDP payload size we advertise (the DNS Flag Day 2020 value).
+pub const EDNS_PAYLOAD: u16 = 1232;
+
+/// A query ready to send.
+#[derive(Clone, Debug)]
+pub struct WireQuery {
+    /// The encoded message.
+    pub bytes: Vec<u8>,
+    /// Its id.
+    pub id: u16,
+    /// The name asked for (fully qualified).
+    pub name: Name,
+    /// The record type asked for.
+    pub qtype: RecordType,
+}
+
+/// Encodes a recursive query for `host`/`qtype` with EDNS. `id` fixes the
+/// message id (DoH uses 0); `None` picks a random one.
+pub fn build_query(host: &str, qtype: QueryType, id: Option<u16>) -> Result<WireQuery, Failure> {
+    let mut name = Name::from_ascii(host)
+        .map_err(|e| Failure::Unknown(format!("invalid DNS name {host:?}: {e}")))?;
+    name.set_fqdn(true);
+    let rtype = record_type(qtype);
+    let mut msg = Message::query();
+    if let Some(id) = id {
+        msg.metadata.id = id;
+    }
+    msg.metadata.recursion_desired = true;
+    msg.add_query(Query::query(name.clone(), rtype));
+    let mut edns = Edns::new();
+    edns.set_max_payload(EDNS_PAYLOAD);
+    msg.set_edns(edns);
+    let bytes = msg
+        .to_vec()
+        .map_err(|e| Failure::Unknown(format!("cannot encode DNS query: {e}")))?;
+    Ok(WireQuery {
+        bytes,
+        id: msg.metadata.id,
+        name,
+        qtype: rtype,
+    })
+}
+
+/// hickory's record type for ours.
+pub fn record_type(qtype: QueryType) -> RecordType {
+    match qtype {
+        QueryType::A => RecordType::A,
+        QueryType::Aaaa => RecordType::AAAA,
+    }
+}
+
+/// A reply read against the query it should answer.
+#[derive(Clone, Debug)]
+pub struct ReadReply {
+    /// The per-datagram record (`t` and `source` left for the caller).
+    pub reply: DnsReply,
+    /// True when the reply answers our query (right id and question).
+    pub valid: bool,
+    /// The TC bit.
+    pub truncated: bool,
+    /// What the reply means for the lookup: the rcode failure, or
+    /// `dns_no_answer` for NOERROR without records of the asked type.
+    pub outcome: Option<Failure>,
+}
+
+/// Decodes `bytes` as a reply to `query`. A reply that does not decode, is
+/// not a response, has another id, or answers another question is kept
+/// with `valid` false and its `reply.failure` saying why.
+pub fn read_reply(bytes: &[u8], query: &WireQuery) -> ReadReply {
+    let mut reply = DnsReply {
+        raw: crate::records::BinaryData::new(bytes).data,
+        ..DnsReply::default()
+    };
+    let msg = match Message::from_vec(bytes) {
+        Ok(m) => m,
+        Err(e) => {
+            reply.failure = Some(Failure::Unknown(format!("undecodable DNS reply: {e}")));
+            return ReadReply {
+                reply,
+                valid: false,
+                truncated: false,
+                outcome: None,
+            };
+        }
+    };
+    reply.id = msg.metadata.id;
+    reply.rcode = u16::from(msg.metadata.response_code);
+    reply.answers = answers_of(&msg);
+    let question_ok = msg.queries.len() == 1
+        && msg.queries[0].query_type() == query.qtype
+        && msg.queries[0].name().to_lowercase() == query.name.to_lowercase();
+    reply.failure = if msg.metadata.message_type != MessageType::Response {
+        Some(Failure::DnsServerMisbehaving)
+    } else if msg.metadata.id != query.id {
+        Some(Failure::DnsWrongQueryId)
+    } else if !question_ok {
+        Some(Failure::Unknown(
+            "DNS reply for another question".to_string(),
+        ))
+    } else {
+        None
+    };
+    let has_type = msg.answers.iter().any(|r| r.record_type() == query.qtype);
+    let outcome = match Failure::from_rcode(reply.rcode) {
+        Some(f) => Some(f),
+        None if !has_type => Some(Failure::DnsNoAnswer),
+        None => None,
+    };
+    ReadReply {
+        valid: reply.failure.is_none(),
+        reply,
+        truncated: msg.metadata.truncation,
+        outcome,
+    }
+}
+
+/// The A, AAAA and CNAME records of the answer section, with TTLs.
+pub fn answers_of(msg: &Message) -> Vec<DnsAnswer> {
+    msg.answers
+        .iter()
+        .filter_map(|r| {
+            let mut a = DnsAnswer {
+                ttl: Some(r.ttl),
+                ..DnsAnswer::default()
+            };
+            match &r.data {
+                RData::A(ip) => {
+                    a.answer_type = "A".to_string();
+                    a.ipv4 = Some(ip.0.to_string());
+                }
+                RData::AAAA(ip) => {
+                    a.answer_type = "AAAA".to_string();
+                    a.ipv6 = Some(ip.0.to_string());
+                }
+                RData::CNAME(target) => {
+                    a.answer_type = "CNAME".to_string();
+                    a.hostname = Some(target.0.to_ascii());
+                }
+                _ => return None,
+            }
+            Some(a)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::op::OpCode;
+    use hickory_proto::rr::{rdata, Record};
+
+    #[test]
+    fn reads_a_matching_reply() {
+        let q = build_query("example.org", QueryType::A, None).unwrap();
+        let mut m = Message::response(q.id, OpCode::Query);
+        m.add_query(Query::query(q.name.clone(), RecordType::A));
+        m.add_answer(Record::from_rdata(
+            q.name.clone(),
+            60,
+            RData::A(rdata::A("192.0.2.1".parse().unwrap())),
+        ));
+        let r = read_reply(&m.to_vec().unwrap(), &q);
+        assert!(r.valid);
+        assert_eq!(r.outcome, None);
+        assert_eq!(r.reply.answers[0].ipv4.as_deref(), Some("192.0.2.1"));
+        assert_eq!(r.reply.answers[0].ttl, Some(60));
+
+        let mut wrong = Message::response(q.id.wrapping_add(1), OpCode::Query);
+        wrong.add_query(Query::query(q.name.clone(), RecordType::A));
+        let r = read_reply(&wrong.to_vec().unwrap(), &q);
+        assert!(!r.valid);
+        assert_eq!(r.reply.failure, Some(Failure::DnsWrongQueryId));
+        assert_eq!(r.outcome, Some(Failure::DnsNoAnswer));
+    }
+}
