@@ -36,6 +36,20 @@ pub struct HttpParams {
     pub timeout: Duration,
 }
 
+impl HttpParams {
+    /// A GET of `url` with the URL's host as Host, [`default_headers`],
+    /// [`DEFAULT_BODY_CAP`] and a 10 s deadline.
+    pub fn new(url: url::Url) -> HttpParams {
+        HttpParams {
+            url,
+            host_header: None,
+            headers: default_headers(),
+            body_cap: DEFAULT_BODY_CAP,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Browser-like request headers (User-Agent, Accept, Accept-Language).
 pub fn default_headers() -> Vec<(String, String)> {
     [

@@ -127,3 +127,34 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for MeteredStream<S> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn records_reads_and_writes_up_to_the_cap() {
+        let (a, mut b) = tokio::io::duplex(1024);
+        let trace = Trace::new();
+        let mut m = MeteredStream::new(a, trace.clone(), "127.0.0.1:1".to_string(), 5);
+        let first = m.first_read_handle();
+        m.write_all(b"hello").await.unwrap();
+        let mut buf = [0u8; 5];
+        b.read_exact(&mut buf).await.unwrap();
+        assert!(first.get().is_none());
+        b.write_all(b"world").await.unwrap();
+        m.read_exact(&mut buf).await.unwrap();
+        assert!(first.get().is_some());
+        for _ in 0..10 {
+            m.write_all(b"x").await.unwrap();
+        }
+        let events = trace.take_events();
+        assert_eq!(events.len(), 5);
+        assert_eq!(events[0].operation, "write");
+        assert_eq!(events[0].num_bytes, Some(5));
+        assert_eq!(events[1].operation, "read");
+        assert_eq!(events[1].num_bytes, Some(5));
+        assert_eq!(events[1].address.as_deref(), Some("127.0.0.1:1"));
+    }
+}

@@ -104,6 +104,21 @@ pub struct TlsParams {
     pub fail_on_invalid: bool,
 }
 
+impl TlsParams {
+    /// A browser-like handshake for `host`: SNI and verification against
+    /// `host`, ALPN `http/1.1`, a 10 s timeout, invalid chains refused.
+    pub fn for_host(host: &str, roots: Arc<TrustRoots>) -> TlsParams {
+        TlsParams {
+            sni: Some(host.to_string()),
+            verify_as: host.to_string(),
+            alpn: vec![b"http/1.1".to_vec()],
+            roots,
+            timeout: Duration::from_secs(10),
+            fail_on_invalid: true,
+        }
+    }
+}
+
 /// Runs a TLS handshake over `stream` (already connected to `address`).
 ///
 /// The chain the server sent is recorded (`peer_certificates`, `x_leaf`)

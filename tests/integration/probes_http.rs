@@ -162,18 +162,20 @@ async fn endless_body_is_truncated_at_cap() {
     let head = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n".to_vec();
     let srv = fakes::http::spawn(Behaviour::Endless { head }).await;
     let cap = 100_000;
-    let tx = plain(
-        &Trace::new(),
-        srv.addr,
-        &params("http://site.example/", 2000, cap),
-    )
-    .await;
+    let trace = Trace::new();
+    let tx = plain(&trace, srv.addr, &params("http://site.example/", 2000, cap)).await;
     assert_eq!(tx.failure, None);
     assert_eq!(tx.response.code, 200);
     assert!(tx.response.body_is_truncated);
     assert_eq!(tx.response.x_body_length, cap as u64);
     assert_eq!(tx.response.body.to_bytes(), vec![b'x'; cap]);
     assert_eq!(tx.x_transfer.bytes, cap as u64);
+    let reads_writes = trace
+        .take_events()
+        .iter()
+        .filter(|e| e.operation == "read" || e.operation == "write")
+        .count();
+    assert!(reads_writes >= 2 && reads_writes <= probes::metered::DEFAULT_EVENT_CAP);
 }
 
 #[tokio::test]

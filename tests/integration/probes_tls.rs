@@ -255,6 +255,25 @@ async fn close_after_client_hello_is_eof() {
     assert_eq!(rec.failure, Some(Failure::Eof));
 }
 
+#[tokio::test]
+async fn non_tls_answer_is_failed_handshake() {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = [0u8; 8192];
+            let _ = s.read(&mut buf).await;
+            let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let p = TlsParams::for_host("plain.example", TrustRoots::webpki());
+    let (rec, ok) = run(&Trace::new(), addr, &p).await;
+    assert!(!ok);
+    assert_eq!(rec.failure, Some(Failure::SslFailedHandshake));
+}
+
 #[test]
 fn pem_loading_errors_name_the_file() {
     let dir = tempfile::tempdir().unwrap();

@@ -30,7 +30,7 @@ pub const MAX_CONCURRENT_LOOKUPS: usize = 32;
 /// getaddrinfo return code is kept in `getaddrinfo_error`.
 pub async fn lookup(trace: &Trace, host: &str, timeout: Duration) -> DnsQuery {
     let t0 = trace.clock.now();
-    let name = host.to_string();
+    let name = ascii_name(host);
     let work = async move {
         let permit = semaphore().acquire_owned().await;
         tokio::task::spawn_blocking(move || {
@@ -65,6 +65,18 @@ pub async fn lookup(trace: &Trace, host: &str, timeout: Duration) -> DnsQuery {
         tags: trace.tags.clone(),
         transaction_id: trace.transaction_id,
         x_replies: Vec::new(),
+    }
+}
+
+/// The name getaddrinfo is given: internationalised names in punycode
+/// (glibc does not convert them by default); anything else unchanged.
+fn ascii_name(host: &str) -> String {
+    if host.is_ascii() {
+        return host.to_string();
+    }
+    match url::Host::parse(host) {
+        Ok(url::Host::Domain(d)) => d,
+        _ => host.to_string(),
     }
 }
 
@@ -130,6 +142,12 @@ mod tests {
         assert_eq!(q.engine, "getaddrinfo");
         assert_eq!(q.query_type, "ANY");
         assert_eq!(q.addrs(), vec!["127.0.0.1".parse::<IpAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn idn_names_become_punycode() {
+        assert_eq!(ascii_name("example.org"), "example.org");
+        assert!(ascii_name("តេស្ត.ខ្មែរ").starts_with("xn--"));
     }
 
     #[test]

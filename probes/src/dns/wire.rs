@@ -25,9 +25,10 @@ pub struct WireQuery {
 }
 
 /// Encodes a recursive query for `host`/`qtype` with EDNS. `id` fixes the
-/// message id (DoH uses 0); `None` picks a random one.
+/// message id (DoH uses 0); `None` picks a random one. Internationalised
+/// names (e.g. under `.ខ្មែរ`) are sent in their punycode form.
 pub fn build_query(host: &str, qtype: QueryType, id: Option<u16>) -> Result<WireQuery, Failure> {
-    let mut name = Name::from_ascii(host)
+    let mut name = Name::from_utf8(host)
         .map_err(|e| Failure::Unknown(format!("invalid DNS name {host:?}: {e}")))?;
     name.set_fqdn(true);
     let rtype = record_type(qtype);
@@ -181,5 +182,16 @@ mod tests {
         assert!(!r.valid);
         assert_eq!(r.reply.failure, Some(Failure::DnsWrongQueryId));
         assert_eq!(r.outcome, Some(Failure::DnsNoAnswer));
+    }
+
+    #[test]
+    fn idn_names_go_out_as_punycode() {
+        let q = build_query("តេស្ត.ខ្មែរ", QueryType::A, Some(0)).unwrap();
+        assert!(
+            q.name.to_ascii().starts_with("xn--"),
+            "{}",
+            q.name.to_ascii()
+        );
+        assert_eq!(q.id, 0);
     }
 }
