@@ -1,11 +1,30 @@
 //! The network-namespace censorship lab (root only; skips itself otherwise).
+//! See tests/README.md.
 //!
 //! - [`netns`]: the reusable namespace API (create, link, route, exec,
 //!   spawn, in-namespace servers, a guard that deletes everything).
-//! - `netns_selftest`: tests of that API.
+//! - [`topology`]: probe → r1 → censor → internet (+ control) and its
+//!   addresses; [`scenarios`]: the table of mechanisms and traps (the one
+//!   place to add one); [`world`]: starts everything from the table.
+//! - [`dns`], [`web`], [`pki`]: the lab's servers and certificates.
+//! - Tests: `netns_selftest` (the API), `mechanisms` (the lab really
+//!   censors), `e2e` (the gatewatch binary's verdicts in the lab).
 
-// A reusable API: not every test binary build uses every item.
+// Reusable APIs: not every item is used by this crate's tests.
+#[allow(dead_code)]
+pub mod dns;
 #[allow(dead_code)]
 pub mod netns;
+#[allow(dead_code)]
+pub mod pki;
+#[allow(dead_code)]
+pub mod scenarios;
+#[allow(dead_code)]
+pub mod topology;
+#[allow(dead_code)]
+pub mod web;
+#[allow(dead_code)]
+pub mod world;
 
+mod mechanisms;
 mod netns_selftest;

@@ -360,6 +360,39 @@ impl Ns {
             Err(_) => Err(io::Error::other("server did not start")),
         }
     }
+    /// Like [`Ns::serve`] for blocking code: `run` gets the bound value and
+    /// the stop token on the namespace's thread, and must return soon after
+    /// the token is cancelled (poll it between blocking calls with a
+    /// timeout).
+    pub fn serve_blocking<T, B, F>(&self, bind: B, run: F) -> io::Result<Service>
+    where
+        B: FnOnce() -> io::Result<T> + Send + 'static,
+        F: FnOnce(T, CancellationToken) + Send + 'static,
+    {
+        let stop = CancellationToken::new();
+        let token = stop.clone();
+        let (tx, rx) = mpsc::channel::<io::Result<()>>();
+        let handle = self.thread(move || match bind() {
+            Ok(v) => {
+                let _ = tx.send(Ok(()));
+                run(v, token);
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        })?;
+        match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(Ok(())) => Ok(Service {
+                stop,
+                handle: Some(handle),
+            }),
+            Ok(Err(e)) => {
+                let _ = handle.join();
+                Err(e)
+            }
+            Err(_) => Err(io::Error::other("server did not start")),
+        }
+    }
 }
 
 /// A running in-namespace server; stopped (and its thread joined) on drop.

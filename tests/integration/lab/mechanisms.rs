@@ -1,0 +1,487 @@
+//! Assertions about the lab itself, without gatewatch's policy: from the
+//! probe's namespace each mechanism really does what its row says (with
+//! plain sockets, hickory-proto messages, rustls, and `probes::tcp`), and
+//! from the control's namespace the same sites are untouched.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::{Message, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::task::JoinSet;
+
+use super::dns::INJECTED;
+use super::netns::Ns;
+use super::scenarios::SCENARIOS;
+use super::topology::{addr, CENSOR_DOWN_IF};
+use super::web::BLOCKPAGE_TITLE;
+use super::world::World;
+
+#[test]
+fn every_mechanism_does_what_its_row_says() {
+    let Some(world) = World::start_or_skip(SCENARIOS) else {
+        return;
+    };
+    let ca = world.ca_der.clone();
+    let ip = |name: &str| world.find(name).1;
+
+    // (check name, from the probe?, the check)
+    let mut checks: Vec<(&str, bool, Check)> = vec![
+        (
+            "isp dns: clean",
+            true,
+            Check::Dns(addr::ISP_RESOLVER, "clean", Dns::Answers(vec![ip("clean")])),
+        ),
+        (
+            "isp dns: nxdomain",
+            true,
+            Check::Dns(addr::ISP_RESOLVER, "dns-nxdomain", Dns::Nxdomain),
+        ),
+        (
+            "isp dns: localhost",
+            true,
+            Check::Dns(
+                addr::ISP_RESOLVER,
+                "dns-localhost",
+                Dns::Answers(vec![Ipv4Addr::LOCALHOST]),
+            ),
+        ),
+        (
+            "isp dns: bogon",
+            true,
+            Check::Dns(
+                addr::ISP_RESOLVER,
+                "dns-bogon",
+                Dns::Answers(vec![Ipv4Addr::new(10, 10, 10, 1)]),
+            ),
+        ),
+        (
+            "isp dns: blockpage ip",
+            true,
+            Check::Dns(
+                addr::ISP_RESOLVER,
+                "dns-blockpage-ip",
+                Dns::Answers(vec![addr::SINKHOLE]),
+            ),
+        ),
+        (
+            "isp dns: silent",
+            true,
+            Check::Dns(addr::ISP_RESOLVER, "dns-silent", Dns::Silence),
+        ),
+        (
+            "isp dns: nxdomain everywhere",
+            true,
+            Check::Dns(addr::ISP_RESOLVER, "nxdomain-everywhere", Dns::Nxdomain),
+        ),
+        (
+            "public dns: injected, then genuine",
+            true,
+            Check::Dns(
+                addr::PUBLIC_RESOLVER,
+                "dns-injected",
+                Dns::Answers(vec![INJECTED, ip("dns-injected")]),
+            ),
+        ),
+        (
+            "public dns: clean, one reply",
+            true,
+            Check::Dns(
+                addr::PUBLIC_RESOLVER,
+                "clean",
+                Dns::Answers(vec![ip("clean")]),
+            ),
+        ),
+        (
+            "tcp: syn drop",
+            true,
+            Check::Tcp(ip("tcp-syn-drop"), Some("generic_timeout_error")),
+        ),
+        (
+            "tcp: rst to syn",
+            true,
+            Check::Tcp(ip("tcp-syn-rst"), Some("connection_refused")),
+        ),
+        (
+            "tcp: icmp unreachable",
+            true,
+            Check::Tcp(ip("tcp-icmp-unreach"), Some("host_unreachable")),
+        ),
+        (
+            "tcp: down everywhere",
+            true,
+            Check::Tcp(ip("down-everywhere"), Some("connection_refused")),
+        ),
+        ("tcp: clean", true, Check::Tcp(ip("clean"), None)),
+        (
+            "tls: clean",
+            true,
+            Check::Https(ip("clean"), "clean", Web::Page),
+        ),
+        (
+            "tls: rst on sni",
+            true,
+            Check::Https(ip("tls-sni-rst"), "tls-sni-rst", Web::Reset),
+        ),
+        (
+            "tls: drop on sni",
+            true,
+            Check::Https(ip("tls-sni-drop"), "tls-sni-drop", Web::Timeout),
+        ),
+        (
+            "tls: interception",
+            true,
+            Check::Https(ip("tls-mitm"), "tls-mitm", Web::UnknownIssuer),
+        ),
+        (
+            "http: rst on host",
+            true,
+            Check::Http(ip("http-host-rst"), "http-host-rst", Web::Reset),
+        ),
+        (
+            "http: blockpage",
+            true,
+            Check::Http(ip("http-blockpage"), "http-blockpage", Web::Blockpage),
+        ),
+        (
+            "http: sinkhole serves the blockpage",
+            true,
+            Check::Http(addr::SINKHOLE, "dns-blockpage-ip", Web::Blockpage),
+        ),
+        (
+            "http: eof after request",
+            true,
+            Check::Http(ip("http-eof"), "http-eof", Web::Eof),
+        ),
+        (
+            "http: redirect to https",
+            true,
+            Check::Http(ip("http-to-https"), "http-to-https", Web::Redirect),
+        ),
+        (
+            "https: throttled page arrives",
+            true,
+            Check::Https(ip("throttled"), "throttled", Web::Page),
+        ),
+        // The control's side of the same sites: untouched.
+        (
+            "control: dns",
+            false,
+            Check::Dns(
+                addr::PUBLIC_RESOLVER,
+                "dns-nxdomain",
+                Dns::Answers(vec![ip("dns-nxdomain")]),
+            ),
+        ),
+        (
+            "control: tls sni rst site",
+            false,
+            Check::Https(ip("tls-sni-rst"), "tls-sni-rst", Web::Page),
+        ),
+        (
+            "control: tls mitm site",
+            false,
+            Check::Https(ip("tls-mitm"), "tls-mitm", Web::Page),
+        ),
+        (
+            "control: syn drop site",
+            false,
+            Check::Tcp(ip("tcp-syn-drop"), None),
+        ),
+        (
+            "control: blockpage site",
+            false,
+            Check::Http(ip("http-blockpage"), "http-blockpage", Web::Page),
+        ),
+        (
+            "control: host rst site",
+            false,
+            Check::Http(ip("http-host-rst"), "http-host-rst", Web::Page),
+        ),
+    ];
+    let probe_checks: Vec<_> = checks
+        .iter()
+        .filter(|c| c.1)
+        .map(|c| (c.0, c.2.clone()))
+        .collect();
+    checks.retain(|c| !c.1);
+    let control_checks: Vec<_> = checks.into_iter().map(|c| (c.0, c.2)).collect();
+
+    let mut results = run_checks(&world.topo.probe, probe_checks, ca.clone());
+    results.extend(run_checks(&world.topo.control, control_checks, ca));
+
+    // The throttled page crossed the shaper: its class counted the bytes.
+    let stats = world
+        .topo
+        .censor
+        .exec("tc", &["-s", "class", "show", "dev", CENSOR_DOWN_IF])
+        .unwrap();
+    let shaped = shaped_bytes(&stats);
+    results.push((
+        "tc: throttled bytes went through the shaper",
+        if shaped >= 384 * 1024 {
+            Ok(())
+        } else {
+            Err(format!("shaped {shaped} bytes:\n{stats}"))
+        },
+    ));
+
+    for (name, r) in &results {
+        let verdict = match r {
+            Ok(()) => "ok".to_string(),
+            Err(e) => format!("FAILED: {e}"),
+        };
+        println!("{name:<45} {verdict}");
+    }
+    let failed: Vec<_> = results.iter().filter(|r| r.1.is_err()).collect();
+    if !failed.is_empty() {
+        panic!(
+            "{} of {} lab checks failed (table above)",
+            failed.len(),
+            results.len()
+        );
+    }
+}
+
+/// What to check.
+#[derive(Clone, Debug)]
+enum Check {
+    /// A query to a resolver for `<name>.example`.
+    Dns(Ipv4Addr, &'static str, Dns),
+    /// A TCP connect to :443 (`None`: must succeed; else the failure).
+    Tcp(Ipv4Addr, Option<&'static str>),
+    /// GET / over TLS to the address with the SNI `<name>.example`.
+    Https(Ipv4Addr, &'static str, Web),
+    /// GET / over plain HTTP with Host `<name>.example`.
+    Http(Ipv4Addr, &'static str, Web),
+}
+
+#[derive(Clone, Debug)]
+enum Dns {
+    /// Replies in this order, one A record each.
+    Answers(Vec<Ipv4Addr>),
+    Nxdomain,
+    Silence,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Web {
+    /// 200 with the site's own title.
+    Page,
+    Blockpage,
+    Redirect,
+    Reset,
+    Timeout,
+    Eof,
+    UnknownIssuer,
+    /// Any other error (printed to stderr).
+    Other,
+}
+
+fn run_checks(
+    ns: &Ns,
+    checks: Vec<(&'static str, Check)>,
+    ca: CertificateDer<'static>,
+) -> Vec<(&'static str, Result<(), String>)> {
+    ns.thread(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let mut set = JoinSet::new();
+            for (i, (name, check)) in checks.into_iter().enumerate() {
+                let ca = ca.clone();
+                set.spawn(async move { (i, name, run_check(check, ca).await) });
+            }
+            let mut out = set.join_all().await;
+            out.sort_by_key(|r| r.0);
+            out.into_iter().map(|(_, n, r)| (n, r)).collect()
+        })
+    })
+    .unwrap()
+    .join()
+    .unwrap()
+}
+
+async fn run_check(check: Check, ca: CertificateDer<'static>) -> Result<(), String> {
+    match check {
+        Check::Dns(server, name, want) => {
+            let replies = ask(server, &format!("{name}.example")).await?;
+            let ok = match &want {
+                Dns::Silence => replies.is_empty(),
+                Dns::Nxdomain => replies.len() == 1 && replies[0].0 == ResponseCode::NXDomain,
+                Dns::Answers(ips) => {
+                    replies.len() == ips.len()
+                        && replies.iter().zip(ips).all(|(r, ip)| r.1 == vec![*ip])
+                }
+            };
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("want {want:?}, got {replies:?}"))
+            }
+        }
+        Check::Tcp(ip, want) => {
+            let trace = probes::Trace::new();
+            let opts = probes::tcp::TcpOptions {
+                timeout: Duration::from_millis(1500),
+                ttl: None,
+            };
+            let (rec, _) = probes::tcp::connect(&trace, SocketAddr::from((ip, 443)), &opts).await;
+            let got = rec.status.failure.map(|f| f.to_string());
+            if got.as_deref() == want {
+                Ok(())
+            } else {
+                Err(format!("want {want:?}, got {got:?}"))
+            }
+        }
+        Check::Https(ip, name, want) => expect_web(fetch(ip, name, Some(ca)).await, want, name),
+        Check::Http(ip, name, want) => expect_web(fetch(ip, name, None).await, want, name),
+    }
+}
+
+fn expect_web(got: Result<String, Web>, want: Web, name: &str) -> Result<(), String> {
+    let seen = match &got {
+        Err(kind) => *kind,
+        Ok(text) if text.contains(BLOCKPAGE_TITLE) => Web::Blockpage,
+        Ok(text) if text.starts_with("HTTP/1.1 301") => Web::Redirect,
+        Ok(text)
+            if text.starts_with("HTTP/1.1 200")
+                && text.contains(&format!("<title>{name}.example")) =>
+        {
+            Web::Page
+        }
+        Ok(text) => return Err(format!("unexpected answer: {:.200}", text)),
+    };
+    if seen == want {
+        Ok(())
+    } else {
+        Err(format!("want {want:?}, got {seen:?}"))
+    }
+}
+
+/// GET / from `ip`:80 (plain) or :443 (TLS, SNI = host, trusting `ca`).
+async fn fetch(
+    ip: Ipv4Addr,
+    name: &str,
+    ca: Option<CertificateDer<'static>>,
+) -> Result<String, Web> {
+    let host = format!("{name}.example");
+    let port = if ca.is_some() { 443 } else { 80 };
+    let work = async {
+        let tcp = tokio::net::TcpStream::connect((ip, port))
+            .await
+            .map_err(io_kind)?;
+        let request =
+            format!("GET / HTTP/1.1\r\nHost: {host}\r\nUser-Agent: lab\r\nAccept: */*\r\n\r\n");
+        let mut out = Vec::new();
+        match ca {
+            None => {
+                let mut s = tcp;
+                s.write_all(request.as_bytes()).await.map_err(io_kind)?;
+                s.read_to_end(&mut out).await.map_err(io_kind)?;
+            }
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add(ca).expect("lab CA");
+                let cfg = rustls::ClientConfig::builder()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
+                let sni = ServerName::try_from(host.clone()).expect("sni");
+                let mut s = connector.connect(sni, tcp).await.map_err(io_kind)?;
+                s.write_all(request.as_bytes()).await.map_err(io_kind)?;
+                s.read_to_end(&mut out).await.map_err(io_kind)?;
+            }
+        }
+        if out.is_empty() {
+            return Err(Web::Eof);
+        }
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    };
+    tokio::time::timeout(Duration::from_secs(6), work)
+        .await
+        .unwrap_or(Err(Web::Timeout))
+}
+
+fn io_kind(e: std::io::Error) -> Web {
+    let unknown_issuer = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| {
+            matches!(
+                r,
+                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer)
+            )
+        });
+    match e.kind() {
+        _ if unknown_issuer => Web::UnknownIssuer,
+        std::io::ErrorKind::ConnectionReset => Web::Reset,
+        std::io::ErrorKind::UnexpectedEof => Web::Eof,
+        _ => {
+            eprintln!("lab check: unexpected error {e:?}");
+            Web::Other
+        }
+    }
+}
+
+/// Sends an A query and collects every reply for 600 ms after sending:
+/// (rcode, A records) in arrival order.
+async fn ask(server: Ipv4Addr, host: &str) -> Result<Vec<(ResponseCode, Vec<Ipv4Addr>)>, String> {
+    let mut q = Message::query();
+    q.metadata.recursion_desired = true;
+    q.add_query(Query::query(
+        Name::from_ascii(host).map_err(|e| e.to_string())?,
+        RecordType::A,
+    ));
+    let sock = tokio::net::UdpSocket::bind("0.0.0.0:0")
+        .await
+        .map_err(|e| e.to_string())?;
+    sock.send_to(&q.to_vec().map_err(|e| e.to_string())?, (server, 53))
+        .await
+        .map_err(|e| e.to_string())?;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(600);
+    let mut buf = vec![0u8; 4096];
+    let mut out = Vec::new();
+    while let Ok(r) = tokio::time::timeout_at(deadline, sock.recv_from(&mut buf)).await {
+        let (n, _) = r.map_err(|e| e.to_string())?;
+        let m = Message::from_vec(&buf[..n]).map_err(|e| e.to_string())?;
+        if m.metadata.id != q.metadata.id {
+            continue;
+        }
+        let ips = m
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some(a.0),
+                _ => None,
+            })
+            .collect();
+        out.push((m.metadata.response_code, ips));
+    }
+    Ok(out)
+}
+
+/// Bytes sent by the shaped (non-root) htb classes in `tc -s class show`.
+fn shaped_bytes(stats: &str) -> u64 {
+    let mut total = 0;
+    let mut in_shaped = false;
+    for line in stats.lines() {
+        let t = line.trim();
+        if t.starts_with("class htb") {
+            in_shaped = true;
+        } else if in_shaped && t.starts_with("Sent ") {
+            total += t
+                .split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+            in_shaped = false;
+        }
+    }
+    total
+}

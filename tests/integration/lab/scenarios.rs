@@ -1,0 +1,342 @@
+//! THE place to add a censorship mechanism or a trap: one row in
+//! [`SCENARIOS`] (a URL, how the genuine site behaves, what the censor does,
+//! the verdict we expect), and — only for a new kind of interference — one
+//! [`Censor`] variant with its rules in [`Censor::plan`] right below it.
+//!
+//! Every scenario gets its own host name and its own site address, so rules
+//! never overlap. The censor is the second router on the probe's path
+//! (probe → r1 → censor → internet); the control sits on the internet side.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+
+use super::topology::{addr, CENSOR_DOWN_IF};
+
+/// One situation the probe must classify.
+#[derive(Clone, Copy, Debug)]
+pub struct Scenario {
+    /// Short unique name; the host is `<name>.example`.
+    pub name: &'static str,
+    /// `http` or `https`: the URL is `<scheme>://<name>.example/`.
+    pub scheme: &'static str,
+    /// How the genuine site behaves (seen from the control and from an
+    /// uncensored path).
+    pub site: Site,
+    /// What the censor does to the probe's traffic for this site.
+    pub censor: Censor,
+    /// What the probe's measurement must say.
+    pub expect: Expect,
+}
+
+/// The genuine site, in the internet namespace.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Site {
+    /// A plain page on :80 and :443 (valid certificate from the lab CA).
+    Static,
+    /// A page whose text changes on every request (times, ids, cookies).
+    Dynamic,
+    /// A page whose edition depends on the client's address.
+    ClientDependent,
+    /// :80 answers 301 to `https://<host>/`; :443 serves the page.
+    RedirectToHttps,
+    /// Answers after this many milliseconds, to everyone.
+    Slow(u64),
+    /// A page of this many bytes (for throttling).
+    Big(usize),
+    /// The name resolves, but nothing listens on the address (refused
+    /// everywhere).
+    Down,
+    /// The name does not exist anywhere (NXDOMAIN from every resolver).
+    NoSuchName,
+}
+
+/// The censor's action, made by real tools in the censor namespace.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Censor {
+    /// Nothing.
+    None,
+    /// The ISP resolver answers NXDOMAIN.
+    DnsNxdomain,
+    /// The ISP resolver answers 127.0.0.1.
+    DnsLocalhost,
+    /// The ISP resolver answers a private address (10.10.10.1, as seen in
+    /// Cambodia in 2022).
+    DnsBogon,
+    /// The ISP resolver answers the censor's blockpage server address.
+    DnsBlockpageIp,
+    /// The ISP resolver never answers for this name.
+    DnsSilent,
+    /// An on-path injector forges a reply to queries crossing the censor
+    /// towards the public resolver; the genuine reply still arrives, later.
+    DnsInjection,
+    /// nft drops the SYNs to the site's address (ports 80 and 443).
+    SynDrop,
+    /// nft answers the SYNs with a RST.
+    SynRst,
+    /// nft answers the SYNs with ICMP host-unreachable.
+    IcmpUnreachable,
+    /// A RST when a TLS ClientHello carries the site's name (iptables
+    /// string match on :443).
+    SniRst,
+    /// The ClientHello carrying the site's name is dropped (then every
+    /// retransmission).
+    SniDrop,
+    /// :443 of the site is redirected to the censor's TLS box, whose
+    /// certificate comes from an untrusted CA.
+    TlsMitm,
+    /// A RST when an HTTP request carries the site's name (:80).
+    HostRst,
+    /// :80 of the site is redirected to the censor's blockpage server.
+    Blockpage,
+    /// :80 of the site is redirected to a box that reads the request and
+    /// closes the connection (EOF).
+    EofAfterRequest,
+    /// The site's traffic towards the probe is shaped to this rate (tc htb).
+    Throttle {
+        /// Rate in kbit/s.
+        kbit: u32,
+    },
+}
+
+/// The expected result for one URL.
+#[derive(Clone, Copy, Debug)]
+pub struct Expect {
+    /// `x_verdict.status`.
+    pub status: &'static str,
+    /// `x_verdict.layer` (`None` = null).
+    pub layer: Option<&'static str>,
+    /// The classic `blocking`: `false`, `null`, or the layer string.
+    pub blocking: &'static str,
+}
+
+const fn expect(
+    status: &'static str,
+    layer: Option<&'static str>,
+    blocking: &'static str,
+) -> Expect {
+    Expect {
+        status,
+        layer,
+        blocking,
+    }
+}
+
+const OPEN: Expect = expect("accessible", None, "false");
+const DOWN: Expect = expect("down", None, "false");
+
+/// The lab's test list. One row per mechanism and per trap.
+#[rustfmt::skip]
+pub const SCENARIOS: &[Scenario] = &[
+    row("clean", "https", Site::Static, Censor::None, OPEN),
+    row("clean-http", "http", Site::Static, Censor::None, OPEN),
+    // DNS, by the ISP resolver the probe's system resolver uses.
+    row("dns-nxdomain", "http", Site::Static, Censor::DnsNxdomain, expect("blocked", Some("dns"), "dns")),
+    row("dns-localhost", "http", Site::Static, Censor::DnsLocalhost, expect("blocked", Some("dns"), "dns")),
+    row("dns-bogon", "http", Site::Static, Censor::DnsBogon, expect("blocked", Some("dns"), "dns")),
+    row("dns-blockpage-ip", "http", Site::Static, Censor::DnsBlockpageIp, expect("blocked", Some("dns"), "dns")),
+    row("dns-silent", "http", Site::Static, Censor::DnsSilent, expect("blocked", Some("dns"), "dns")),
+    // DNS, on the path to the public resolver.
+    row("dns-injected", "http", Site::Static, Censor::DnsInjection, expect("blocked", Some("dns"), "dns")),
+    // TCP/IP.
+    row("tcp-syn-drop", "https", Site::Static, Censor::SynDrop, expect("blocked", Some("tcp_ip"), "tcp_ip")),
+    row("tcp-syn-rst", "https", Site::Static, Censor::SynRst, expect("blocked", Some("tcp_ip"), "tcp_ip")),
+    row("tcp-icmp-unreach", "https", Site::Static, Censor::IcmpUnreachable, expect("blocked", Some("tcp_ip"), "tcp_ip")),
+    // TLS.
+    row("tls-sni-rst", "https", Site::Static, Censor::SniRst, expect("blocked", Some("tls"), "http-failure")),
+    row("tls-sni-drop", "https", Site::Static, Censor::SniDrop, expect("blocked", Some("tls"), "http-failure")),
+    row("tls-mitm", "https", Site::Static, Censor::TlsMitm, expect("blocked", Some("tls"), "http-failure")),
+    // HTTP.
+    row("http-host-rst", "http", Site::Static, Censor::HostRst, expect("blocked", Some("http"), "http-failure")),
+    row("http-blockpage", "http", Site::Static, Censor::Blockpage, expect("blocked", Some("http"), "http-diff")),
+    row("http-eof", "http", Site::Static, Censor::EofAfterRequest, expect("blocked", Some("http"), "http-failure")),
+    // Degradation.
+    row("throttled", "https", Site::Big(384 * 1024), Censor::Throttle { kbit: 1024 }, expect("throttled", Some("throttling"), "false")),
+    // Traps: none of these is censorship.
+    row("down-everywhere", "https", Site::Down, Censor::None, DOWN),
+    row("nxdomain-everywhere", "https", Site::NoSuchName, Censor::None, DOWN),
+    row("dynamic", "https", Site::Dynamic, Censor::None, OPEN),
+    row("client-dependent", "https", Site::ClientDependent, Censor::None, OPEN),
+    row("http-to-https", "http", Site::RedirectToHttps, Censor::None, OPEN),
+    row("slow", "https", Site::Slow(1500), Censor::None, OPEN),
+];
+
+const fn row(
+    name: &'static str,
+    scheme: &'static str,
+    site: Site,
+    censor: Censor,
+    expect: Expect,
+) -> Scenario {
+    Scenario {
+        name,
+        scheme,
+        site,
+        censor,
+        expect,
+    }
+}
+
+impl Scenario {
+    /// `<name>.example`.
+    pub fn host(&self) -> String {
+        format!("{}.example", self.name)
+    }
+
+    /// `<scheme>://<name>.example/`.
+    pub fn url(&self) -> String {
+        format!("{}://{}/", self.scheme, self.host())
+    }
+}
+
+/// The genuine address of scenario number `i` (each has its own).
+pub fn site_ip(i: usize) -> Ipv4Addr {
+    Ipv4Addr::new(
+        203,
+        0,
+        113,
+        10 + u8::try_from(i).expect("fewer than 200 scenarios"),
+    )
+}
+
+/// What an ISP resolver says instead of the truth.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Lie {
+    /// NXDOMAIN.
+    Nxdomain,
+    /// This A record.
+    Answer(Ipv4Addr),
+    /// No answer at all.
+    Silent,
+}
+
+/// Everything the censor namespace must be configured with.
+#[derive(Debug, Default)]
+pub struct CensorPlan {
+    /// Rules inside `chain forward` (filter, on routed traffic).
+    pub nft_forward: Vec<String>,
+    /// Rules inside `chain prerouting` (nat).
+    pub nft_prerouting: Vec<String>,
+    /// `iptables` argument lists (string matches nft cannot do).
+    pub iptables: Vec<Vec<String>>,
+    /// `tc` argument lists.
+    pub tc: Vec<Vec<String>>,
+    /// The ISP resolver's lies, per host.
+    pub lies: BTreeMap<String, Lie>,
+    /// Hosts the on-path injector forges answers for.
+    pub inject: BTreeSet<String>,
+}
+
+impl Censor {
+    /// Adds this action's configuration for `host` at `ip`.
+    pub fn plan(&self, host: &str, ip: Ipv4Addr, p: &mut CensorPlan) {
+        let web = "tcp dport { 80, 443 }";
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        match *self {
+            Censor::None => {}
+            Censor::DnsNxdomain => {
+                p.lies.insert(host.into(), Lie::Nxdomain);
+            }
+            Censor::DnsLocalhost => {
+                p.lies.insert(host.into(), Lie::Answer(Ipv4Addr::LOCALHOST));
+            }
+            Censor::DnsBogon => {
+                p.lies
+                    .insert(host.into(), Lie::Answer(Ipv4Addr::new(10, 10, 10, 1)));
+            }
+            Censor::DnsBlockpageIp => {
+                p.lies.insert(host.into(), Lie::Answer(addr::SINKHOLE));
+            }
+            Censor::DnsSilent => {
+                p.lies.insert(host.into(), Lie::Silent);
+            }
+            Censor::DnsInjection => {
+                p.inject.insert(host.into());
+            }
+            Censor::SynDrop => p.nft_forward.push(format!("ip daddr {ip} {web} drop")),
+            Censor::SynRst => p
+                .nft_forward
+                .push(format!("ip daddr {ip} {web} reject with tcp reset")),
+            Censor::IcmpUnreachable => p.nft_forward.push(format!(
+                "ip daddr {ip} {web} reject with icmp type host-unreachable"
+            )),
+            Censor::SniRst | Censor::SniDrop | Censor::HostRst => {
+                let port = if *self == Censor::HostRst {
+                    "80"
+                } else {
+                    "443"
+                };
+                let target: &[&str] = if *self == Censor::SniDrop {
+                    &["DROP"]
+                } else {
+                    &["REJECT", "--reject-with", "tcp-reset"]
+                };
+                // Keyed on the name only (any address), as SNI/Host filters are.
+                let mut args = s(&[
+                    "-A", "FORWARD", "-p", "tcp", "--dport", port, "-m", "string",
+                ]);
+                args.extend(s(&["--string", host, "--algo", "bm", "-j"]));
+                args.extend(s(target));
+                p.iptables.push(args);
+            }
+            Censor::TlsMitm => p.nft_prerouting.push(format!(
+                "ip daddr {ip} tcp dport 443 redirect to :{}",
+                addr::MITM_PORT
+            )),
+            Censor::Blockpage => p.nft_prerouting.push(format!(
+                "ip daddr {ip} tcp dport 80 redirect to :{}",
+                addr::BLOCKPAGE_PORT
+            )),
+            Censor::EofAfterRequest => p.nft_prerouting.push(format!(
+                "ip daddr {ip} tcp dport 80 redirect to :{}",
+                addr::EOF_PORT
+            )),
+            Censor::Throttle { kbit } => {
+                let dev = CENSOR_DOWN_IF;
+                if p.tc.is_empty() {
+                    // Unclassified traffic bypasses htb (no default class).
+                    p.tc.push(s(&[
+                        "qdisc", "add", "dev", dev, "root", "handle", "1:", "htb",
+                    ]));
+                }
+                let class = format!("1:{}", 10 + p.tc.len());
+                let rate = format!("{kbit}kbit");
+                p.tc.push(s(&[
+                    "class", "add", "dev", dev, "parent", "1:", "classid", &class, "htb", "rate",
+                    &rate, "ceil", &rate,
+                ]));
+                let src = format!("{ip}/32");
+                p.tc.push(s(&[
+                    "filter", "add", "dev", dev, "parent", "1:", "protocol", "ip", "prio", "1",
+                    "u32", "match", "ip", "src", &src, "flowid", &class,
+                ]));
+            }
+        }
+    }
+}
+
+impl CensorPlan {
+    /// The plan for a whole list of scenarios.
+    pub fn for_scenarios(list: &[Scenario]) -> CensorPlan {
+        let mut p = CensorPlan::default();
+        for (i, sc) in list.iter().enumerate() {
+            sc.censor.plan(&sc.host(), site_ip(i), &mut p);
+        }
+        p
+    }
+
+    /// The nftables ruleset (one table, loaded with `nft -f`).
+    pub fn nft_ruleset(&self) -> String {
+        let mut r = String::from("table inet gwlab_censor {\n");
+        r.push_str("  chain forward {\n    type filter hook forward priority 0; policy accept;\n");
+        for rule in &self.nft_forward {
+            let _ = writeln!(r, "    {rule}");
+        }
+        r.push_str("  }\n  chain prerouting {\n    type nat hook prerouting priority -100; policy accept;\n");
+        for rule in &self.nft_prerouting {
+            let _ = writeln!(r, "    {rule}");
+        }
+        r.push_str("  }\n}\n");
+        r
+    }
+}

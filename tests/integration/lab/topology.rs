@@ -1,0 +1,143 @@
+//! The lab's network: five namespaces, documentation addresses only, no
+//! link to the host and no default route anywhere.
+//!
+//! ```text
+//!  probe ──── r1 ──── censor ──── internet ──── control
+//!  .18   .17/.33   .34/.49     .50 (192.0.2.x)  198.51.100.10
+//!                  ISP resolver 192.0.2.53      sites 203.0.113.10..
+//!                  sinkhole 203.0.113.250       public resolver 198.51.100.53
+//! ```
+//!
+//! The censor is the second router hop from the probe (r1 is hop 1), so a
+//! TTL-limited trace must localise interference at hop 2. The control is on
+//! the internet side: its traffic to the sites never crosses the censor.
+
+use std::io;
+use std::net::Ipv4Addr;
+
+use super::netns::{Lab, Ns};
+
+/// The lab's fixed addresses and ports.
+pub mod addr {
+    use std::net::Ipv4Addr;
+
+    /// The probe (its only interface, towards r1).
+    pub const PROBE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 18);
+    /// r1 towards the probe: the probe's gateway, hop 1.
+    pub const R1_DOWN: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 17);
+    /// r1 towards the censor.
+    pub const R1_UP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 33);
+    /// The censor towards r1: hop 2.
+    pub const CENSOR_DOWN: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 34);
+    /// The censor towards the internet.
+    pub const CENSOR_UP: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 49);
+    /// The internet namespace towards the censor: hop 3.
+    pub const INTERNET_DOWN: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 50);
+    /// The ISP's resolver (lies), in the censor namespace.
+    pub const ISP_RESOLVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
+    /// The censor's blockpage server, reachable as a public-looking address.
+    pub const SINKHOLE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 250);
+    /// An honest public resolver in the internet namespace (the probe's
+    /// `--resolver`; queries to it cross the censor).
+    pub const PUBLIC_RESOLVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 53);
+    /// The internet namespace towards the control.
+    pub const INTERNET_CTL: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+    /// The control server.
+    pub const CONTROL: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 10);
+    /// The control server's port.
+    pub const CONTROL_PORT: u16 = 9000;
+    /// An address on the internet side that no namespace owns or routes (an
+    /// unreachable control: the internet router answers ICMP unreachable).
+    pub const BLACKHOLE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 99);
+    /// In the censor: the TLS-interception box (nft redirects :443 here).
+    pub const MITM_PORT: u16 = 8443;
+    /// In the censor: the blockpage server for redirected :80.
+    pub const BLOCKPAGE_PORT: u16 = 8080;
+    /// In the censor: the box that closes after the request.
+    pub const EOF_PORT: u16 = 8081;
+    /// The ranges the probe and the control must treat as public.
+    pub const PUBLIC_RANGES: [&str; 2] = ["198.51.100.0/24", "203.0.113.0/24"];
+}
+
+/// The censor's interface towards the probe (tc shapes here).
+pub const CENSOR_DOWN_IF: &str = "down0";
+
+/// The five namespaces, wired and routed.
+pub struct Topology {
+    /// Where `gatewatch run` runs.
+    pub probe: Ns,
+    /// The ISP's first router (hop 1), innocent.
+    pub r1: Ns,
+    /// The ISP's second router (hop 2): the censor, the ISP resolver and the
+    /// censor's boxes live here.
+    pub censor: Ns,
+    /// The sites and the public resolver.
+    pub internet: Ns,
+    /// The control server.
+    pub control: Ns,
+}
+
+impl Topology {
+    /// Creates and wires the namespaces in `lab`.
+    pub fn build(lab: &Lab) -> io::Result<Topology> {
+        use addr::*;
+        let probe = lab.add_ns("probe")?;
+        let r1 = lab.add_ns("r1")?;
+        let censor = lab.add_ns("censor")?;
+        let internet = lab.add_ns("internet")?;
+        let control = lab.add_ns("control")?;
+        let c29 = |a: Ipv4Addr| format!("{a}/29");
+        lab.link(&probe, "up0", &c29(PROBE), &r1, "down0", &c29(R1_DOWN))?;
+        lab.link(
+            &r1,
+            "up0",
+            &c29(R1_UP),
+            &censor,
+            CENSOR_DOWN_IF,
+            &c29(CENSOR_DOWN),
+        )?;
+        lab.link(
+            &censor,
+            "up0",
+            &c29(CENSOR_UP),
+            &internet,
+            "down0",
+            &c29(INTERNET_DOWN),
+        )?;
+        lab.link(
+            &internet,
+            "ctl0",
+            &format!("{INTERNET_CTL}/28"),
+            &control,
+            "up0",
+            &format!("{CONTROL}/28"),
+        )?;
+        for r in [&r1, &censor, &internet] {
+            r.enable_forwarding()?;
+        }
+        let all = ["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"];
+        for dst in all {
+            probe.add_route(dst, &R1_DOWN.to_string())?;
+            r1.add_route(dst, &CENSOR_DOWN.to_string())?;
+            control.add_route(dst, &INTERNET_CTL.to_string())?;
+        }
+        censor.add_route("192.0.2.16/29", &R1_UP.to_string())?;
+        censor.add_route("198.51.100.0/24", &INTERNET_DOWN.to_string())?;
+        censor.add_route("203.0.113.0/24", &INTERNET_DOWN.to_string())?;
+        internet.add_route("192.0.2.0/24", &CENSOR_UP.to_string())?;
+        internet.add_route(&format!("{SINKHOLE}/32"), &CENSOR_UP.to_string())?;
+        censor.add_addr("lo", &format!("{ISP_RESOLVER}/32"))?;
+        censor.add_addr("lo", &format!("{SINKHOLE}/32"))?;
+        internet.add_addr("lo", &format!("{PUBLIC_RESOLVER}/32"))?;
+        // Processes started in a namespace resolve like its hosts would.
+        probe.set_resolv_conf(&ISP_RESOLVER.to_string())?;
+        control.set_resolv_conf(&PUBLIC_RESOLVER.to_string())?;
+        Ok(Topology {
+            probe,
+            r1,
+            censor,
+            internet,
+            control,
+        })
+    }
+}
