@@ -77,11 +77,13 @@ pub(crate) async fn non_resolver_check(ctx: &Arc<Ctx>, url: &Url) {
     }
     let replies: Vec<&DnsReply> = q.x_replies.iter().collect();
     let detail = if replies.is_empty() {
-        format!("{addr}, which runs no DNS server, answered {:?}", ips(&q))
+        format!(
+            "{addr}, which runs no DNS server, answered: [{}]",
+            ips(&q).join(", ")
+        )
     } else {
         format!(
-            "{addr}, which runs no DNS server, sent {} replies: {}",
-            replies.len(),
+            "{addr}, which runs no DNS server, answered: {}",
             describe(&replies)
         )
     };
