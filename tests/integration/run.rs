@@ -744,3 +744,49 @@ fn real_world_citizen_lab_lists_parse() {
     }
     assert!(checked > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_resolve_through_the_given_resolver() {
+    let env = Env::new().await;
+    let (site, hits) = fake_site(SiteOpts::default()).await;
+    let p = site.port();
+    let ok = format!("http://www.site.test:{p}/");
+    let nx = format!("http://nxdomain.site.test:{p}/");
+    let out_file = env.path("out.jsonl");
+    let o = output(env.run_cmd(&["-o", out_file.to_str().unwrap(), &ok, &nx])).await;
+    assert_eq!(o.code, Some(0), "stderr: {}", o.stderr);
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    let ms = lines(&out_file);
+    let get = |u: &str| ms.iter().find(|m| m["input"] == u).unwrap().clone();
+    let m = get(&ok);
+    let resolver = env.dns.to_string();
+    let queries = m["test_keys"]["queries"].as_array().unwrap();
+    assert!(!queries.is_empty());
+    let answered: Vec<&Value> = queries.iter().filter(|q| q["query_type"] == "A").collect();
+    assert!(!answered.is_empty(), "{queries:#?}");
+    for q in &answered {
+        assert_eq!(q["hostname"], "www.site.test");
+        assert!(
+            q["resolver_address"]
+                .as_str()
+                .is_some_and(|a| a.contains(&resolver)),
+            "{q:#?}"
+        );
+        assert_eq!(q["answers"][0]["ipv4"], "127.0.0.1", "{q:#?}");
+    }
+    assert_eq!(m["test_keys"]["requests"][0]["response"]["code"], 200);
+    let m = get(&nx);
+    assert!(m["test_keys"]["requests"]
+        .as_array()
+        .is_none_or(|r| r.iter().all(|t| t["response"]["code"] != 200)));
+    let failures: Vec<&Value> = m["test_keys"]["queries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| &q["failure"])
+        .collect();
+    assert!(
+        failures.iter().any(|f| f == &"dns_nxdomain_error"),
+        "{failures:?}"
+    );
+}
