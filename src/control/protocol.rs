@@ -66,6 +66,12 @@ pub struct ControlResponse {
     /// for its ASN lookup and scrubbing, and never stores it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x_client_addr: Option<String>,
+    /// Endpoints, addresses and URLs the control refused to contact (its
+    /// address policy: special-purpose addresses, other ports, other
+    /// schemes), each with the reason. Their `tcp_connect` entry says
+    /// `connect_error`; this says why.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub x_refused: BTreeMap<String, String>,
 }
 
 /// TCP result per endpoint.

@@ -1,0 +1,624 @@
+//! One control measurement: DNS for the URL's host, TCP (and TLS on 443)
+//! to every endpoint, and the HTTP fetch with its redirect chain — all with
+//! the `probes` primitives, and every connection checked against the
+//! [`AddressPolicy`] first.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use probes::http::HttpParams;
+use probes::records::{HttpTransaction, Trace};
+use probes::tcp::TcpOptions;
+use probes::tls::{TlsParams, TrustRoots};
+use probes::Failure;
+use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use url::Url;
+
+use super::resolver::{self, ResolverSpec};
+use super::ssrf::{self, AddressPolicy, Refusal, TargetHost};
+use crate::control::protocol::{
+    ControlBody, ControlDns, ControlHop, ControlHttp, ControlIpInfo, ControlRequest,
+    ControlResponse, ControlTcp, ControlTls,
+};
+
+/// At most this many `tcp_connect` entries per request.
+pub const MAX_TCP_CONNECT: usize = 64;
+/// At most this many of the control's own addresses are measured per host.
+const MAX_OWN_ADDRS: usize = 16;
+/// Redirects followed, as browsers and OONI do.
+const MAX_REDIRECTS: usize = 10;
+/// The `failure` of a hop the control refused to connect for.
+pub const REFUSED_FAILURE: &str = "x_refused_by_control_policy";
+/// Characters of the final body kept in `x_body.prefix`.
+const BODY_PREFIX_CHARS: usize = 256;
+
+/// Timeouts of the individual steps (each also bounded by the request's
+/// deadline).
+#[derive(Clone, Debug)]
+pub struct StepTimeouts {
+    /// One DNS lookup.
+    pub dns: Duration,
+    /// One TCP connect.
+    pub connect: Duration,
+    /// One TLS handshake.
+    pub tls: Duration,
+    /// One HTTP round trip, body included.
+    pub http: Duration,
+}
+
+impl Default for StepTimeouts {
+    fn default() -> Self {
+        StepTimeouts {
+            dns: Duration::from_secs(4),
+            connect: Duration::from_secs(10),
+            tls: Duration::from_secs(10),
+            http: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Everything a measurement needs, shared by all requests.
+#[derive(Debug)]
+pub struct Measurer {
+    /// Which addresses may be contacted.
+    pub policy: AddressPolicy,
+    /// The control's resolver.
+    pub resolver: ResolverSpec,
+    /// Trust anchors for TLS (webpki plus `--ca-file`).
+    pub roots: Arc<TrustRoots>,
+    /// Body bytes read per HTTP response.
+    pub body_cap: usize,
+    /// Step timeouts.
+    pub steps: StepTimeouts,
+}
+
+/// A request the control will not measure (answered with 400).
+#[derive(Debug, thiserror::Error)]
+pub enum BadRequest {
+    /// `http_request` is not a URL.
+    #[error("http_request is not a URL: {0}")]
+    NotAUrl(String),
+    /// The scheme is not http or https.
+    #[error("http_request must be an http or https URL, not {0:?}")]
+    Scheme(String),
+    /// The URL has no host.
+    #[error("http_request has no host")]
+    NoHost,
+    /// Too many `tcp_connect` entries.
+    #[error("too many tcp_connect entries: {0} (at most {MAX_TCP_CONNECT})")]
+    TooManyEndpoints(usize),
+}
+
+/// Checks what can be checked before measuring; returns the parsed URL.
+pub fn validate(req: &ControlRequest) -> Result<Url, BadRequest> {
+    if req.tcp_connect.len() > MAX_TCP_CONNECT {
+        return Err(BadRequest::TooManyEndpoints(req.tcp_connect.len()));
+    }
+    let url =
+        Url::parse(req.http_request.trim()).map_err(|e| BadRequest::NotAUrl(e.to_string()))?;
+    if ssrf::check_scheme(&url).is_err() {
+        return Err(BadRequest::Scheme(url.scheme().to_string()));
+    }
+    if ssrf::target_host(&url).is_none() {
+        return Err(BadRequest::NoHost);
+    }
+    Ok(url)
+}
+
+/// What was decided for one endpoint before connecting.
+enum Plan {
+    Measure(SocketAddr),
+    Refuse(String),
+}
+
+/// The TCP (and TLS) outcome of one endpoint.
+struct EndpointResult {
+    key: String,
+    addr: SocketAddr,
+    tcp: ControlTcp,
+    tls: Option<TlsResult>,
+}
+
+struct TlsResult {
+    tls: ControlTls,
+    leaf_sha256: Option<String>,
+    seconds: f64,
+}
+
+/// How the HTTP fetch ended.
+enum HopOutcome {
+    Page(Box<HttpTransaction>),
+    Redirect(Url),
+    /// The failure in the test helper's `http_request` vocabulary.
+    Failed(String),
+}
+
+impl Measurer {
+    /// Measures `url` (already validated from `req`) before `deadline`.
+    pub async fn measure(
+        self: Arc<Self>,
+        req: ControlRequest,
+        url: Url,
+        deadline: Instant,
+    ) -> ControlResponse {
+        let trace = Trace::new();
+        let mut resp = ControlResponse::default();
+        let Some(host) = ssrf::target_host(&url) else {
+            return resp;
+        };
+
+        // DNS for the URL's host (an IP literal is its own answer).
+        let (dns, own_addrs) = match &host {
+            TargetHost::Ip(ip) => (
+                ControlDns {
+                    failure: None,
+                    addrs: vec![ip.to_string()],
+                },
+                vec![*ip],
+            ),
+            TargetHost::Name(n) => {
+                let r = resolver::resolve(
+                    &self.resolver,
+                    &trace.child(1, vec!["dns".into()]),
+                    n,
+                    &self.roots,
+                    bounded(self.steps.dns, deadline),
+                )
+                .await;
+                (r.dns, r.addrs)
+            }
+        };
+        resp.dns = dns;
+
+        // The endpoints: the probe's, then the control's own.
+        let ports: Vec<u16> = match url.port() {
+            Some(p) => vec![p],
+            None if url.scheme() == "https" => vec![443],
+            None => vec![80, 443],
+        };
+        let mut plans: BTreeMap<String, Plan> = BTreeMap::new();
+        let mut probe_ips: BTreeSet<IpAddr> = BTreeSet::new();
+        for s in &req.tcp_connect {
+            let plan = match ssrf::parse_endpoint(s) {
+                Ok(sa) => {
+                    probe_ips.insert(sa.ip());
+                    self.plan_endpoint(&url, sa)
+                }
+                Err(r) => Plan::Refuse(r.to_string()),
+            };
+            plans.insert(s.clone(), plan);
+        }
+        for ip in own_addrs.iter().take(MAX_OWN_ADDRS) {
+            for port in &ports {
+                let sa = SocketAddr::new(*ip, *port);
+                plans
+                    .entry(sa.to_string())
+                    .or_insert_with(|| self.plan_endpoint(&url, sa));
+            }
+        }
+
+        let host_str = match &host {
+            TargetHost::Ip(ip) => ip.to_string(),
+            TargetHost::Name(n) => n.clone(),
+        };
+        let tls_port = if url.scheme() == "https" {
+            url.port_or_known_default()
+        } else {
+            None
+        };
+
+        // TCP/TLS to every endpoint, in parallel with the HTTP fetch.
+        let mut set = JoinSet::new();
+        for (key, plan) in plans {
+            match plan {
+                Plan::Refuse(reason) => {
+                    resp.tcp_connect.insert(
+                        key.clone(),
+                        ControlTcp {
+                            status: false,
+                            failure: Some("connect_error".into()),
+                        },
+                    );
+                    resp.x_refused.insert(key, reason);
+                }
+                Plan::Measure(addr) => {
+                    let me = Arc::clone(&self);
+                    let tr = trace.child(2, vec!["tcptls".into()]);
+                    let with_tls = addr.port() == 443 || Some(addr.port()) == tls_port;
+                    let h = host.clone();
+                    let hs = host_str.clone();
+                    set.spawn(async move {
+                        me.measure_endpoint(tr, key, addr, with_tls.then_some((h, hs)), deadline)
+                            .await
+                    });
+                }
+            }
+        }
+        let headers = honoured_headers(&req);
+        let (chain, outcome) = self.fetch(&trace, url, headers, deadline, &mut resp).await;
+
+        let mut tls_ok: BTreeSet<IpAddr> = BTreeSet::new();
+        while let Some(r) = set.join_next().await {
+            let Ok(r) = r else { continue };
+            resp.tcp_connect.insert(r.key.clone(), r.tcp);
+            if let Some(t) = r.tls {
+                if t.tls.status {
+                    tls_ok.insert(r.addr.ip());
+                }
+                if let Some(sha) = t.leaf_sha256 {
+                    resp.x_tls_leaf_sha256.insert(r.key.clone(), sha);
+                }
+                resp.x_tls_handshake_time.insert(r.key.clone(), t.seconds);
+                resp.tls_handshake.insert(r.key, t.tls);
+            }
+        }
+
+        // ip_info over the probe's and the control's addresses.
+        let own: BTreeSet<IpAddr> = own_addrs.iter().copied().collect();
+        for ip in probe_ips.union(&own) {
+            let mut flags = 0;
+            if probe_ips.contains(ip) {
+                flags |= 1;
+            }
+            if own.contains(ip) {
+                flags |= 2;
+            }
+            if !self.policy.is_public(*ip) {
+                flags |= 4;
+            }
+            if tls_ok.contains(ip) {
+                flags |= 8;
+            }
+            resp.ip_info
+                .insert(ip.to_string(), ControlIpInfo { asn: 0, flags });
+        }
+
+        resp.x_redirect_chain = chain;
+        match outcome {
+            HopOutcome::Page(txn) => {
+                let body = txn.response.body.to_bytes();
+                let title = txn
+                    .response
+                    .x_title
+                    .clone()
+                    .or_else(|| probes::http::extract_title(&body))
+                    .unwrap_or_default();
+                resp.http_request = ControlHttp {
+                    body_length: body.len() as i64,
+                    discovered_h3_endpoint: String::new(),
+                    failure: None,
+                    title,
+                    headers: txn.response.headers.clone(),
+                    status_code: txn.response.code,
+                };
+                resp.x_body = Some(ControlBody {
+                    length: body.len() as i64,
+                    sha256: hex::encode(Sha256::digest(&body)),
+                    prefix: String::from_utf8_lossy(&body)
+                        .chars()
+                        .take(BODY_PREFIX_CHARS)
+                        .collect(),
+                });
+                if txn.x_transfer.bytes > 0 {
+                    resp.x_transfer_rate_bps = Some(txn.x_transfer.rate_bps);
+                }
+            }
+            HopOutcome::Failed(f) => {
+                resp.http_request = ControlHttp {
+                    failure: Some(f),
+                    ..ControlHttp::default()
+                };
+            }
+            HopOutcome::Redirect(_) => {
+                resp.http_request = ControlHttp {
+                    failure: Some("unknown_error".into()),
+                    ..ControlHttp::default()
+                };
+            }
+        }
+        resp
+    }
+
+    /// Decides whether `sa` may be contacted for `url`.
+    fn plan_endpoint(&self, url: &Url, sa: SocketAddr) -> Plan {
+        if !ssrf::port_allowed(url, sa.port()) {
+            return Plan::Refuse(Refusal::Port(sa.port()).to_string());
+        }
+        match self.policy.check(sa.ip()) {
+            Ok(()) => Plan::Measure(sa),
+            Err(r) => Plan::Refuse(r.to_string()),
+        }
+    }
+
+    /// TCP connect, then (when `tls` names the host) a verified handshake.
+    async fn measure_endpoint(
+        &self,
+        trace: Trace,
+        key: String,
+        addr: SocketAddr,
+        tls: Option<(TargetHost, String)>,
+        deadline: Instant,
+    ) -> EndpointResult {
+        let opts = TcpOptions {
+            timeout: bounded(self.steps.connect, deadline),
+            ttl: None,
+        };
+        let (rec, stream) = probes::tcp::connect(&trace, addr, &opts).await;
+        let tcp = ControlTcp {
+            status: rec.status.success && stream.is_some(),
+            failure: rec.status.failure.as_ref().map(ooni_tcp_failure),
+        };
+        let tls = match (tls, stream) {
+            (Some((host, host_str)), Some(stream)) => {
+                let params = TlsParams {
+                    sni: match host {
+                        TargetHost::Name(n) => Some(n),
+                        TargetHost::Ip(_) => None,
+                    },
+                    verify_as: host_str.clone(),
+                    alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+                    roots: Arc::clone(&self.roots),
+                    timeout: bounded(self.steps.tls, deadline),
+                    fail_on_invalid: false,
+                };
+                let (hs, _stream) = probes::tls::handshake(&trace, stream, addr, &params).await;
+                let failure = hs.failure.clone().or(hs.x_certificate_failure.clone());
+                let leaf_sha256 = hs.x_leaf.as_ref().map(|l| l.sha256.clone()).or_else(|| {
+                    hs.peer_certificates
+                        .first()
+                        .map(|c| hex::encode(Sha256::digest(c.decode())))
+                });
+                Some(TlsResult {
+                    tls: ControlTls {
+                        server_name: host_str,
+                        status: failure.is_none(),
+                        failure: failure.map(|f| f.to_string()),
+                    },
+                    leaf_sha256,
+                    seconds: (hs.t - hs.t0).max(0.0),
+                })
+            }
+            _ => None,
+        };
+        EndpointResult {
+            key,
+            addr,
+            tcp,
+            tls,
+        }
+    }
+
+    /// Fetches `url`, following redirects with fresh DNS/TCP/TLS per hop.
+    async fn fetch(
+        &self,
+        trace: &Trace,
+        mut url: Url,
+        headers: Vec<(String, String)>,
+        deadline: Instant,
+        resp: &mut ControlResponse,
+    ) -> (Vec<ControlHop>, HopOutcome) {
+        let mut chain = Vec::new();
+        for n in 0..=MAX_REDIRECTS {
+            let tr = trace.child(10 + n as u64, vec![format!("redirect_{n}")]);
+            let (hop, outcome) = self.fetch_hop(&tr, &url, &headers, deadline, resp).await;
+            chain.push(hop);
+            match outcome {
+                HopOutcome::Redirect(next) => url = next,
+                other => return (chain, other),
+            }
+        }
+        (chain, HopOutcome::Failed("unknown_error".into()))
+    }
+
+    /// One hop of the fetch: its own DNS, TCP, TLS and GET.
+    async fn fetch_hop(
+        &self,
+        trace: &Trace,
+        url: &Url,
+        headers: &[(String, String)],
+        deadline: Instant,
+        resp: &mut ControlResponse,
+    ) -> (ControlHop, HopOutcome) {
+        let mut hop = ControlHop {
+            url: url.to_string(),
+            status_code: -1,
+            ..ControlHop::default()
+        };
+        if let Err(r) = ssrf::check_scheme(url) {
+            hop.failure = Some(REFUSED_FAILURE.into());
+            resp.x_refused.insert(url.to_string(), r.to_string());
+            return (hop, HopOutcome::Failed("unknown_error".into()));
+        }
+        let Some(host) = ssrf::target_host(url) else {
+            hop.failure = Some(Failure::HttpInvalidRedirectLocationHost.to_string());
+            return (hop, HopOutcome::Failed("unknown_error".into()));
+        };
+        let addrs = match &host {
+            TargetHost::Ip(ip) => {
+                hop.dns = ControlDns {
+                    failure: None,
+                    addrs: vec![ip.to_string()],
+                };
+                vec![*ip]
+            }
+            TargetHost::Name(name) => {
+                let r = resolver::resolve(
+                    &self.resolver,
+                    trace,
+                    name,
+                    &self.roots,
+                    bounded(self.steps.dns, deadline),
+                )
+                .await;
+                hop.dns = r.dns;
+                if r.addrs.is_empty() {
+                    let f = r.failure.unwrap_or(Failure::DnsNoAnswer);
+                    hop.failure = Some(f.to_string());
+                    return (hop, HopOutcome::Failed("dns_lookup_error".into()));
+                }
+                r.addrs
+            }
+        };
+        let port = url.port_or_known_default().unwrap_or(80);
+        let https = url.scheme() == "https";
+        let host_str = match &host {
+            TargetHost::Ip(ip) => ip.to_string(),
+            TargetHost::Name(n) => n.clone(),
+        };
+
+        let mut any_allowed = false;
+        let mut last_tcp_failure: Option<Failure> = None;
+        for ip in addrs.into_iter().take(MAX_OWN_ADDRS) {
+            let addr = SocketAddr::new(ip, port);
+            let key = addr.to_string();
+            if let Err(r) = self.policy.check(ip) {
+                hop.tcp_connect.insert(
+                    key.clone(),
+                    ControlTcp {
+                        status: false,
+                        failure: Some("connect_error".into()),
+                    },
+                );
+                resp.x_refused.insert(key, r.to_string());
+                continue;
+            }
+            any_allowed = true;
+            let opts = TcpOptions {
+                timeout: bounded(self.steps.connect, deadline),
+                ttl: None,
+            };
+            let (rec, stream) = probes::tcp::connect(trace, addr, &opts).await;
+            hop.tcp_connect.insert(
+                key.clone(),
+                ControlTcp {
+                    status: stream.is_some(),
+                    failure: rec.status.failure.as_ref().map(ooni_tcp_failure),
+                },
+            );
+            let Some(stream) = stream else {
+                last_tcp_failure = Some(rec.status.failure.unwrap_or(Failure::GenericTimeout));
+                continue;
+            };
+            let params = HttpParams {
+                url: url.clone(),
+                host_header: None,
+                headers: headers.to_vec(),
+                body_cap: self.body_cap,
+                timeout: bounded(self.steps.http, deadline),
+            };
+            let txn = if https {
+                let tp = TlsParams {
+                    sni: match &host {
+                        TargetHost::Name(n) => Some(n.clone()),
+                        TargetHost::Ip(_) => None,
+                    },
+                    verify_as: host_str.clone(),
+                    alpn: vec![b"http/1.1".to_vec()],
+                    roots: Arc::clone(&self.roots),
+                    timeout: bounded(self.steps.tls, deadline),
+                    fail_on_invalid: true,
+                };
+                let (hs, tls) = probes::tls::handshake(trace, stream, addr, &tp).await;
+                let failure = hs.failure.clone().or(hs.x_certificate_failure.clone());
+                hop.tls_handshake.insert(
+                    key,
+                    ControlTls {
+                        server_name: host_str.clone(),
+                        status: failure.is_none() && tls.is_some(),
+                        failure: failure.as_ref().map(Failure::to_string),
+                    },
+                );
+                match (tls, failure) {
+                    (Some(tls), None) => probes::http::get(trace, tls, addr, "", &params).await,
+                    (_, f) => {
+                        let f = f.unwrap_or(Failure::SslFailedHandshake);
+                        hop.failure = Some(f.to_string());
+                        return (hop, HopOutcome::Failed(ooni_http_failure(&f)));
+                    }
+                }
+            } else {
+                probes::http::get(trace, stream, addr, "", &params).await
+            };
+            if let Some(f) = &txn.failure {
+                hop.failure = Some(f.to_string());
+                return (hop, HopOutcome::Failed(ooni_http_failure(f)));
+            }
+            hop.status_code = txn.response.code;
+            if let Some(loc) = txn.location() {
+                hop.location = Some(loc.to_string());
+                return match url.join(loc) {
+                    Ok(next) => (hop, HopOutcome::Redirect(next)),
+                    Err(_) => {
+                        hop.failure = Some(Failure::HttpInvalidRedirectLocationHost.to_string());
+                        (hop, HopOutcome::Failed("unknown_error".into()))
+                    }
+                };
+            }
+            return (hop, HopOutcome::Page(Box::new(txn)));
+        }
+        if !any_allowed {
+            hop.failure = Some(REFUSED_FAILURE.into());
+            // OONI's helper resolves through a resolver that rejects bogon
+            // answers, so a name resolving only to them is a DNS failure.
+            let f = match host {
+                TargetHost::Name(_) => "dns_lookup_error",
+                TargetHost::Ip(_) => "unknown_error",
+            };
+            return (hop, HopOutcome::Failed(f.into()));
+        }
+        let f = last_tcp_failure.unwrap_or(Failure::GenericTimeout);
+        hop.failure = Some(f.to_string());
+        (hop, HopOutcome::Failed(ooni_http_failure(&f)))
+    }
+}
+
+/// The request headers the helper honours (User-Agent, Accept,
+/// Accept-Language, first value), over browser-like defaults.
+fn honoured_headers(req: &ControlRequest) -> Vec<(String, String)> {
+    let mut headers = probes::http::default_headers();
+    for (name, values) in &req.http_request_headers {
+        let lname = name.to_ascii_lowercase();
+        if !matches!(lname.as_str(), "user-agent" | "accept" | "accept-language") {
+            continue;
+        }
+        let Some(v) = values.first() else { continue };
+        if v.contains(['\r', '\n']) {
+            continue;
+        }
+        headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&lname));
+        headers.push((name.clone(), v.clone()));
+    }
+    headers
+}
+
+/// The test helper's TCP failure names.
+fn ooni_tcp_failure(f: &Failure) -> String {
+    match f {
+        Failure::ConnectionRefused => "connection_refused_error",
+        Failure::GenericTimeout | Failure::TimedOut => "generic_timeout_error",
+        _ => "connect_error",
+    }
+    .to_string()
+}
+
+/// The test helper's `http_request` failure names.
+fn ooni_http_failure(f: &Failure) -> String {
+    if f.is_dns() {
+        return "dns_lookup_error".into();
+    }
+    match f {
+        Failure::GenericTimeout | Failure::TimedOut => "generic_timeout_error",
+        Failure::ConnectionRefused => "connection_refused_error",
+        _ => "unknown_error",
+    }
+    .to_string()
+}
+
+/// `step`, or less when the deadline is nearer.
+fn bounded(step: Duration, deadline: Instant) -> Duration {
+    step.min(deadline.saturating_duration_since(Instant::now()))
+}

@@ -1,0 +1,238 @@
+//! Which addresses and ports the control may connect to.
+//!
+//! The control fetches URLs for strangers, so every address it is about to
+//! connect to passes through [`AddressPolicy::check`] first, whatever its
+//! origin: the URL itself, a DNS answer, a `tcp_connect` entry or a redirect.
+//! Special-purpose addresses (loopback, private, link-local, CGNAT,
+//! multicast, documentation, ...) are refused unless the operator allowed
+//! their range with `--treat-as-public`.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
+use url::Url;
+
+/// The operator's address policy.
+#[derive(Clone, Debug, Default)]
+pub struct AddressPolicy {
+    treat_as_public: Vec<IpNet>,
+}
+
+/// Why the control refused to connect somewhere.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The address is special-purpose and not allowed by `--treat-as-public`.
+    SpecialPurpose(IpAddr),
+    /// The port is neither the URL's own port nor 80/443.
+    Port(u16),
+    /// A `tcp_connect` entry that is not an `ip:port`.
+    NotAnEndpoint(String),
+    /// A URL (or redirect target) whose scheme is not http or https.
+    Scheme(String),
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::SpecialPurpose(ip) => {
+                write!(f, "refused: {ip} is a special-purpose address")
+            }
+            Refusal::Port(p) => {
+                write!(f, "refused: port {p} is neither the URL's port nor 80/443")
+            }
+            Refusal::NotAnEndpoint(s) => write!(f, "refused: {s:?} is not an ip:port endpoint"),
+            Refusal::Scheme(s) => write!(f, "refused: scheme {s:?} is not http or https"),
+        }
+    }
+}
+
+impl AddressPolicy {
+    /// A policy that treats the given ranges as public.
+    pub fn new(treat_as_public: Vec<IpNet>) -> AddressPolicy {
+        AddressPolicy { treat_as_public }
+    }
+
+    /// True when the control may connect to `ip`.
+    pub fn is_public(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.treat_as_public.iter().any(|n| n.contains(&ip))
+            || !probes::ipclass::is_special_purpose(ip)
+    }
+
+    /// `Ok` when the control may connect to `ip`.
+    pub fn check(&self, ip: IpAddr) -> Result<(), Refusal> {
+        if self.is_public(ip) {
+            Ok(())
+        } else {
+            Err(Refusal::SpecialPurpose(ip))
+        }
+    }
+}
+
+/// The host of a URL: an address, or a name to resolve.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetHost {
+    /// An IP literal in any of its spellings (decimal, hex, octal, short).
+    Ip(IpAddr),
+    /// A DNS name.
+    Name(String),
+}
+
+/// The host of an http(s) URL, with every IPv4 spelling recognised as an
+/// address (the WHATWG parser already normalises most; names that still
+/// parse as numbers are caught here). `None` for a URL without a host.
+pub fn target_host(url: &Url) -> Option<TargetHost> {
+    match url.host()? {
+        url::Host::Ipv4(a) => Some(TargetHost::Ip(IpAddr::V4(a))),
+        url::Host::Ipv6(a) => Some(TargetHost::Ip(IpAddr::V6(a).to_canonical())),
+        url::Host::Domain(d) => {
+            let d = d.trim_end_matches('.');
+            match lenient_ip(d) {
+                Some(ip) => Some(TargetHost::Ip(ip.to_canonical())),
+                None => Some(TargetHost::Name(d.to_ascii_lowercase())),
+            }
+        }
+    }
+}
+
+/// Only http and https URLs are fetched.
+pub fn check_scheme(url: &Url) -> Result<(), Refusal> {
+    match url.scheme() {
+        "http" | "https" => Ok(()),
+        s => Err(Refusal::Scheme(s.to_string())),
+    }
+}
+
+/// The ports the control may use for `url`: its own port and 80/443.
+pub fn port_allowed(url: &Url, port: u16) -> bool {
+    port == 80 || port == 443 || Some(port) == url.port_or_known_default()
+}
+
+/// Parses a `tcp_connect` entry (`1.2.3.4:80`, `[::1]:443`, and lenient
+/// IPv4 spellings such as `2130706433:80` or `0x7f.1:80`).
+pub fn parse_endpoint(s: &str) -> Result<SocketAddr, Refusal> {
+    if let Ok(sa) = s.parse::<SocketAddr>() {
+        return Ok(SocketAddr::new(sa.ip().to_canonical(), sa.port()));
+    }
+    let bad = || Refusal::NotAnEndpoint(s.chars().take(80).collect());
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let ip = lenient_ip(host).ok_or_else(bad)?;
+    Ok(SocketAddr::new(ip.to_canonical(), port))
+}
+
+/// An IP address in any spelling a URL parser or `inet_aton` accepts:
+/// IPv6, or IPv4 as 1 to 4 dot-separated numbers, each decimal, `0x` hex or
+/// `0`-prefixed octal, the last one filling the remaining bytes.
+fn lenient_ip(s: &str) -> Option<IpAddr> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    let parts: Vec<&str> = s.split('.').collect();
+    if parts.is_empty() || parts.len() > 4 {
+        return None;
+    }
+    let mut nums = Vec::with_capacity(parts.len());
+    for p in &parts {
+        nums.push(parse_ipv4_number(p)?);
+    }
+    let (last, init) = nums.split_last()?;
+    let mut value: u64 = 0;
+    for (i, n) in init.iter().enumerate() {
+        if *n > 255 {
+            return None;
+        }
+        value |= n << (8 * (3 - i));
+    }
+    let room = 8 * (4 - init.len() as u32);
+    if room < 64 && *last >= (1u64 << room) {
+        return None;
+    }
+    value |= last;
+    Some(IpAddr::V4(std::net::Ipv4Addr::from(
+        u32::try_from(value).ok()?,
+    )))
+}
+
+/// One number of a lenient IPv4 address.
+fn parse_ipv4_number(p: &str) -> Option<u64> {
+    if p.is_empty() {
+        return None;
+    }
+    let (digits, radix) = if let Some(h) = p.strip_prefix("0x").or_else(|| p.strip_prefix("0X")) {
+        (h, 16)
+    } else if p.len() > 1 && p.starts_with('0') {
+        (&p[1..], 8)
+    } else {
+        (p, 10)
+    };
+    if digits.is_empty() {
+        return if radix == 16 { Some(0) } else { None };
+    }
+    if !digits.chars().all(|c| c.is_digit(radix)) {
+        return None;
+    }
+    u64::from_str_radix(digits, radix).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_in_every_spelling() {
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        for s in [
+            "127.0.0.1:80",
+            "2130706433:80",
+            "0x7f000001:80",
+            "0177.0.0.1:80",
+            "127.1:80",
+            "[::ffff:127.0.0.1]:80",
+        ] {
+            assert_eq!(parse_endpoint(s), Ok(SocketAddr::new(lo, 80)), "{s}");
+        }
+        assert!(matches!(
+            parse_endpoint("example.org:80"),
+            Err(Refusal::NotAnEndpoint(_))
+        ));
+        assert!(parse_endpoint("1.2.3.4").is_err());
+    }
+
+    #[test]
+    fn policy_refuses_special_and_honours_allowed_ranges() {
+        let p = AddressPolicy::new(vec!["127.0.0.2/32".parse().unwrap()]);
+        assert!(p.check("127.0.0.1".parse().unwrap()).is_err());
+        assert!(p.check("::ffff:127.0.0.1".parse().unwrap()).is_err());
+        assert!(p.check("169.254.169.254".parse().unwrap()).is_err());
+        assert!(p.check("10.1.2.3".parse().unwrap()).is_err());
+        assert!(p.check("127.0.0.2".parse().unwrap()).is_ok());
+        assert!(p.check("::ffff:127.0.0.2".parse().unwrap()).is_ok());
+        assert!(p.check("8.8.8.8".parse().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn url_hosts_in_numeric_spellings_are_addresses() {
+        let lo = TargetHost::Ip("127.0.0.1".parse().unwrap());
+        for u in [
+            "http://2130706433/",
+            "http://0x7f000001/",
+            "http://0177.0.0.1/",
+            "http://127.1/",
+            "http://[::ffff:7f00:1]/",
+        ] {
+            let url = Url::parse(u).unwrap();
+            assert_eq!(target_host(&url), Some(lo.clone()), "{u}");
+        }
+        let url = Url::parse("http://Example.ORG./").unwrap();
+        assert_eq!(
+            target_host(&url),
+            Some(TargetHost::Name("example.org".into()))
+        );
+    }
+}
