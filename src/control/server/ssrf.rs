@@ -126,58 +126,9 @@ pub fn parse_endpoint(s: &str) -> Result<SocketAddr, Refusal> {
     Ok(SocketAddr::new(ip.to_canonical(), port))
 }
 
-/// An IP address in any spelling a URL parser or `inet_aton` accepts:
-/// IPv6, or IPv4 as 1 to 4 dot-separated numbers, each decimal, `0x` hex or
-/// `0`-prefixed octal, the last one filling the remaining bytes.
+/// An IP address in any spelling a URL parser or `inet_aton` accepts.
 fn lenient_ip(s: &str) -> Option<IpAddr> {
-    if let Ok(ip) = s.parse::<IpAddr>() {
-        return Some(ip);
-    }
-    let parts: Vec<&str> = s.split('.').collect();
-    if parts.is_empty() || parts.len() > 4 {
-        return None;
-    }
-    let mut nums = Vec::with_capacity(parts.len());
-    for p in &parts {
-        nums.push(parse_ipv4_number(p)?);
-    }
-    let (last, init) = nums.split_last()?;
-    let mut value: u64 = 0;
-    for (i, n) in init.iter().enumerate() {
-        if *n > 255 {
-            return None;
-        }
-        value |= n << (8 * (3 - i));
-    }
-    let room = 8 * (4 - init.len() as u32);
-    if room < 64 && *last >= (1u64 << room) {
-        return None;
-    }
-    value |= last;
-    Some(IpAddr::V4(std::net::Ipv4Addr::from(
-        u32::try_from(value).ok()?,
-    )))
-}
-
-/// One number of a lenient IPv4 address.
-fn parse_ipv4_number(p: &str) -> Option<u64> {
-    if p.is_empty() {
-        return None;
-    }
-    let (digits, radix) = if let Some(h) = p.strip_prefix("0x").or_else(|| p.strip_prefix("0X")) {
-        (h, 16)
-    } else if p.len() > 1 && p.starts_with('0') {
-        (&p[1..], 8)
-    } else {
-        (p, 10)
-    };
-    if digits.is_empty() {
-        return if radix == 16 { Some(0) } else { None };
-    }
-    if !digits.chars().all(|c| c.is_digit(radix)) {
-        return None;
-    }
-    u64::from_str_radix(digits, radix).ok()
+    probes::ipclass::parse_ip_lenient(s)
 }
 
 #[cfg(test)]
