@@ -567,6 +567,35 @@ async fn rate_limits_each_client() {
     assert_eq!(health.status().as_u16(), 200);
 }
 
+#[tokio::test]
+async fn stops_on_the_shutdown_signal_and_rejects_a_bad_tls_identity() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(serve(ServerConfig::default(), listener, async move {
+        let _ = rx.await;
+    }));
+    let health = plain_http().get(&url).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    tx.send(()).unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("serve returned after the signal");
+    assert!(stopped.unwrap().is_ok());
+    assert!(plain_http().get(&url).send().await.is_err());
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ServerConfig {
+        tls: Some((dir.path().join("missing.pem"), dir.path().join("missing.key"))),
+        ..ServerConfig::default()
+    };
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = serve(cfg, listener, std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("missing.pem"), "{err}");
+}
+
 // ------------------------------------------------------------ helpers --
 
 const PAGE: &str = "<html><head><title>Allowed site</title></head>\
