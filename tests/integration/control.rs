@@ -586,7 +586,10 @@ async fn stops_on_the_shutdown_signal_and_rejects_a_bad_tls_identity() {
 
     let dir = tempfile::tempdir().unwrap();
     let cfg = ServerConfig {
-        tls: Some((dir.path().join("missing.pem"), dir.path().join("missing.key"))),
+        tls: Some((
+            dir.path().join("missing.pem"),
+            dir.path().join("missing.key"),
+        )),
         ..ServerConfig::default()
     };
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
