@@ -26,5 +26,6 @@ pub mod web;
 #[allow(dead_code)]
 pub mod world;
 
+mod e2e;
 mod mechanisms;
 mod netns_selftest;

@@ -138,9 +138,15 @@ impl Lab {
     /// Spawns `program args` inside `ns` (stdout/stderr piped) and keeps it:
     /// it is killed when the lab is dropped, if still running.
     pub fn spawn<S: AsRef<OsStr>>(&self, ns: &Ns, program: &Path, args: &[S]) -> io::Result<u32> {
-        let child = ns
-            .command(program)
-            .args(args)
+        let mut cmd = ns.command(program);
+        cmd.args(args);
+        self.spawn_command(cmd)
+    }
+
+    /// Spawns a prepared command (e.g. from [`Ns::command`]; stdin null,
+    /// stdout/stderr piped) and keeps it like [`Lab::spawn`].
+    pub fn spawn_command(&self, mut cmd: Command) -> io::Result<u32> {
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,0 +1,285 @@
+//! End to end: the real `gatewatch` binary measures the lab's list from the
+//! probe namespace, with the real control server (`gatewatch control serve`)
+//! in the control namespace, and every URL's verdict is checked against its
+//! scenario row.
+
+use std::collections::BTreeMap;
+use std::io::Read as _;
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::scenarios::{Scenario, SCENARIOS};
+use super::topology::addr;
+use super::world::World;
+
+const GATEWATCH: &str = env!("CARGO_BIN_EXE_gatewatch");
+
+#[test]
+#[ignore = "waits for `gatewatch control serve` (issue 8) and the verdicts (issue 9)"]
+fn the_probe_classifies_every_scenario() {
+    let Some(world) = World::start_or_skip(SCENARIOS) else {
+        return;
+    };
+    let control = start_control(&world);
+    let list = write_list(&world, "lab.txt", &world.scenarios);
+    let out = world.dir.path().join("out.jsonl");
+    let started = Instant::now();
+    let run = probe_command(&world, &list, &out, &control)
+        .output()
+        .unwrap();
+    println!(
+        "lab run: {} URLs in {:.1}s",
+        world.scenarios.len(),
+        started.elapsed().as_secs_f64()
+    );
+
+    let results = read_results(&out);
+    let rows: Vec<Row> = world
+        .scenarios
+        .iter()
+        .map(|sc| Row::new(sc, results.get(&sc.url())))
+        .collect();
+    print_table(&rows);
+    let failed = rows.iter().filter(|r| !r.ok()).count();
+    assert!(
+        failed == 0 && run.status.success(),
+        "{failed} of {} scenarios got an unexpected verdict (table above); gatewatch run: {}\n{}",
+        rows.len(),
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+}
+
+#[test]
+fn a_killed_run_resumes_with_exactly_one_line_per_url() {
+    let Some(world) = World::start_or_skip(SCENARIOS) else {
+        return;
+    };
+    // Resuming is the run's business, not the control's: no control here.
+    let control = "none";
+    let list = write_list(&world, "lab.txt", &world.scenarios);
+    let out = world.dir.path().join("out.jsonl");
+
+    // Two at a time so the run is still going when a few lines are written.
+    let mut first = probe_command(&world, &list, &out, control);
+    first.args(["--parallel", "2"]);
+    let pid = world.lab.spawn_command(first).unwrap();
+    let mut child = world.lab.take_child(pid).expect("the probe process");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while lines(&out) < 3 {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before it could be killed");
+        }
+        assert!(Instant::now() < deadline, "no results after 90 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL: no chance to flush or clean up
+    child.wait().unwrap();
+    let before = lines(&out);
+    assert!(
+        before < world.scenarios.len(),
+        "the run finished before the kill"
+    );
+
+    let mut second = probe_command(&world, &list, &out, control);
+    second.arg("--resume");
+    let run = second.output().unwrap();
+    assert!(
+        run.status.success(),
+        "resumed run: {}\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut per_url: BTreeMap<String, usize> = BTreeMap::new();
+    for line in text.lines() {
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line:.200}"));
+        let input = v["input"].as_str().expect("input").to_string();
+        *per_url.entry(input).or_default() += 1;
+    }
+    for sc in &world.scenarios {
+        assert_eq!(
+            per_url.get(&sc.url()),
+            Some(&1),
+            "{}: lines {per_url:?}",
+            sc.url()
+        );
+    }
+    assert_eq!(per_url.len(), world.scenarios.len(), "{per_url:?}");
+}
+
+/// `gatewatch control serve` in the control namespace; returns its URL once
+/// it accepts connections.
+fn start_control(world: &World) -> String {
+    let listen = SocketAddr::from((addr::CONTROL, addr::CONTROL_PORT));
+    let mut args: Vec<String> = vec![
+        "control".into(),
+        "serve".into(),
+        "--listen".into(),
+        listen.to_string(),
+    ];
+    for r in addr::PUBLIC_RANGES {
+        args.extend(["--treat-as-public".into(), r.into()]);
+    }
+    args.extend(["--ca-file".into(), world.ca_file.display().to_string()]);
+    args.extend(["--resolver".into(), format!("{}:53", addr::PUBLIC_RESOLVER)]);
+    let pid = world
+        .lab
+        .spawn(&world.topo.control, Path::new(GATEWATCH), &args)
+        .unwrap();
+    let up = world
+        .topo
+        .control
+        .thread(move || {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if TcpStream::connect_timeout(&listen, Duration::from_millis(200)).is_ok() {
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            false
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    if !up {
+        let mut err = String::new();
+        if let Some(mut c) = world.lab.take_child(pid) {
+            let _ = c.kill();
+            let _ = c.wait();
+            if let Some(mut e) = c.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+        }
+        panic!("the control server did not start on {listen}: {err}");
+    }
+    format!("http://{listen}")
+}
+
+/// `gatewatch run` in the probe namespace, with short timeouts.
+fn probe_command(world: &World, list: &Path, out: &Path, control: &str) -> Command {
+    let mut c = world.topo.probe.command(GATEWATCH);
+    c.arg("run")
+        .arg("--input-file")
+        .arg(list)
+        .args(["--control", control])
+        .args(["--resolver", &format!("{}:53", addr::PUBLIC_RESOLVER)])
+        .arg("--ca-file")
+        .arg(&world.ca_file);
+    for r in addr::PUBLIC_RANGES {
+        c.args(["--treat-as-public", r]);
+    }
+    c.args([
+        "--dns-timeout",
+        "2s",
+        "--tcp-timeout",
+        "2s",
+        "--tls-timeout",
+        "2s",
+    ])
+    .args(["--http-timeout", "8s", "--url-deadline", "40s"])
+    .args(["--probe-asn", "AS64496", "--probe-cc", "ZZ"])
+    .args(["--yes", "--no-progress", "--lang", "en"])
+    .arg("--output")
+    .arg(out)
+    .env("XDG_CONFIG_HOME", world.dir.path().join("config"))
+    .env("XDG_DATA_HOME", world.dir.path().join("data"))
+    .env("HOME", world.dir.path());
+    c
+}
+
+fn write_list(world: &World, name: &str, list: &[Scenario]) -> PathBuf {
+    let p = world.dir.path().join(name);
+    let text: String = list.iter().map(|s| s.url() + "\n").collect();
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn lines(p: &Path) -> usize {
+    std::fs::read_to_string(p)
+        .map(|t| t.lines().filter(|l| l.ends_with('}')).count())
+        .unwrap_or(0)
+}
+
+/// input URL → its measurement (the last one, if a URL appears twice).
+fn read_results(p: &Path) -> BTreeMap<String, Value> {
+    let text = std::fs::read_to_string(p).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| Some((v["input"].as_str()?.to_string(), v)))
+        .collect()
+}
+
+/// One line of the result table.
+struct Row {
+    name: &'static str,
+    want: [String; 3],
+    got: [String; 3],
+    detail: String,
+}
+
+impl Row {
+    fn new(sc: &Scenario, m: Option<&Value>) -> Row {
+        let want = [
+            sc.expect.status.to_string(),
+            sc.expect.layer.unwrap_or("null").to_string(),
+            sc.expect.blocking.to_string(),
+        ];
+        let Some(m) = m else {
+            return Row {
+                name: sc.name,
+                want,
+                got: ["(no result)".into(), String::new(), String::new()],
+                detail: String::new(),
+            };
+        };
+        let tk = &m["test_keys"];
+        let v = &tk["x_verdict"];
+        let s = |x: &Value| match x {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let detail = format!(
+            "{} {} dns:{} http:{} ctl:{}",
+            s(&v["mechanism"]),
+            s(&v["confidence"]),
+            s(&tk["dns_experiment_failure"]),
+            s(&tk["http_experiment_failure"]),
+            s(&tk["control_failure"]),
+        );
+        Row {
+            name: sc.name,
+            want,
+            got: [s(&v["status"]), s(&v["layer"]), s(&tk["blocking"])],
+            detail,
+        }
+    }
+
+    fn ok(&self) -> bool {
+        self.want == self.got
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<20} {:<38} {:<38} mechanism confidence failures",
+        "scenario", "expected status/layer/blocking", "got"
+    );
+    for r in rows {
+        println!(
+            "{:<20} {:<38} {:<38} {}{}",
+            r.name,
+            r.want.join(" / "),
+            r.got.join(" / "),
+            if r.ok() { "" } else { "MISMATCH " },
+            r.detail
+        );
+    }
+}
