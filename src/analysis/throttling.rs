@@ -1,0 +1,143 @@
+//! Throttling: the page arrived, far slower than the control got the same
+//! content.
+//!
+//! # Thresholds, and why
+//!
+//! **Transfer rate.** Throttled when all hold:
+//! - the probe's body is at least [`MIN_BODY_BYTES`] (64 KiB) and the control
+//!   saw the same content (equal SHA-256, or lengths within 10 %). Below
+//!   64 KiB a transfer is over in a few round trips of TCP slow start
+//!   (an initial window of 10 segments is ~14 KiB), so its "rate" measures
+//!   latency, not bandwidth;
+//! - the probe's rate is below [`RATE_RATIO`] (1/5) of the control's. A
+//!   volunteer's link is slower than a data-centre control, but a factor of
+//!   five leaves room for that; documented throttles are far stronger
+//!   (Russia's 2021 Twitter throttle held flows to ~130–150 kbit/s on links
+//!   of tens of Mbit/s);
+//! - the probe's rate is below [`MAX_THROTTLED_RATE_BPS`] (1 Mbit/s): a
+//!   probe that still gets more than 1 Mbit/s is not usefully throttled, and
+//!   this keeps a fast control from turning every ordinary home link into
+//!   "throttling".
+//!
+//! **TLS handshake time.** Throttled when the probe's handshake for the name
+//! took more than [`MIN_SLOW_HANDSHAKE_S`] (1 s), more than
+//! [`HANDSHAKE_RATIO`] (5×) the control's for the same endpoint, *and*
+//! more than 5× the probe's own TCP connect time to that endpoint when it is
+//! known. TLS 1.3 needs one round trip and TLS 1.2 two, so a handshake many
+//! round trips long on a path whose TCP connect was quick points at
+//! SNI-triggered delay or loss, not at a distant probe.
+//!
+//! Both signals together give confidence `confirmed`; one gives `likely`.
+//! A slow site is slow for the control too, and stays `accessible`.
+
+use std::net::SocketAddr;
+
+use probes::records::HttpTransaction;
+
+use crate::control::protocol::ControlResponse;
+use crate::model::Measurement;
+
+use super::observe;
+
+/// The smallest body a transfer rate is judged on (bytes).
+pub const MIN_BODY_BYTES: u64 = 64 * 1024;
+/// The probe's rate must be below this fraction of the control's.
+pub const RATE_RATIO: f64 = 0.2;
+/// ... and below this absolute rate (bytes/s; 1 Mbit/s).
+pub const MAX_THROTTLED_RATE_BPS: f64 = 125_000.0;
+/// The probe's handshake must be longer than this (seconds) ...
+pub const MIN_SLOW_HANDSHAKE_S: f64 = 1.0;
+/// ... and this many times the control's (and the probe's TCP connect's).
+pub const HANDSHAKE_RATIO: f64 = 5.0;
+
+/// What the throttling check found.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Throttling {
+    /// The evidence sentences; empty when not throttled.
+    pub evidence: Vec<String>,
+    /// Both the rate and the handshake signal fired.
+    pub both: bool,
+}
+
+/// Checks the final response `tx` of `m` against the control.
+pub(crate) fn check(m: &Measurement, tx: &HttpTransaction, ctl: &ControlResponse) -> Throttling {
+    let mut out = Throttling::default();
+    let rate = rate_signal(tx, ctl);
+    let hs = handshake_signal(m, tx, ctl);
+    out.both = rate.is_some() && hs.is_some();
+    out.evidence.extend(rate);
+    out.evidence.extend(hs);
+    out
+}
+
+fn rate_signal(tx: &HttpTransaction, ctl: &ControlResponse) -> Option<String> {
+    let probe_rate = tx.x_transfer.rate_bps;
+    let ctl_rate = ctl.x_transfer_rate_bps?;
+    let bytes = observe::body_len(tx).max(tx.x_transfer.bytes);
+    if bytes < MIN_BODY_BYTES || probe_rate <= 0.0 || ctl_rate <= 0.0 {
+        return None;
+    }
+    let body = ctl.x_body.as_ref()?;
+    let same = (!body.sha256.is_empty()
+        && body.sha256.eq_ignore_ascii_case(&tx.response.x_body_sha256))
+        || (body.length > 0 && {
+            let (a, b) = (bytes as f64, body.length as f64);
+            a.min(b) / a.max(b) >= 0.9
+        });
+    if !same {
+        return None;
+    }
+    if probe_rate < ctl_rate * RATE_RATIO && probe_rate < MAX_THROTTLED_RATE_BPS {
+        Some(format!(
+            "the page ({bytes} bytes) arrived at {} while the control received the same content at {}",
+            fmt_rate(probe_rate),
+            fmt_rate(ctl_rate)
+        ))
+    } else {
+        None
+    }
+}
+
+fn handshake_signal(
+    m: &Measurement,
+    tx: &HttpTransaction,
+    ctl: &ControlResponse,
+) -> Option<String> {
+    let ep: SocketAddr = tx.address.parse().ok()?;
+    let ctl_s = *ctl.x_tls_handshake_time.get(&ep.to_string())?;
+    let hs = m
+        .test_keys
+        .tls_handshakes
+        .iter()
+        .filter(|h| h.address == ep.to_string() && observe::tls_valid(h))
+        .map(|h| h.t - h.t0)
+        .fold(None, |acc: Option<f64>, d| Some(acc.map_or(d, |a| a.min(d))))?;
+    let connect = m
+        .test_keys
+        .tcp_connect
+        .iter()
+        .filter(|c| c.endpoint() == Some(ep) && c.status.success)
+        .map(|c| c.t - c.t0)
+        .fold(None, |acc: Option<f64>, d| Some(acc.map_or(d, |a| a.min(d))));
+    let slow = hs > MIN_SLOW_HANDSHAKE_S
+        && ctl_s > 0.0
+        && hs > HANDSHAKE_RATIO * ctl_s
+        && connect.is_none_or(|c| hs > HANDSHAKE_RATIO * c);
+    slow.then(|| {
+        let tcp = connect
+            .map(|c| format!(" (its TCP connect took {c:.3} s)"))
+            .unwrap_or_default();
+        format!(
+            "the TLS handshake with {ep} took {hs:.2} s{tcp} against {ctl_s:.2} s at the control"
+        )
+    })
+}
+
+fn fmt_rate(bps: f64) -> String {
+    let bits = bps * 8.0;
+    if bits >= 1e6 {
+        format!("{:.1} Mbit/s", bits / 1e6)
+    } else {
+        format!("{:.0} kbit/s", bits / 1e3)
+    }
+}

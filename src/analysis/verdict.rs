@@ -1,0 +1,893 @@
+//! Our verdict (`x_verdict`): status, layer, mechanism, confidence, the NIG
+//! article-6 power it corresponds to, and evidence sentences.
+//!
+//! The decision goes down the stack. DNS at depth 0 first (an inconsistent
+//! answer dominates, as in OONI), then the step where the fetch ended: a
+//! failure is compared with the control's result for the same step and
+//! endpoint (both failed → `down`); a page is checked against blocking
+//! fingerprints, the control's page, server-side refusals and throttling.
+
+use std::net::IpAddr;
+
+use probes::failure::Failure;
+
+use crate::model::{Measurement, Verdict, VerdictStatus};
+
+use super::classic::{hop_tcp, hop_tls};
+use super::dnscheck::DnsView;
+use super::fingerprints::FingerprintMatch;
+use super::httpdiff::{self, Diff};
+use super::observe::{self, join_ips, join_words, Control, Lookup, ResolverKind, Target};
+use super::outcome::{Failed, Outcome, Step};
+use super::throttling;
+use super::AnalysisContext;
+
+/// Status codes a site (or its CDN) uses to refuse or challenge a client.
+const SERVER_REFUSAL_CODES: [i64; 5] = [401, 403, 406, 429, 503];
+
+/// Everything the decision reads.
+pub(crate) struct Inputs<'a> {
+    pub m: &'a Measurement,
+    pub ctx: &'a AnalysisContext,
+    pub target: &'a Target,
+    pub view: &'a DnsView,
+    pub outcome: &'a Outcome<'a>,
+    pub control: Option<Control<'a>>,
+    pub diff: Option<Diff>,
+}
+
+/// Decides the verdict.
+pub(crate) fn decide(i: &Inputs<'_>) -> Verdict {
+    let mut ev = Vec::new();
+    let mut side_dns: Option<Verdict> = None;
+    if i.target.host_ip.is_none() {
+        if let Some(v) = dns_step(i, &mut ev, &mut side_dns) {
+            return v;
+        }
+    }
+    let v = match i.outcome {
+        Outcome::NoData => inconclusive(ev, "nothing was measured for this URL"),
+        Outcome::Failed(f) => failed_step(i, f, ev),
+        Outcome::Page {
+            tx,
+            hop,
+            secure,
+            cert_failure,
+        } => page_step(i, tx, hop, *secure, cert_failure.as_ref(), ev),
+    };
+    // Tampering seen only on a secondary resolver still counts when the page
+    // itself loaded.
+    match side_dns {
+        Some(mut s) if v.status == VerdictStatus::Accessible => {
+            s.evidence.extend(v.evidence);
+            s
+        }
+        _ => v,
+    }
+}
+
+// ---------------------------------------------------------------- DNS ----
+
+fn dns_step(i: &Inputs<'_>, ev: &mut Vec<String>, side: &mut Option<Verdict>) -> Option<Verdict> {
+    let p = i.view.primary.as_ref()?;
+    let label = p.label(i.m.resolver_ip.as_deref());
+    let fps = i.view.fingerprints(p, i.ctx);
+    let blocking_fps: Vec<&FingerprintMatch> = fps.iter().filter(|f| !f.false_positive).collect();
+    let ctl_addrs = &i.view.control_addrs;
+
+    // A DNS fingerprint decides with or without a control.
+    if !blocking_fps.is_empty() && p.failure.is_none() {
+        let mech = dns_addr_mechanism(i, p);
+        let conf = if blocking_fps.iter().any(|f| f.confirmed) {
+            "confirmed"
+        } else {
+            "likely"
+        };
+        let names: Vec<String> = blocking_fps.iter().map(|f| f.name.clone()).collect();
+        let mut e = vec![format!(
+            "{label} answered {}, a known blocking address (fingerprint {})",
+            p.addrs_text(),
+            join_words(&names)
+        )];
+        if i.control.is_some() {
+            e.push(format!("the control resolved {}", join_ips(ctl_addrs)));
+        }
+        e.extend(cert_sentence(i, p));
+        let mut v = blocked(mech, conf, e);
+        v.fingerprints = names;
+        return Some(v);
+    }
+
+    let Some(ctl) = i.control else {
+        return dns_without_control(i, p, &label, ev);
+    };
+
+    if let Some(f) = &p.failure {
+        if ctl_addrs.is_empty() {
+            let why = ctl.dns_failure().unwrap_or("no address");
+            ev.push(format!(
+                "{label} failed with {f}; the control's lookup found {why} too"
+            ));
+            return Some(down(std::mem::take(ev)));
+        }
+        let mut e = vec![format!(
+            "{label} failed with {f}; the control resolved {}",
+            join_ips(ctl_addrs)
+        )];
+        let mut conf = "likely";
+        for o in &i.view.others {
+            if o.failure.is_none() && i.view.validity(o).any() {
+                e.push(format!(
+                    "{} resolved {}, consistent with the control",
+                    o.label(None),
+                    o.addrs_text()
+                ));
+                conf = "confirmed";
+                break;
+            }
+        }
+        if p.injected {
+            e.extend(p.reply_notes.iter().cloned());
+            conf = "confirmed";
+            return Some(blocked("dns.injected", conf, e));
+        }
+        return Some(blocked(dns_failure_mechanism(f), conf, e));
+    }
+
+    if i.view.all_localhost(p) {
+        if i.view.control_all_localhost(i.ctx) {
+            ev.push(format!(
+                "{label} answered {} and so did the control: the site's own records point to loopback",
+                p.addrs_text()
+            ));
+            return Some(down(std::mem::take(ev)));
+        }
+        let e = vec![format!(
+            "{label} answered {}; the control resolved {}",
+            p.addrs_text(),
+            join_ips(ctl_addrs)
+        )];
+        return Some(blocked("dns.localhost", "confirmed", e));
+    }
+
+    let v = i.view.validity(p);
+    if !v.any() {
+        return Some(inconsistent_dns(i, p, &label));
+    }
+    let how = if v.ip_overlap {
+        "a shared address"
+    } else if v.asn_overlap {
+        "the same network (ASN)"
+    } else {
+        "a TLS handshake for the name verified"
+    };
+    ev.push(format!(
+        "{label} answered {}, consistent with the control ({how})",
+        p.addrs_text()
+    ));
+    if p.injected {
+        ev.push(format!(
+            "duplicate DNS replies differed ({}) but the answer used is consistent",
+            join_words(&p.reply_notes)
+        ));
+    }
+    for o in &i.view.others {
+        if o.kind == ResolverKind::Doh || o.failure.is_some() {
+            continue;
+        }
+        if !i.view.validity(o).any() && !o.addrs.is_empty() {
+            let mut e = vec![format!(
+                "{} answered {}, inconsistent with the control's {}",
+                o.label(None),
+                o.addrs_text(),
+                join_ips(ctl_addrs)
+            )];
+            if o.injected {
+                e.extend(o.reply_notes.iter().cloned());
+                e.push(format!(
+                    "{label} was not tampered with and the page loaded through it",
+                ));
+                *side = Some(blocked("dns.injected", "likely", e));
+            } else {
+                ev.extend(e);
+            }
+        }
+    }
+    None
+}
+
+/// The primary lookup's addresses do not agree with the control's by IP,
+/// ASN or TLS.
+fn inconsistent_dns(i: &Inputs<'_>, p: &Lookup, label: &str) -> Verdict {
+    let ctl_addrs = &i.view.control_addrs;
+    let mut e = vec![if ctl_addrs.is_empty() {
+        format!(
+            "{label} answered {}; the control found no address for the name",
+            p.addrs_text()
+        )
+    } else {
+        format!(
+            "{label} answered {}{}; the control resolved {}{}, with no shared address or network",
+            p.addrs_text(),
+            asns_text(p.addrs.iter().map(|ip| i.view.fact(*ip).asn)),
+            join_ips(ctl_addrs),
+            asns_text(ctl_addrs.iter().map(|ip| {
+                observe::asn_of(i.m, i.ctx, i.control, *ip)
+            }))
+        )
+    }];
+    // A transparent proxy: the page fetched from these addresses is the
+    // control's page.
+    if let Outcome::Page { tx, secure, .. } = i.outcome {
+        let from_here = observe::addr_ip(&tx.address).is_some_and(|ip| p.addrs.contains(&ip));
+        if from_here && (*secure || i.diff.is_some_and(|d| d.same())) {
+            e.push(format!(
+                "the page fetched from {} matches the control's, so the answer leads to the site (a proxy or CDN node)",
+                tx.address
+            ));
+            return Verdict {
+                status: VerdictStatus::Accessible,
+                evidence: e,
+                ..Verdict::default()
+            };
+        }
+    }
+    let mut conf = "likely";
+    let cert = cert_sentence(i, p);
+    if !cert.is_empty() {
+        conf = "confirmed";
+    }
+    e.extend(cert);
+    if p.injected {
+        e.extend(p.reply_notes.iter().cloned());
+        return blocked("dns.injected", "confirmed", e);
+    }
+    let mut fps = Vec::new();
+    if let Outcome::Page { tx, .. } = i.outcome {
+        let m = i.ctx.fingerprints.match_http(
+            &observe::body_text(tx),
+            &tx.response.headers,
+            &i.ctx.probe_cc,
+        );
+        for f in m.iter().filter(|f| !f.false_positive) {
+            fps.push(f.name.clone());
+        }
+        if !fps.is_empty() {
+            conf = "confirmed";
+            e.push(format!(
+                "the page served from {} matches blocking fingerprint {}",
+                tx.address,
+                join_words(&fps)
+            ));
+        } else if let Some(d) = i.diff.filter(|d| !d.same()) {
+            let _ = d;
+            e.push(format!(
+                "the page served from {} (status {}, title \"{}\") differs from the control's",
+                tx.address,
+                tx.response.code,
+                observe::title_of(tx)
+            ));
+        }
+    }
+    let mech = dns_addr_mechanism(i, p);
+    let mut v = blocked(mech, conf, e);
+    v.fingerprints = fps;
+    v
+}
+
+/// No control: only a fingerprint (handled before) or a self-evident signal
+/// gives more than `inconclusive`.
+fn dns_without_control(
+    i: &Inputs<'_>,
+    p: &Lookup,
+    label: &str,
+    ev: &mut Vec<String>,
+) -> Option<Verdict> {
+    let no_ctl = "there is no control data";
+    let elsewhere = i.view.others_public_elsewhere(p);
+    let others_agree = !elsewhere.is_empty()
+        && i.view
+            .others
+            .iter()
+            .filter(|o| o.failure.is_none())
+            .all(|o| o.addrs.iter().all(|ip| !i.view.fact(*ip).bogon));
+    if let Some(f) = &p.failure {
+        let valid: Vec<IpAddr> = elsewhere
+            .iter()
+            .copied()
+            .filter(|ip| i.view.fact(*ip).tls_valid)
+            .collect();
+        if !valid.is_empty() {
+            let e = vec![
+                format!("{label} failed with {f}"),
+                format!(
+                    "other resolvers answered {}, and a TLS handshake for the name to {} verified; {no_ctl}",
+                    join_ips(&elsewhere),
+                    valid[0]
+                ),
+            ];
+            return Some(blocked(dns_failure_mechanism(f), "possible", e));
+        }
+        ev.push(format!("{label} failed with {f}; {no_ctl} to tell a block from a dead name"));
+        return Some(inconclusive(std::mem::take(ev), ""));
+    }
+    if others_agree && (i.view.all_localhost(p) || i.view.any_bogon(p)) {
+        let mech = if i.view.all_localhost(p) {
+            "dns.localhost"
+        } else {
+            "dns.bogon"
+        };
+        let e = vec![format!(
+            "{label} answered {} while the other resolvers agree on {}; {no_ctl}",
+            p.addrs_text(),
+            join_ips(&elsewhere)
+        )];
+        return Some(blocked(mech, "possible", e));
+    }
+    if let Some((ip, f)) = i.view.cert_failure(p) {
+        let disjoint = !p.addrs.iter().any(|a| elsewhere.contains(a))
+            && i.view
+                .others
+                .iter()
+                .all(|o| !o.addrs.iter().any(|a| p.addrs.contains(a)));
+        if !elsewhere.is_empty() && disjoint {
+            let e = vec![
+                format!("{label} answered {}", p.addrs_text()),
+                format!("a TLS handshake for the name to {ip} was refused: {f}"),
+                format!(
+                    "other resolvers map the name to {}; {no_ctl}",
+                    join_ips(&elsewhere)
+                ),
+            ];
+            return Some(blocked("dns.sinkhole", "possible", e));
+        }
+    }
+    ev.push(format!("{label} answered {}", p.addrs_text()));
+    None
+}
+
+/// `dns.localhost`, `dns.bogon`, `dns.injected` or `dns.sinkhole` for a
+/// lookup whose addresses are wrong.
+fn dns_addr_mechanism(i: &Inputs<'_>, p: &Lookup) -> &'static str {
+    if p.injected {
+        "dns.injected"
+    } else if i.view.all_localhost(p) {
+        "dns.localhost"
+    } else if i.view.any_bogon(p) && !i.view.bogon_shared_with_control(p) {
+        "dns.bogon"
+    } else {
+        "dns.sinkhole"
+    }
+}
+
+/// The mechanism for a failed lookup.
+fn dns_failure_mechanism(f: &Failure) -> &'static str {
+    match f {
+        Failure::DnsNxdomain => "dns.nxdomain",
+        Failure::DnsNoAnswer => "dns.no_answer",
+        Failure::GenericTimeout | Failure::TimedOut | Failure::DnsTemporaryFailure => {
+            "dns.timeout"
+        }
+        _ => "dns.servfail",
+    }
+}
+
+/// "a TLS handshake for the name to X was refused: ..." for the lookup's
+/// addresses, if any.
+fn cert_sentence(i: &Inputs<'_>, p: &Lookup) -> Vec<String> {
+    i.view
+        .cert_failure(p)
+        .map(|(ip, f)| format!("a TLS handshake for the name to {ip} was refused: {f}"))
+        .into_iter()
+        .collect()
+}
+
+// ------------------------------------------------------------ failures ----
+
+fn failed_step(i: &Inputs<'_>, f: &Failed, mut ev: Vec<String>) -> Verdict {
+    let what = describe_failure(f);
+    let Some(ctl) = i.control else {
+        ev.push(format!(
+            "{what}; there is no control data to tell a block from an outage"
+        ));
+        return inconclusive(ev, "");
+    };
+    let depth0 = f.depth == 0 && f.hop.host == i.target.host;
+    let unexplained = |ev: &mut Vec<String>| {
+        ev.push(format!(
+            "the control has no result for this step{}",
+            if ctl.http_ok() {
+                " but fetched the final page"
+            } else {
+                " and could not fetch the page either"
+            }
+        ));
+    };
+    match f.step {
+        Step::Dns => {
+            let hop = ctl.r.x_redirect_chain.iter().find(|h| {
+                Target::parse(&h.url).is_some_and(|t| t.host == f.hop.host)
+            });
+            match hop {
+                Some(h) if h.dns.addrs.is_empty() => {
+                    ev.push(format!("{what}; the control's lookup failed too"));
+                    down(ev)
+                }
+                Some(h) => {
+                    ev.push(format!("{what}; the control resolved {}", h.dns.addrs.join(", ")));
+                    blocked(dns_failure_mechanism(&f.failure), "likely", ev)
+                }
+                None if ctl.http_ok() => {
+                    ev.push(what);
+                    unexplained(&mut ev);
+                    blocked(dns_failure_mechanism(&f.failure), "possible", ev)
+                }
+                None => {
+                    ev.push(format!("{what}; the control could not fetch the page either"));
+                    down(ev)
+                }
+            }
+        }
+        Step::Tcp => {
+            let res: Vec<bool> = if depth0 {
+                f.endpoints
+                    .iter()
+                    .filter_map(|ep| ctl.tcp(*ep).map(|t| t.status))
+                    .collect()
+            } else {
+                hop_tcp(ctl, &f.hop.host, &f.endpoints)
+            };
+            let mech = tcp_mechanism(&f.failure);
+            compare_step(ctl, &res, what, mech, "connected", ev, unexplained)
+        }
+        Step::Tls => {
+            let res: Vec<bool> = if depth0 {
+                f.endpoints
+                    .iter()
+                    .filter_map(|ep| ctl.tls(*ep, &f.hop.host).map(|t| t.status))
+                    .collect()
+            } else {
+                hop_tls(ctl, &f.hop.host, &f.endpoints)
+            };
+            if f.failure.is_certificate_error() {
+                let mut v = compare_step(
+                    ctl,
+                    &res,
+                    what,
+                    "tls.mitm",
+                    "verified the certificate",
+                    ev,
+                    unexplained,
+                );
+                if v.status == VerdictStatus::Blocked && v.confidence.as_deref() == Some("likely") {
+                    let theirs = f
+                        .endpoints
+                        .iter()
+                        .find_map(|ep| ctl.r.x_tls_leaf_sha256.get(&ep.to_string()));
+                    if let (Some(ours), Some(theirs)) = (&f.leaf_sha256, theirs) {
+                        if !ours.eq_ignore_ascii_case(theirs) {
+                            v.evidence.push(format!(
+                                "the probe received leaf certificate {} where the control received {}",
+                                short(ours),
+                                short(theirs)
+                            ));
+                            v.confidence = Some("confirmed".into());
+                        }
+                    }
+                }
+                v
+            } else {
+                let mech = match f.failure {
+                    Failure::GenericTimeout | Failure::TimedOut => "tls.timeout",
+                    Failure::Eof => "tls.eof",
+                    _ => "tls.reset",
+                };
+                compare_step(ctl, &res, what, mech, "completed the handshake", ev, unexplained)
+            }
+        }
+        Step::Http => {
+            if !ctl.http_ok() {
+                ev.push(format!(
+                    "{what}; the control's fetch failed too ({})",
+                    ctl.r.http_request.failure.as_deref().unwrap_or("no response")
+                ));
+                return down(ev);
+            }
+            let mech = match f.failure {
+                Failure::ConnectionReset | Failure::ConnectionAborted => Some("http.reset"),
+                Failure::Eof => Some("http.eof"),
+                Failure::GenericTimeout | Failure::TimedOut => Some("http.timeout"),
+                _ => None,
+            };
+            ev.push(format!(
+                "{what}; the control fetched the page (status {})",
+                ctl.r.http_request.status_code
+            ));
+            match mech {
+                Some(m) => blocked(m, if depth0 { "likely" } else { "possible" }, ev),
+                None => inconclusive(ev, ""),
+            }
+        }
+    }
+}
+
+/// Compares a failed TCP or TLS step with the control's results for the same
+/// endpoints.
+fn compare_step(
+    ctl: Control<'_>,
+    res: &[bool],
+    what: String,
+    mech: &str,
+    ctl_did: &str,
+    mut ev: Vec<String>,
+    unexplained: impl Fn(&mut Vec<String>),
+) -> Verdict {
+    if res.iter().any(|ok| *ok) {
+        ev.push(format!("{what}; the control {ctl_did} with the same endpoint"));
+        blocked(mech, "likely", ev)
+    } else if !res.is_empty() {
+        ev.push(format!("{what}; the control failed at the same step"));
+        down(ev)
+    } else if ctl.http_ok() {
+        ev.push(what);
+        unexplained(&mut ev);
+        blocked(mech, "possible", ev)
+    } else {
+        ev.push(what);
+        unexplained(&mut ev);
+        down(ev)
+    }
+}
+
+fn tcp_mechanism(f: &Failure) -> &'static str {
+    match f {
+        Failure::ConnectionRefused | Failure::ConnectionReset => "tcp.refused",
+        Failure::HostUnreachable | Failure::NetworkUnreachable => "tcp.unreachable",
+        _ => "tcp.timeout",
+    }
+}
+
+fn describe_failure(f: &Failed) -> String {
+    let hop = if f.depth == 0 {
+        String::new()
+    } else {
+        format!(" (redirect {} to {})", f.depth, f.hop.url)
+    };
+    let eps: Vec<String> = f.endpoints.iter().map(ToString::to_string).collect();
+    match f.step {
+        Step::Dns => format!("resolving {}{hop} failed with {}", f.hop.host, f.failure),
+        Step::Tcp => format!(
+            "TCP connects to {}{hop} failed with {}",
+            join_words(&eps),
+            f.failure
+        ),
+        Step::Tls => format!(
+            "the TLS handshake for {} with {}{hop} failed with {}",
+            f.hop.host,
+            join_words(&eps),
+            f.failure
+        ),
+        Step::Http => format!("fetching {}{hop} failed with {}", f.hop.url, f.failure),
+    }
+}
+
+// ---------------------------------------------------------------- page ----
+
+fn page_step(
+    i: &Inputs<'_>,
+    tx: &probes::records::HttpTransaction,
+    hop: &Target,
+    secure: bool,
+    cert_failure: Option<&Failure>,
+    mut ev: Vec<String>,
+) -> Verdict {
+    let cc = &i.ctx.probe_cc;
+    let reqs = &i.m.test_keys.requests;
+    let title = observe::title_of(tx);
+    let page = format!(
+        "the probe got status {} with title \"{}\" ({} bytes) from {}",
+        tx.response.code,
+        title,
+        observe::body_len(tx),
+        tx.address
+    );
+
+    // Blocking fingerprints: on a redirect's headers, then on the page.
+    for r in reqs.iter().skip(1) {
+        let m = i
+            .ctx
+            .fingerprints
+            .match_http("", &r.response.headers, cc)
+            .into_iter()
+            .filter(|f| !f.false_positive)
+            .collect::<Vec<_>>();
+        if !m.is_empty() {
+            return fp_verdict(
+                "http.redirect_to_blockpage",
+                &m,
+                format!(
+                    "{} redirected to {}, a known blockpage location",
+                    r.request.url,
+                    r.response.headers.get("location").cloned().unwrap_or_default()
+                ),
+                ev,
+            );
+        }
+    }
+    let fps = i
+        .ctx
+        .fingerprints
+        .match_http(&observe::body_text(tx), &tx.response.headers, cc);
+    let blocking: Vec<FingerprintMatch> = fps.iter().filter(|f| !f.false_positive).cloned().collect();
+    if !blocking.is_empty() {
+        let mech = if redirected_off_site(i, hop) {
+            "http.redirect_to_blockpage"
+        } else {
+            "http.blockpage"
+        };
+        return fp_verdict(mech, &blocking, page, ev);
+    }
+    let fp_names: Vec<String> = fps.iter().map(|f| f.name.clone()).collect();
+    if !fp_names.is_empty() {
+        ev.push(format!(
+            "{page}, which matches {} (a known server-side page, not censorship)",
+            join_words(&fp_names)
+        ));
+        let mut v = server_side(ev);
+        v.fingerprints = fp_names;
+        return v;
+    }
+
+    if let Some(cf) = cert_failure {
+        // The page came over a chain that did not verify.
+        let ok = i.control.is_some_and(|c| {
+            observe::addr_ip(&tx.address).is_some_and(|ip| c.ip_tls_valid(ip, &hop.host))
+                || c.r.tls_handshake.values().any(|t| t.status)
+        });
+        ev.push(format!(
+            "the TLS certificate of {} for {} was refused: {cf}",
+            tx.address, hop.host
+        ));
+        return match i.control {
+            Some(_) if ok => {
+                ev.push("the control verified the site's certificate".into());
+                blocked("tls.mitm", "likely", ev)
+            }
+            Some(_) => {
+                ev.push("the control could not verify the certificate either".into());
+                down(ev)
+            }
+            None => inconclusive(ev, "there is no control data"),
+        };
+    }
+
+    let Some(ctl) = i.control else {
+        if secure {
+            ev.push(format!(
+                "{page} over TLS verified for the name; there is no control data"
+            ));
+            return accessible(ev);
+        }
+        ev.push(page);
+        return inconclusive(
+            ev,
+            "there is no control data to tell the page from a blockpage",
+        );
+    };
+    if !ctl.http_ok() {
+        let cf = ctl.r.http_request.failure.as_deref().unwrap_or("no response");
+        if secure {
+            ev.push(format!(
+                "{page} over TLS verified for the name; the control's fetch failed ({cf})"
+            ));
+            return accessible(ev);
+        }
+        ev.push(page);
+        return inconclusive(
+            ev,
+            &format!("the control's fetch failed ({cf}), so the page cannot be compared"),
+        );
+    }
+    let ch = &ctl.r.http_request;
+    let ctl_page = format!(
+        "the control got status {} with title \"{}\" ({} bytes)",
+        ch.status_code, ch.title, ch.body_length
+    );
+    let diff = i.diff.unwrap_or_else(|| Diff::compute(tx, ch));
+
+    // Server-side refusals: an error or challenge to the probe, 200 to the
+    // control, from the same site.
+    if SERVER_REFUSAL_CODES.contains(&tx.response.code) && (200..300).contains(&ch.status_code) {
+        let same_site =
+            secure || httpdiff::same_server(tx, ch) || diff.headers_match == Some(true);
+        if same_site {
+            ev.push(format!(
+                "{page}; {ctl_page}; the refusal came from the site itself{}",
+                if secure {
+                    " (over TLS verified for the name)"
+                } else {
+                    " (same server software or headers)"
+                }
+            ));
+            return server_side(ev);
+        }
+    }
+    if tx.response.code == 451 {
+        ev.push(format!("{page} (451: unavailable for legal reasons); {ctl_page}"));
+        return blocked("http.blockpage", "likely", ev);
+    }
+
+    if secure || diff.same() {
+        let th = throttling::check(i.m, tx, ctl.r);
+        if !th.evidence.is_empty() {
+            let conf = if th.both { "confirmed" } else { "likely" };
+            let mut v = verdict_with(VerdictStatus::Throttled, "throttling", conf, th.evidence);
+            v.evidence.splice(0..0, ev);
+            return v;
+        }
+        ev.push(if secure {
+            format!("{page} over TLS verified for the name; {ctl_page}")
+        } else {
+            format!("{page}, matching the control's page; {ctl_page}")
+        });
+        return accessible(ev);
+    }
+
+    // Cleartext and different from the control's page.
+    if redirected_off_site(i, hop) {
+        ev.push(format!(
+            "the probe was redirected to {} where the control was not; {page}; {ctl_page}",
+            hop.url
+        ));
+        return blocked("http.redirect_to_blockpage", "likely", ev);
+    }
+    let prop = diff.body_proportion.unwrap_or(0.0);
+    if diff.status_code_match == Some(true) && httpdiff::same_server(tx, ch) && prop >= 0.3 {
+        ev.push(format!(
+            "{page}; {ctl_page}; the same server answered both with the same status, so the page differs only in content (dynamic or client-dependent parts)"
+        ));
+        return accessible(ev);
+    }
+    ev.push(format!("{page}; {ctl_page}; the pages differ"));
+    let conf = if prop < 0.3 && diff.title_match != Some(true) {
+        "likely"
+    } else {
+        "possible"
+    };
+    blocked("http.blockpage", conf, ev)
+}
+
+/// True when the probe's redirect chain reached a host the control's chain
+/// never visited (and that is not the input's host).
+fn redirected_off_site(i: &Inputs<'_>, hop: &Target) -> bool {
+    if hop.host == i.target.host || i.m.test_keys.requests.len() < 2 {
+        return false;
+    }
+    let Some(ctl) = i.control else {
+        return false;
+    };
+    if ctl.r.x_redirect_chain.is_empty() {
+        return false;
+    }
+    !ctl.r
+        .x_redirect_chain
+        .iter()
+        .any(|h| Target::parse(&h.url).is_some_and(|t| t.host == hop.host))
+}
+
+fn fp_verdict(mech: &str, fps: &[FingerprintMatch], what: String, mut ev: Vec<String>) -> Verdict {
+    let names: Vec<String> = fps.iter().map(|f| f.name.clone()).collect();
+    let conf = if fps.iter().any(|f| f.confirmed) {
+        "confirmed"
+    } else {
+        "likely"
+    };
+    ev.push(format!("{what}, matching blocking fingerprint {}", join_words(&names)));
+    let mut v = blocked(mech, conf, ev);
+    v.fingerprints = names;
+    v
+}
+
+// ------------------------------------------------------------ builders ----
+
+/// The layer named by a mechanism's prefix.
+fn layer_of(mech: &str) -> &'static str {
+    match mech.split('.').next().unwrap_or("") {
+        "dns" => "dns",
+        "tcp" => "tcp_ip",
+        "tls" => "tls",
+        "throttling" => "throttling",
+        _ => "http",
+    }
+}
+
+/// NIG sub-decree article 6: "block" (name or address refused, blockpage),
+/// "disconnect" (a connection torn down after the trigger), "degrade".
+fn nig_of(mech: &str) -> Option<&'static str> {
+    match mech {
+        "server_side" => None,
+        "throttling" => Some("degrade"),
+        "tls.reset" | "tls.eof" | "tls.timeout" | "http.reset" | "http.eof" | "http.timeout" => {
+            Some("disconnect")
+        }
+        _ => Some("block"),
+    }
+}
+
+fn blocked(mech: &str, conf: &str, evidence: Vec<String>) -> Verdict {
+    Verdict {
+        status: VerdictStatus::Blocked,
+        layer: Some(layer_of(mech).into()),
+        mechanism: Some(mech.into()),
+        confidence: Some(conf.into()),
+        nig_article6: nig_of(mech).map(Into::into),
+        evidence,
+        fingerprints: Vec::new(),
+    }
+}
+
+fn verdict_with(status: VerdictStatus, mech: &str, conf: &str, evidence: Vec<String>) -> Verdict {
+    Verdict {
+        status,
+        ..blocked(mech, conf, evidence)
+    }
+}
+
+fn down(evidence: Vec<String>) -> Verdict {
+    Verdict {
+        status: VerdictStatus::Down,
+        evidence,
+        ..Verdict::default()
+    }
+}
+
+fn accessible(evidence: Vec<String>) -> Verdict {
+    Verdict {
+        status: VerdictStatus::Accessible,
+        evidence,
+        ..Verdict::default()
+    }
+}
+
+/// A server-side refusal: reported, not censorship (status `accessible`,
+/// mechanism `server_side`, layer `http`, no confidence, no article 6).
+fn server_side(evidence: Vec<String>) -> Verdict {
+    Verdict {
+        status: VerdictStatus::Accessible,
+        layer: Some("http".into()),
+        mechanism: Some("server_side".into()),
+        evidence,
+        ..Verdict::default()
+    }
+}
+
+fn inconclusive(mut evidence: Vec<String>, why: &str) -> Verdict {
+    if !why.is_empty() {
+        evidence.push(why.to_string());
+    }
+    Verdict {
+        status: VerdictStatus::Inconclusive,
+        evidence,
+        ..Verdict::default()
+    }
+}
+
+/// " (AS1, AS2)" for the known ASNs, or nothing.
+fn asns_text(asns: impl Iterator<Item = u32>) -> String {
+    let mut v: Vec<String> = Vec::new();
+    for a in asns.filter(|a| *a != 0) {
+        let s = format!("AS{a}");
+        if !v.contains(&s) {
+            v.push(s);
+        }
+    }
+    if v.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", v.join(", "))
+    }
+}
+
+fn short(hex: &str) -> String {
+    hex.chars().take(16).collect()
+}
