@@ -182,11 +182,7 @@ impl DnsView {
 
     /// The control's addresses are all loopback (and there is one).
     pub fn control_all_localhost(&self, ctx: &AnalysisContext) -> bool {
-        !self.control_addrs.is_empty()
-            && self
-                .control_addrs
-                .iter()
-                .all(|ip| is_localhost(*ip, ctx))
+        !self.control_addrs.is_empty() && self.control_addrs.iter().all(|ip| is_localhost(*ip, ctx))
     }
 
     /// A bogon of the lookup that the control also returned.
@@ -218,12 +214,9 @@ impl DnsView {
 
     /// The first certificate failure seen on the lookup's addresses.
     pub fn cert_failure(&self, l: &Lookup) -> Option<(IpAddr, String)> {
-        l.addrs.iter().find_map(|ip| {
-            self.fact(*ip)
-                .tls_cert_failure
-                .clone()
-                .map(|f| (*ip, f))
-        })
+        l.addrs
+            .iter()
+            .find_map(|ip| self.fact(*ip).tls_cert_failure.clone().map(|f| (*ip, f)))
     }
 
     /// The public addresses other resolvers gave that the lookup did not.
@@ -247,5 +240,4 @@ impl DnsView {
             .get(&ip)
             .unwrap_or_else(|| NONE.get_or_init(AddrFacts::default))
     }
-
 }

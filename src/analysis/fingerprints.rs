@@ -363,11 +363,7 @@ mod tests {
         let body = "<html><head><title>ERROR: Forbidden</title></head> \n<body><h2>ERROR: Forbidden</h2></body>";
         let m = f.match_http(body, &BTreeMap::new(), "KH");
         assert!(m.iter().any(|m| !m.false_positive));
-        let m = f.match_http(
-            "<title>Just a moment...</title>",
-            &BTreeMap::new(),
-            "KH",
-        );
+        let m = f.match_http("<title>Just a moment...</title>", &BTreeMap::new(), "KH");
         assert!(m.iter().all(|m| m.false_positive) && !m.is_empty());
         assert!(f.match_dns("203.0.113.7", "KH").is_empty());
     }
@@ -398,7 +394,10 @@ mod tests {
         let mut f = Fingerprints::default();
         let csv = format!("{HEADER}ok,isp,,dns,full,192.0.2.1,5,,,,\nbad,isp,,dns,fuzzy,x,5,,,,\n");
         let e = f.add_csv(&csv, "x/fingerprints_dns.csv").unwrap_err();
-        assert!(e.to_string().starts_with("x/fingerprints_dns.csv:3:"), "{e}");
+        assert!(
+            e.to_string().starts_with("x/fingerprints_dns.csv:3:"),
+            "{e}"
+        );
         let e = f
             .add_csv("name,scope\nx,isp\n", "y.csv")
             .unwrap_err()

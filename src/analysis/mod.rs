@@ -150,11 +150,7 @@ pub fn analyze(m: &mut Measurement, ctx: &AnalysisContext) {
     };
     let (classic, verdict) = {
         let m: &Measurement = m;
-        let control = m
-            .test_keys
-            .control
-            .as_ref()
-            .map(|r| observe::Control { r });
+        let control = m.test_keys.control.as_ref().map(|r| observe::Control { r });
         let view = dnscheck::DnsView::build(m, ctx, control, &target.host);
         let outcome = outcome::outcome(m, &target);
         let classic = classic::compute(ctx, &target, &view, &outcome, control);

@@ -164,7 +164,12 @@ pub(crate) fn lookups(m: &Measurement, name: &str, depth0_only: bool) -> Vec<Loo
         .test_keys
         .x_injection
         .iter()
-        .filter(|e| matches!(e.kind.as_str(), "dns.duplicate_replies" | "dns.non_resolver_answer"))
+        .filter(|e| {
+            matches!(
+                e.kind.as_str(),
+                "dns.duplicate_replies" | "dns.non_resolver_answer"
+            )
+        })
         .map(|e| {
             let mut words = e.target.split_whitespace();
             let host = norm_name(words.next().unwrap_or(""));

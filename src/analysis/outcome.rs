@@ -99,11 +99,8 @@ pub(crate) fn outcome<'a>(m: &'a Measurement, target: &Target) -> Outcome<'a> {
             }
         }
         None => {
-            let f = exp_failure.or_else(|| {
-                tk.dns_experiment_failure
-                    .as_deref()
-                    .map(Failure::parse)
-            });
+            let f =
+                exp_failure.or_else(|| tk.dns_experiment_failure.as_deref().map(Failure::parse));
             if f.is_none() && tk.queries.is_empty() && tk.tcp_connect.is_empty() {
                 return Outcome::NoData;
             }
@@ -202,6 +199,9 @@ fn page_tls(m: &Measurement, tx: &HttpTransaction, hop: &Target) -> (bool, Optio
     if hs.iter().any(|h| observe::tls_valid(h)) {
         return (true, None);
     }
-    (false, hs.iter().find_map(|h| observe::tls_cert_failure(h).cloned()))
+    (
+        false,
+        hs.iter()
+            .find_map(|h| observe::tls_cert_failure(h).cloned()),
+    )
 }
-

@@ -111,14 +111,18 @@ fn handshake_signal(
         .iter()
         .filter(|h| h.address == ep.to_string() && observe::tls_valid(h))
         .map(|h| h.t - h.t0)
-        .fold(None, |acc: Option<f64>, d| Some(acc.map_or(d, |a| a.min(d))))?;
+        .fold(None, |acc: Option<f64>, d| {
+            Some(acc.map_or(d, |a| a.min(d)))
+        })?;
     let connect = m
         .test_keys
         .tcp_connect
         .iter()
         .filter(|c| c.endpoint() == Some(ep) && c.status.success)
         .map(|c| c.t - c.t0)
-        .fold(None, |acc: Option<f64>, d| Some(acc.map_or(d, |a| a.min(d))));
+        .fold(None, |acc: Option<f64>, d| {
+            Some(acc.map_or(d, |a| a.min(d)))
+        });
     let slow = hs > MIN_SLOW_HANDSHAKE_S
         && ctl_s > 0.0
         && hs > HANDSHAKE_RATIO * ctl_s

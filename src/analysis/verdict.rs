@@ -157,7 +157,7 @@ fn dns_step(i: &Inputs<'_>, ev: &mut Vec<String>, side: &mut Option<Verdict>) ->
     let how = if v.ip_overlap {
         "a shared address"
     } else if v.asn_overlap {
-        "the same network (ASN)"
+        "the same network, by ASN"
     } else {
         "a TLS handshake for the name verified"
     };
@@ -200,13 +200,14 @@ fn dns_step(i: &Inputs<'_>, ev: &mut Vec<String>, side: &mut Option<Verdict>) ->
 /// ASN or TLS.
 fn inconsistent_dns(i: &Inputs<'_>, p: &Lookup, label: &str) -> Verdict {
     let ctl_addrs = &i.view.control_addrs;
-    let mut e = vec![if ctl_addrs.is_empty() {
-        format!(
-            "{label} answered {}; the control found no address for the name",
-            p.addrs_text()
-        )
-    } else {
-        format!(
+    let mut e =
+        vec![if ctl_addrs.is_empty() {
+            format!(
+                "{label} answered {}; the control found no address for the name",
+                p.addrs_text()
+            )
+        } else {
+            format!(
             "{label} answered {}{}; the control resolved {}{}, with no shared address or network",
             p.addrs_text(),
             asns_text(p.addrs.iter().map(|ip| i.view.fact(*ip).asn)),
@@ -215,7 +216,7 @@ fn inconsistent_dns(i: &Inputs<'_>, p: &Lookup, label: &str) -> Verdict {
                 observe::asn_of(i.m, i.ctx, i.control, *ip)
             }))
         )
-    }];
+        }];
     // A transparent proxy: the page fetched from these addresses is the
     // control's page.
     if let Outcome::Page { tx, secure, .. } = i.outcome {
@@ -308,7 +309,9 @@ fn dns_without_control(
             ];
             return Some(blocked(dns_failure_mechanism(f), "possible", e));
         }
-        ev.push(format!("{label} failed with {f}; {no_ctl} to tell a block from a dead name"));
+        ev.push(format!(
+            "{label} failed with {f}; {no_ctl} to tell a block from a dead name"
+        ));
         return Some(inconclusive(std::mem::take(ev), ""));
     }
     if others_agree && (i.view.all_localhost(p) || i.view.any_bogon(p)) {
@@ -365,9 +368,7 @@ fn dns_failure_mechanism(f: &Failure) -> &'static str {
     match f {
         Failure::DnsNxdomain => "dns.nxdomain",
         Failure::DnsNoAnswer => "dns.no_answer",
-        Failure::GenericTimeout | Failure::TimedOut | Failure::DnsTemporaryFailure => {
-            "dns.timeout"
-        }
+        Failure::GenericTimeout | Failure::TimedOut | Failure::DnsTemporaryFailure => "dns.timeout",
         _ => "dns.servfail",
     }
 }
@@ -405,16 +406,21 @@ fn failed_step(i: &Inputs<'_>, f: &Failed, mut ev: Vec<String>) -> Verdict {
     };
     match f.step {
         Step::Dns => {
-            let hop = ctl.r.x_redirect_chain.iter().find(|h| {
-                Target::parse(&h.url).is_some_and(|t| t.host == f.hop.host)
-            });
+            let hop = ctl
+                .r
+                .x_redirect_chain
+                .iter()
+                .find(|h| Target::parse(&h.url).is_some_and(|t| t.host == f.hop.host));
             match hop {
                 Some(h) if h.dns.addrs.is_empty() => {
                     ev.push(format!("{what}; the control's lookup failed too"));
                     down(ev)
                 }
                 Some(h) => {
-                    ev.push(format!("{what}; the control resolved {}", h.dns.addrs.join(", ")));
+                    ev.push(format!(
+                        "{what}; the control resolved {}",
+                        h.dns.addrs.join(", ")
+                    ));
                     blocked(dns_failure_mechanism(&f.failure), "likely", ev)
                 }
                 None if ctl.http_ok() => {
@@ -423,7 +429,9 @@ fn failed_step(i: &Inputs<'_>, f: &Failed, mut ev: Vec<String>) -> Verdict {
                     blocked(dns_failure_mechanism(&f.failure), "possible", ev)
                 }
                 None => {
-                    ev.push(format!("{what}; the control could not fetch the page either"));
+                    ev.push(format!(
+                        "{what}; the control could not fetch the page either"
+                    ));
                     down(ev)
                 }
             }
@@ -482,14 +490,26 @@ fn failed_step(i: &Inputs<'_>, f: &Failed, mut ev: Vec<String>) -> Verdict {
                     Failure::Eof => "tls.eof",
                     _ => "tls.reset",
                 };
-                compare_step(ctl, &res, what, mech, "completed the handshake", ev, unexplained)
+                compare_step(
+                    ctl,
+                    &res,
+                    what,
+                    mech,
+                    "completed the handshake",
+                    ev,
+                    unexplained,
+                )
             }
         }
         Step::Http => {
             if !ctl.http_ok() {
                 ev.push(format!(
                     "{what}; the control's fetch failed too ({})",
-                    ctl.r.http_request.failure.as_deref().unwrap_or("no response")
+                    ctl.r
+                        .http_request
+                        .failure
+                        .as_deref()
+                        .unwrap_or("no response")
                 ));
                 return down(ev);
             }
@@ -523,7 +543,9 @@ fn compare_step(
     unexplained: impl Fn(&mut Vec<String>),
 ) -> Verdict {
     if res.iter().any(|ok| *ok) {
-        ev.push(format!("{what}; the control {ctl_did} with the same endpoint"));
+        ev.push(format!(
+            "{what}; the control {ctl_did} with the same endpoint"
+        ));
         blocked(mech, "likely", ev)
     } else if !res.is_empty() {
         ev.push(format!("{what}; the control failed at the same step"));
@@ -548,10 +570,10 @@ fn tcp_mechanism(f: &Failure) -> &'static str {
 }
 
 fn describe_failure(f: &Failed) -> String {
-    let hop = if f.depth == 0 {
-        String::new()
-    } else {
-        format!(" (redirect {} to {})", f.depth, f.hop.url)
+    let hop = match (f.depth, f.step) {
+        (0, _) => String::new(),
+        (d, Step::Http) => format!(" (redirect {d})"),
+        (d, _) => format!(" (redirect {d} to {})", f.hop.url),
     };
     let eps: Vec<String> = f.endpoints.iter().map(ToString::to_string).collect();
     match f.step {
@@ -608,7 +630,11 @@ fn page_step(
                 format!(
                     "{} redirected to {}, a known blockpage location",
                     r.request.url,
-                    r.response.headers.get("location").cloned().unwrap_or_default()
+                    r.response
+                        .headers
+                        .get("location")
+                        .cloned()
+                        .unwrap_or_default()
                 ),
                 ev,
             );
@@ -618,7 +644,8 @@ fn page_step(
         .ctx
         .fingerprints
         .match_http(&observe::body_text(tx), &tx.response.headers, cc);
-    let blocking: Vec<FingerprintMatch> = fps.iter().filter(|f| !f.false_positive).cloned().collect();
+    let blocking: Vec<FingerprintMatch> =
+        fps.iter().filter(|f| !f.false_positive).cloned().collect();
     if !blocking.is_empty() {
         let mech = if redirected_off_site(i, hop) {
             "http.redirect_to_blockpage"
@@ -675,7 +702,12 @@ fn page_step(
         );
     };
     if !ctl.http_ok() {
-        let cf = ctl.r.http_request.failure.as_deref().unwrap_or("no response");
+        let cf = ctl
+            .r
+            .http_request
+            .failure
+            .as_deref()
+            .unwrap_or("no response");
         if secure {
             ev.push(format!(
                 "{page} over TLS verified for the name; the control's fetch failed ({cf})"
@@ -698,8 +730,7 @@ fn page_step(
     // Server-side refusals: an error or challenge to the probe, 200 to the
     // control, from the same site.
     if SERVER_REFUSAL_CODES.contains(&tx.response.code) && (200..300).contains(&ch.status_code) {
-        let same_site =
-            secure || httpdiff::same_server(tx, ch) || diff.headers_match == Some(true);
+        let same_site = secure || httpdiff::same_server(tx, ch) || diff.headers_match == Some(true);
         if same_site {
             ev.push(format!(
                 "{page}; {ctl_page}; the refusal came from the site itself{}",
@@ -713,7 +744,9 @@ fn page_step(
         }
     }
     if tx.response.code == 451 {
-        ev.push(format!("{page} (451: unavailable for legal reasons); {ctl_page}"));
+        ev.push(format!(
+            "{page} (451: unavailable for legal reasons); {ctl_page}"
+        ));
         return blocked("http.blockpage", "likely", ev);
     }
 
@@ -782,7 +815,10 @@ fn fp_verdict(mech: &str, fps: &[FingerprintMatch], what: String, mut ev: Vec<St
     } else {
         "likely"
     };
-    ev.push(format!("{what}, matching blocking fingerprint {}", join_words(&names)));
+    ev.push(format!(
+        "{what}, matching blocking fingerprint {}",
+        join_words(&names)
+    ));
     let mut v = blocked(mech, conf, ev);
     v.fingerprints = names;
     v
