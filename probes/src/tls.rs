@@ -148,7 +148,7 @@ where
         network: "tcp".to_string(),
         address: addr_s.clone(),
         no_tls_verify: !params.fail_on_invalid,
-        server_name: params.sni.clone().unwrap_or_default(),
+        server_name: sent_sni(params.sni.as_deref()),
         x_verify_as: params.verify_as.clone(),
         t0,
         tags: trace.tags.clone(),
@@ -208,6 +208,14 @@ where
     );
     record.t = trace.clock.now();
     (record, stream)
+}
+
+/// The SNI that actually goes out: rustls sends none for an IP address.
+fn sent_sni(sni: Option<&str>) -> String {
+    match sni.map(|s| (s, ServerName::try_from(s))) {
+        Some((s, Ok(ServerName::DnsName(_)))) => s.to_string(),
+        _ => String::new(),
+    }
 }
 
 /// Parses a DER certificate into its readable summary; undecodable DER
@@ -353,5 +361,30 @@ fn suite_name(cs: rustls::CipherSuite) -> String {
     match name.strip_prefix("TLS13_") {
         Some(rest) => format!("TLS_{rest}"),
         None => name,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_sni_is_not_sent() {
+        assert_eq!(sent_sni(Some("example.org")), "example.org");
+        assert_eq!(sent_sni(Some("192.0.2.1")), "");
+        assert_eq!(sent_sni(None), "");
+    }
+
+    #[test]
+    fn names_as_ooni_writes_them() {
+        assert_eq!(
+            suite_name(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256),
+            "TLS_AES_128_GCM_SHA256"
+        );
+        assert_eq!(
+            suite_name(rustls::CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"
+        );
+        assert_eq!(version_name(rustls::ProtocolVersion::TLSv1_2), "TLSv1.2");
     }
 }
