@@ -762,6 +762,42 @@ async fn non_resolver_answer_is_injection_evidence() {
     );
 }
 
+#[tokio::test]
+async fn system_resolver_addresses_are_classic() {
+    let ca = TestCa::new("gatewatch test CA");
+    let http = fhttp::spawn(Behaviour::Respond(ok("classic"))).await;
+    // `localhost` resolves from /etc/hosts: no packet leaves the machine.
+    let s = WebSettings {
+        system_resolver: true,
+        resolvers: Vec::new(),
+        ..settings(SocketAddr::from(([127, 0, 0, 1], 9)), &ca)
+    };
+    let url = format!("http://localhost:{}/", http.addr.port());
+
+    let k = measure(&url, &s, None).await;
+
+    assert_eq!(k.queries.len(), 1);
+    let q = &k.queries[0];
+    assert_eq!(
+        (q.engine.as_str(), q.query_type.as_str()),
+        ("getaddrinfo", "ANY")
+    );
+    assert_eq!(q.failure, None);
+    assert!(q.addrs().contains(&LOCALHOST));
+    assert_eq!(tags(&q.tags), vec!["depth=0", "classic"]);
+    assert_eq!(k.dns_experiment_failure, None);
+    assert_eq!(k.requests.len(), 1);
+    assert_eq!(k.requests[0].address, http.addr.to_string());
+    assert_eq!(
+        tags(&k.requests[0].tags),
+        vec!["depth=0", "classic", "fetch_body=true"]
+    );
+    assert_eq!(
+        hosts(&http),
+        vec![format!("localhost:{}", http.addr.port())]
+    );
+}
+
 /// Fakes only these tests need.
 mod private {
     use std::collections::HashMap;
