@@ -41,6 +41,9 @@ const MAX_RECV_ERRORS: usize = 16;
 ///   SERVFAIL and REFUSED map to `dns_nxdomain_error`,
 ///   `dns_servfail_error`, `dns_refused_error`; NOERROR without records of
 ///   the asked type is `dns_no_answer`.
+/// - `t` is the arrival time of the first valid reply (so `t - t0` is the
+///   round trip), not the end of the listening window; each reply has its
+///   own `t`.
 /// - No valid reply within `opts.timeout`: `generic_timeout_error`.
 /// - **Truncation.** When the first valid reply has the TC bit, the query
 ///   is repeated over TCP ([`super::tcp::query`]) after the listening
@@ -92,6 +95,8 @@ pub async fn query(
         Some(i) => {
             let read = &replies[i];
             apply_reply(&mut q, &read.reply, read.outcome.clone());
+            q.t = read.reply.t;
+            return q;
         }
     }
     q.t = trace.clock.now();
