@@ -58,7 +58,10 @@ async fn forged_then_genuine_reply_both_recorded_first_used() {
     assert_eq!(second.answers[0].ipv4.as_deref(), Some("192.0.2.10"));
     assert_eq!(second.answers[0].ttl, Some(3600));
     assert!(first.t <= second.t);
-    assert_eq!(q.t, first.t, "the query ends when the reply it used arrived");
+    assert_eq!(
+        q.t, first.t,
+        "the query ends when the reply it used arrived"
+    );
     assert_eq!(first.source, fake.addr.to_string());
     assert_eq!(
         first.ip_ttl,
