@@ -93,9 +93,11 @@ pub fn isp_resolver(ns: &Ns, lies: BTreeMap<String, Lie>) -> io::Result<Service>
 }
 
 /// Starts the on-path injector in the censor namespace: every A query for a
-/// host in `hosts` that the probe sends to the public resolver gets a
-/// forged answer ([`INJECTED`]) from the resolver's address, sent the moment
-/// the query is seen; the query itself is not touched.
+/// host in `hosts` that the probe sends through the censor — to the public
+/// resolver or to any other address, even one with no DNS server — gets a
+/// forged answer ([`INJECTED`]) from the queried address, sent the moment
+/// the query arrives (whatever its remaining TTL); the query itself is not
+/// touched. Queries to the censor's own ISP resolver are left alone.
 pub fn injector(ns: &Ns, hosts: BTreeSet<String>) -> io::Result<Service> {
     ns.serve_blocking(
         || {
@@ -135,7 +137,7 @@ fn forge(
 ) -> Option<(Ipv4Addr, Vec<u8>)> {
     let ip = Ipv4Packet::new(packet)?;
     if ip.get_next_level_protocol() != IpNextHeaderProtocols::Udp
-        || ip.get_destination() != addr::PUBLIC_RESOLVER
+        || ip.get_destination() == addr::ISP_RESOLVER
         || !ipnet::Ipv4Net::new(addr::PROBE, 29)
             .ok()?
             .contains(&ip.get_source())
@@ -156,6 +158,7 @@ fn forge(
     }
     let dns = reply(&query, ResponseCode::NoError, Some(INJECTED));
     let (client, client_port) = (ip.get_source(), udp.get_source());
+    let queried = ip.get_destination();
 
     let udp_len = 8 + dns.len();
     let total = 20 + udp_len;
@@ -166,7 +169,7 @@ fn forge(
         u.set_destination(client_port);
         u.set_length(u16::try_from(udp_len).ok()?);
         u.set_payload(&dns);
-        let sum = udp::ipv4_checksum(&u.to_immutable(), &addr::PUBLIC_RESOLVER, &client);
+        let sum = udp::ipv4_checksum(&u.to_immutable(), &queried, &client);
         u.set_checksum(sum);
     }
     {
@@ -177,7 +180,7 @@ fn forge(
         h.set_identification(0x4242);
         h.set_ttl(64);
         h.set_next_level_protocol(IpNextHeaderProtocols::Udp);
-        h.set_source(addr::PUBLIC_RESOLVER);
+        h.set_source(queried);
         h.set_destination(client);
         let sum = ipv4::checksum(&h.to_immutable());
         h.set_checksum(sum);

@@ -28,190 +28,8 @@ fn every_mechanism_does_what_its_row_says() {
     let ca = world.ca_der.clone();
     let ip = |name: &str| world.find(name).1;
 
-    // (check name, from the probe?, the check)
-    let mut checks: Vec<(&str, bool, Check)> = vec![
-        (
-            "isp dns: clean",
-            true,
-            Check::Dns(addr::ISP_RESOLVER, "clean", Dns::Answers(vec![ip("clean")])),
-        ),
-        (
-            "isp dns: nxdomain",
-            true,
-            Check::Dns(addr::ISP_RESOLVER, "dns-nxdomain", Dns::Nxdomain),
-        ),
-        (
-            "isp dns: localhost",
-            true,
-            Check::Dns(
-                addr::ISP_RESOLVER,
-                "dns-localhost",
-                Dns::Answers(vec![Ipv4Addr::LOCALHOST]),
-            ),
-        ),
-        (
-            "isp dns: bogon",
-            true,
-            Check::Dns(
-                addr::ISP_RESOLVER,
-                "dns-bogon",
-                Dns::Answers(vec![Ipv4Addr::new(10, 10, 10, 1)]),
-            ),
-        ),
-        (
-            "isp dns: blockpage ip",
-            true,
-            Check::Dns(
-                addr::ISP_RESOLVER,
-                "dns-blockpage-ip",
-                Dns::Answers(vec![addr::SINKHOLE]),
-            ),
-        ),
-        (
-            "isp dns: silent",
-            true,
-            Check::Dns(addr::ISP_RESOLVER, "dns-silent", Dns::Silence),
-        ),
-        (
-            "isp dns: nxdomain everywhere",
-            true,
-            Check::Dns(addr::ISP_RESOLVER, "nxdomain-everywhere", Dns::Nxdomain),
-        ),
-        (
-            "public dns: injected, then genuine",
-            true,
-            Check::Dns(
-                addr::PUBLIC_RESOLVER,
-                "dns-injected",
-                Dns::Answers(vec![INJECTED, ip("dns-injected")]),
-            ),
-        ),
-        (
-            "public dns: clean, one reply",
-            true,
-            Check::Dns(
-                addr::PUBLIC_RESOLVER,
-                "clean",
-                Dns::Answers(vec![ip("clean")]),
-            ),
-        ),
-        (
-            "tcp: syn drop",
-            true,
-            Check::Tcp(ip("tcp-syn-drop"), Some("generic_timeout_error")),
-        ),
-        (
-            "tcp: rst to syn",
-            true,
-            Check::Tcp(ip("tcp-syn-rst"), Some("connection_refused")),
-        ),
-        (
-            "tcp: icmp unreachable",
-            true,
-            Check::Tcp(ip("tcp-icmp-unreach"), Some("host_unreachable")),
-        ),
-        (
-            "tcp: down everywhere",
-            true,
-            Check::Tcp(ip("down-everywhere"), Some("connection_refused")),
-        ),
-        ("tcp: clean", true, Check::Tcp(ip("clean"), None)),
-        (
-            "tls: clean",
-            true,
-            Check::Https(ip("clean"), "clean", Web::Page),
-        ),
-        (
-            "tls: rst on sni",
-            true,
-            Check::Https(ip("tls-sni-rst"), "tls-sni-rst", Web::Reset),
-        ),
-        (
-            "tls: drop on sni",
-            true,
-            Check::Https(ip("tls-sni-drop"), "tls-sni-drop", Web::Timeout),
-        ),
-        (
-            "tls: interception",
-            true,
-            Check::Https(ip("tls-mitm"), "tls-mitm", Web::UnknownIssuer),
-        ),
-        (
-            "http: rst on host",
-            true,
-            Check::Http(ip("http-host-rst"), "http-host-rst", Web::Reset),
-        ),
-        (
-            "http: blockpage",
-            true,
-            Check::Http(ip("http-blockpage"), "http-blockpage", Web::Blockpage),
-        ),
-        (
-            "http: sinkhole serves the blockpage",
-            true,
-            Check::Http(addr::SINKHOLE, "dns-blockpage-ip", Web::Blockpage),
-        ),
-        (
-            "http: eof after request",
-            true,
-            Check::Http(ip("http-eof"), "http-eof", Web::Eof),
-        ),
-        (
-            "http: redirect to https",
-            true,
-            Check::Http(ip("http-to-https"), "http-to-https", Web::Redirect),
-        ),
-        (
-            "https: throttled page arrives",
-            true,
-            Check::Https(ip("throttled"), "throttled", Web::Page),
-        ),
-        // The control's side of the same sites: untouched.
-        (
-            "control: dns",
-            false,
-            Check::Dns(
-                addr::PUBLIC_RESOLVER,
-                "dns-nxdomain",
-                Dns::Answers(vec![ip("dns-nxdomain")]),
-            ),
-        ),
-        (
-            "control: tls sni rst site",
-            false,
-            Check::Https(ip("tls-sni-rst"), "tls-sni-rst", Web::Page),
-        ),
-        (
-            "control: tls mitm site",
-            false,
-            Check::Https(ip("tls-mitm"), "tls-mitm", Web::Page),
-        ),
-        (
-            "control: syn drop site",
-            false,
-            Check::Tcp(ip("tcp-syn-drop"), None),
-        ),
-        (
-            "control: blockpage site",
-            false,
-            Check::Http(ip("http-blockpage"), "http-blockpage", Web::Page),
-        ),
-        (
-            "control: host rst site",
-            false,
-            Check::Http(ip("http-host-rst"), "http-host-rst", Web::Page),
-        ),
-    ];
-    let probe_checks: Vec<_> = checks
-        .iter()
-        .filter(|c| c.1)
-        .map(|c| (c.0, c.2.clone()))
-        .collect();
-    checks.retain(|c| !c.1);
-    let control_checks: Vec<_> = checks.into_iter().map(|c| (c.0, c.2)).collect();
-
-    let mut results = run_checks(&world.topo.probe, probe_checks, ca.clone());
-    results.extend(run_checks(&world.topo.control, control_checks, ca));
+    let mut results = run_checks(&world.topo.probe, from_probe(&ip), ca.clone());
+    results.extend(run_checks(&world.topo.control, from_control(&ip), ca));
 
     // The throttled page crossed the shaper: its class counted the bytes.
     let stats = world
@@ -246,13 +64,70 @@ fn every_mechanism_does_what_its_row_says() {
     }
 }
 
+/// What the probe must see.
+#[rustfmt::skip]
+fn from_probe(ip: &dyn Fn(&str) -> Ipv4Addr) -> Vec<(&'static str, Check)> {
+    use Check::{Dns as D, Http, Https, Tcp};
+    let (isp, public) = (addr::ISP_RESOLVER, addr::PUBLIC_RESOLVER);
+    vec![
+        ("isp dns: clean", D(isp, "clean", 64, Dns::Answers(vec![ip("clean")]))),
+        ("isp dns: nxdomain", D(isp, "dns-nxdomain", 64, Dns::Nxdomain)),
+        ("isp dns: localhost", D(isp, "dns-localhost", 64, Dns::Answers(vec![Ipv4Addr::LOCALHOST]))),
+        ("isp dns: bogon", D(isp, "dns-bogon", 64, Dns::Answers(vec![Ipv4Addr::new(10, 10, 10, 1)]))),
+        ("isp dns: blockpage ip", D(isp, "dns-blockpage-ip", 64, Dns::Answers(vec![addr::SINKHOLE]))),
+        ("isp dns: silent", D(isp, "dns-silent", 64, Dns::Silence)),
+        ("isp dns: nxdomain everywhere", D(isp, "nxdomain-everywhere", 64, Dns::Nxdomain)),
+        ("isp dns: injected name, no injection", D(isp, "dns-injected", 64, Dns::Answers(vec![ip("dns-injected")]))),
+        ("public dns: injected, then genuine", D(public, "dns-injected", 64, Dns::Answers(vec![INJECTED, ip("dns-injected")]))),
+        ("public dns: clean, one reply", D(public, "clean", 64, Dns::Answers(vec![ip("clean")]))),
+        ("no resolver: injected name answered", D(addr::CONTROL, "dns-injected", 64, Dns::Answers(vec![INJECTED]))),
+        ("no resolver: clean name, silence", D(addr::CONTROL, "clean", 64, Dns::Silence)),
+        ("ttl 2: injector at the censor's hop", D(public, "dns-injected", 2, Dns::Answers(vec![INJECTED]))),
+        ("ttl 1: nothing at r1", D(public, "dns-injected", 1, Dns::Silence)),
+        ("tcp: syn drop", Tcp(ip("tcp-syn-drop"), 64, Some("generic_timeout_error"))),
+        ("tcp: rst to syn", Tcp(ip("tcp-syn-rst"), 64, Some("connection_refused"))),
+        ("tcp: icmp unreachable", Tcp(ip("tcp-icmp-unreach"), 64, Some("host_unreachable"))),
+        ("tcp: down everywhere", Tcp(ip("down-everywhere"), 64, Some("connection_refused"))),
+        ("tcp: clean", Tcp(ip("clean"), 64, None)),
+        ("tcp ttl 2: rst from the censor's hop", Tcp(ip("tcp-syn-rst"), 2, Some("connection_refused"))),
+        // r1's ICMP time-exceeded reaches connect() as EHOSTUNREACH.
+        ("tcp ttl 1: time exceeded at r1", Tcp(ip("tcp-syn-rst"), 1, Some("host_unreachable"))),
+        ("tls: clean", Https(ip("clean"), "clean", Web::Page)),
+        ("tls: rst on sni", Https(ip("tls-sni-rst"), "tls-sni-rst", Web::Reset)),
+        ("tls: drop on sni", Https(ip("tls-sni-drop"), "tls-sni-drop", Web::Timeout)),
+        ("tls: interception", Https(ip("tls-mitm"), "tls-mitm", Web::UnknownIssuer)),
+        ("tls: sni rst is keyed on the name", Https(ip("clean"), "tls-sni-rst", Web::Reset)),
+        ("http: rst on host", Http(ip("http-host-rst"), "http-host-rst", Web::Reset)),
+        ("http: blockpage", Http(ip("http-blockpage"), "http-blockpage", Web::Blockpage)),
+        ("http: sinkhole serves the blockpage", Http(addr::SINKHOLE, "dns-blockpage-ip", Web::Blockpage)),
+        ("http: eof after request", Http(ip("http-eof"), "http-eof", Web::Eof)),
+        ("http: redirect to https", Http(ip("http-to-https"), "http-to-https", Web::Redirect)),
+        ("https: throttled page arrives", Https(ip("throttled"), "throttled", Web::Page)),
+    ]
+}
+
+/// What the control must see: the same sites, untouched.
+#[rustfmt::skip]
+fn from_control(ip: &dyn Fn(&str) -> Ipv4Addr) -> Vec<(&'static str, Check)> {
+    use Check::{Dns as D, Http, Https, Tcp};
+    vec![
+        ("control: dns", D(addr::PUBLIC_RESOLVER, "dns-nxdomain", 64, Dns::Answers(vec![ip("dns-nxdomain")]))),
+        ("control: tls sni rst site", Https(ip("tls-sni-rst"), "tls-sni-rst", Web::Page)),
+        ("control: tls mitm site", Https(ip("tls-mitm"), "tls-mitm", Web::Page)),
+        ("control: syn drop site", Tcp(ip("tcp-syn-drop"), 64, None)),
+        ("control: blockpage site", Http(ip("http-blockpage"), "http-blockpage", Web::Page)),
+        ("control: host rst site", Http(ip("http-host-rst"), "http-host-rst", Web::Page)),
+    ]
+}
+
 /// What to check.
 #[derive(Clone, Debug)]
 enum Check {
-    /// A query to a resolver for `<name>.example`.
-    Dns(Ipv4Addr, &'static str, Dns),
-    /// A TCP connect to :443 (`None`: must succeed; else the failure).
-    Tcp(Ipv4Addr, Option<&'static str>),
+    /// A query to an address for `<name>.example`, sent with this IP TTL.
+    Dns(Ipv4Addr, &'static str, u32, Dns),
+    /// A TCP connect to :443 with this IP TTL (`None`: must succeed; else
+    /// the failure).
+    Tcp(Ipv4Addr, u32, Option<&'static str>),
     /// GET / over TLS to the address with the SNI `<name>.example`.
     Https(Ipv4Addr, &'static str, Web),
     /// GET / over plain HTTP with Host `<name>.example`.
@@ -309,8 +184,8 @@ fn run_checks(
 
 async fn run_check(check: Check, ca: CertificateDer<'static>) -> Result<(), String> {
     match check {
-        Check::Dns(server, name, want) => {
-            let replies = ask(server, &format!("{name}.example")).await?;
+        Check::Dns(server, name, ttl, want) => {
+            let replies = ask(server, &format!("{name}.example"), ttl).await?;
             let ok = match &want {
                 Dns::Silence => replies.is_empty(),
                 Dns::Nxdomain => replies.len() == 1 && replies[0].0 == ResponseCode::NXDomain,
@@ -325,11 +200,11 @@ async fn run_check(check: Check, ca: CertificateDer<'static>) -> Result<(), Stri
                 Err(format!("want {want:?}, got {replies:?}"))
             }
         }
-        Check::Tcp(ip, want) => {
+        Check::Tcp(ip, ttl, want) => {
             let trace = probes::Trace::new();
             let opts = probes::tcp::TcpOptions {
                 timeout: Duration::from_millis(1500),
-                ttl: None,
+                ttl: Some(ttl),
             };
             let (rec, _) = probes::tcp::connect(&trace, SocketAddr::from((ip, 443)), &opts).await;
             let got = rec.status.failure.map(|f| f.to_string());
@@ -431,7 +306,11 @@ fn io_kind(e: std::io::Error) -> Web {
 
 /// Sends an A query and collects every reply for 600 ms after sending:
 /// (rcode, A records) in arrival order.
-async fn ask(server: Ipv4Addr, host: &str) -> Result<Vec<(ResponseCode, Vec<Ipv4Addr>)>, String> {
+async fn ask(
+    server: Ipv4Addr,
+    host: &str,
+    ttl: u32,
+) -> Result<Vec<(ResponseCode, Vec<Ipv4Addr>)>, String> {
     let mut q = Message::query();
     q.metadata.recursion_desired = true;
     q.add_query(Query::query(
@@ -441,6 +320,7 @@ async fn ask(server: Ipv4Addr, host: &str) -> Result<Vec<(ResponseCode, Vec<Ipv4
     let sock = tokio::net::UdpSocket::bind("0.0.0.0:0")
         .await
         .map_err(|e| e.to_string())?;
+    sock.set_ttl(ttl).map_err(|e| e.to_string())?;
     sock.send_to(&q.to_vec().map_err(|e| e.to_string())?, (server, 53))
         .await
         .map_err(|e| e.to_string())?;

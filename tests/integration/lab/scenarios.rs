@@ -67,8 +67,9 @@ pub enum Censor {
     DnsBlockpageIp,
     /// The ISP resolver never answers for this name.
     DnsSilent,
-    /// An on-path injector forges a reply to queries crossing the censor
-    /// towards the public resolver; the genuine reply still arrives, later.
+    /// An on-path injector forges a reply to every query for the name that
+    /// crosses the censor (to the public resolver, or to any address, even
+    /// one that runs no DNS server); a genuine reply still arrives, later.
     DnsInjection,
     /// nft drops the SYNs to the site's address (ports 80 and 443).
     SynDrop,
@@ -77,7 +78,7 @@ pub enum Censor {
     /// nft answers the SYNs with ICMP host-unreachable.
     IcmpUnreachable,
     /// A RST when a TLS ClientHello carries the site's name (iptables
-    /// string match on :443).
+    /// string match on :443 marks the packet; nft rejects it).
     SniRst,
     /// The ClientHello carrying the site's name is dropped (then every
     /// retransmission).
@@ -210,14 +211,23 @@ pub enum Lie {
     Silent,
 }
 
+/// Packet mark for "answer with a RST" (set by a string match).
+pub const MARK_RST: u32 = 1;
+/// Packet mark for "drop" (set by a string match).
+pub const MARK_DROP: u32 = 2;
+
 /// Everything the censor namespace must be configured with.
 #[derive(Debug, Default)]
 pub struct CensorPlan {
-    /// Rules inside `chain forward` (filter, on routed traffic).
-    pub nft_forward: Vec<String>,
-    /// Rules inside `chain prerouting` (nat).
-    pub nft_prerouting: Vec<String>,
-    /// `iptables` argument lists (string matches nft cannot do).
+    /// Filter rules for packets arriving from the probe's side, applied on
+    /// arrival (prerouting), before the kernel's TTL check: like a DPI box,
+    /// the censor acts on a packet that reaches it with TTL 1, so a
+    /// TTL-limited trace sees the interference at the censor's hop.
+    pub nft_inspect: Vec<String>,
+    /// Redirections (nat prerouting) to the censor's boxes.
+    pub nft_redirect: Vec<String>,
+    /// `iptables` argument lists: string matches nft cannot do; they mark
+    /// packets ([`MARK_RST`], [`MARK_DROP`]) and `nft_inspect` acts on marks.
     pub iptables: Vec<Vec<String>>,
     /// `tc` argument lists.
     pub tc: Vec<Vec<String>>,
@@ -253,11 +263,11 @@ impl Censor {
             Censor::DnsInjection => {
                 p.inject.insert(host.into());
             }
-            Censor::SynDrop => p.nft_forward.push(format!("ip daddr {ip} {web} drop")),
+            Censor::SynDrop => p.nft_inspect.push(format!("ip daddr {ip} {web} drop")),
             Censor::SynRst => p
-                .nft_forward
+                .nft_inspect
                 .push(format!("ip daddr {ip} {web} reject with tcp reset")),
-            Censor::IcmpUnreachable => p.nft_forward.push(format!(
+            Censor::IcmpUnreachable => p.nft_inspect.push(format!(
                 "ip daddr {ip} {web} reject with icmp type host-unreachable"
             )),
             Censor::SniRst | Censor::SniDrop | Censor::HostRst => {
@@ -266,28 +276,35 @@ impl Censor {
                 } else {
                     "443"
                 };
-                let target: &[&str] = if *self == Censor::SniDrop {
-                    &["DROP"]
+                let mark = if *self == Censor::SniDrop {
+                    MARK_DROP
                 } else {
-                    &["REJECT", "--reject-with", "tcp-reset"]
+                    MARK_RST
                 };
                 // Keyed on the name only (any address), as SNI/Host filters are.
-                let mut args = s(&[
-                    "-A", "FORWARD", "-p", "tcp", "--dport", port, "-m", "string",
-                ]);
-                args.extend(s(&["--string", host, "--algo", "bm", "-j"]));
-                args.extend(s(target));
+                let mut args = s(&["-t", "mangle", "-A", "PREROUTING", "-i", CENSOR_DOWN_IF]);
+                args.extend(s(&[
+                    "-p", "tcp", "--dport", port, "-m", "string", "--string", host,
+                ]));
+                args.extend(s(&[
+                    "--algo",
+                    "bm",
+                    "-j",
+                    "MARK",
+                    "--set-mark",
+                    &mark.to_string(),
+                ]));
                 p.iptables.push(args);
             }
-            Censor::TlsMitm => p.nft_prerouting.push(format!(
+            Censor::TlsMitm => p.nft_redirect.push(format!(
                 "ip daddr {ip} tcp dport 443 redirect to :{}",
                 addr::MITM_PORT
             )),
-            Censor::Blockpage => p.nft_prerouting.push(format!(
+            Censor::Blockpage => p.nft_redirect.push(format!(
                 "ip daddr {ip} tcp dport 80 redirect to :{}",
                 addr::BLOCKPAGE_PORT
             )),
-            Censor::EofAfterRequest => p.nft_prerouting.push(format!(
+            Censor::EofAfterRequest => p.nft_redirect.push(format!(
                 "ip daddr {ip} tcp dport 80 redirect to :{}",
                 addr::EOF_PORT
             )),
@@ -327,14 +344,25 @@ impl CensorPlan {
 
     /// The nftables ruleset (one table, loaded with `nft -f`).
     pub fn nft_ruleset(&self) -> String {
+        let dev = CENSOR_DOWN_IF;
         let mut r = String::from("table inet gwlab_censor {\n");
-        r.push_str("  chain forward {\n    type filter hook forward priority 0; policy accept;\n");
-        for rule in &self.nft_forward {
-            let _ = writeln!(r, "    {rule}");
+        // After iptables' mangle (-150), which sets the string-match marks.
+        r.push_str(
+            "  chain inspect {\n    type filter hook prerouting priority -140; policy accept;\n",
+        );
+        let _ = writeln!(
+            r,
+            "    iifname \"{dev}\" meta mark {MARK_RST} reject with tcp reset"
+        );
+        let _ = writeln!(r, "    iifname \"{dev}\" meta mark {MARK_DROP} drop");
+        for rule in &self.nft_inspect {
+            let _ = writeln!(r, "    iifname \"{dev}\" {rule}");
         }
-        r.push_str("  }\n  chain prerouting {\n    type nat hook prerouting priority -100; policy accept;\n");
-        for rule in &self.nft_prerouting {
-            let _ = writeln!(r, "    {rule}");
+        r.push_str(
+            "  }\n  chain divert {\n    type nat hook prerouting priority -100; policy accept;\n",
+        );
+        for rule in &self.nft_redirect {
+            let _ = writeln!(r, "    iifname \"{dev}\" {rule}");
         }
         r.push_str("  }\n}\n");
         r
