@@ -81,11 +81,7 @@ pub(crate) fn compute(
     };
     let down = |c: &mut Classic| set(c, Blocking::No);
 
-    if let (Outcome::Page { tx, .. }, Some(ctl)) = (outcome, control) {
-        if ctl.http_ok() {
-            c.diff = Some(Diff::compute(tx, &ctl.r.http_request));
-        }
-    }
+    c.diff = page_diff(outcome, control);
 
     // Loopback answers (LTE rules 6 and 7).
     if let (Some(p), Some(_)) = (&view.primary, control) {
@@ -175,6 +171,16 @@ pub(crate) fn compute(
         }
     }
     c
+}
+
+/// The HTTP comparison of a final page with the control's, when both exist.
+pub(crate) fn page_diff(outcome: &Outcome<'_>, control: Option<Control<'_>>) -> Option<Diff> {
+    match (outcome, control) {
+        (Outcome::Page { tx, .. }, Some(ctl)) if ctl.http_ok() => {
+            Some(Diff::compute(tx, &ctl.r.http_request))
+        }
+        _ => None,
+    }
 }
 
 /// The control's TLS results for a redirect hop's endpoints (our

@@ -11,8 +11,14 @@ use crate::control::protocol::ControlHttp;
 use super::observe;
 
 /// Header names too common to show that two responses came from the same
-/// server (OONI's list).
-const COMMON_HEADERS: [&str; 25] = [
+/// server: OONI's 25, plus the framing headers every HTTP/1.1 response may
+/// carry (`content-length`, `connection`, `transfer-encoding`, `keep-alive`),
+/// which would otherwise make any two pages "share" a header.
+const COMMON_HEADERS: [&str; 29] = [
+    "content-length",
+    "connection",
+    "transfer-encoding",
+    "keep-alive",
     "date",
     "content-type",
     "server",

@@ -48,8 +48,11 @@
 //!   or a local CDN node) is `accessible`.
 //! - A page that differs from the control's only in dynamic or
 //!   client-dependent parts is not a blockpage: OONI's rule (same status, and
-//!   body length ratio > 0.7, a shared uncommon header, or the same title),
-//!   or the same status and `Server` with a body ratio ≥ 0.3. A page matching
+//!   body length ratio > 0.7, a shared uncommon header, or the same title;
+//!   but a different title with no uncommon header in common is another
+//!   page whatever the lengths), or the same status and `Server` with a body
+//!   ratio ≥ 0.3. Framing headers (`content-length`, `connection`, ...) do not
+//!   count as shared uncommon headers. A page matching
 //!   a blocking fingerprint is a blockpage whatever its size; a match on an
 //!   `fp`-scope fingerprint counts against blocking.
 //! - **Server-side refusals** — 401/403/406/429/503 (challenge, geo-block) to
@@ -153,7 +156,12 @@ pub fn analyze(m: &mut Measurement, ctx: &AnalysisContext) {
         let control = m.test_keys.control.as_ref().map(|r| observe::Control { r });
         let view = dnscheck::DnsView::build(m, ctx, control, &target.host);
         let outcome = outcome::outcome(m, &target);
-        let classic = classic::compute(ctx, &target, &view, &outcome, control);
+        let headline = view.primary.as_ref().map(|p| p.addrs.as_slice());
+        let classic_view = outcome::classic_outcome(m, &target, &outcome, headline);
+        let mut classic = classic::compute(ctx, &target, &view, &classic_view, control);
+        if classic.diff.is_none() {
+            classic.diff = classic::page_diff(&outcome, control);
+        }
         let inputs = verdict::Inputs {
             m,
             ctx,

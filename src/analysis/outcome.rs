@@ -107,11 +107,42 @@ pub(crate) fn outcome<'a>(m: &'a Measurement, target: &Target) -> Outcome<'a> {
             (target.clone(), 0, f)
         }
     };
-    Outcome::Failed(failed_step(m, hop, depth, failure))
+    Outcome::Failed(failed_step(m, hop, depth, failure, None))
+}
+
+/// The outcome as OONI's classic analysis sees it: only the headline
+/// resolver's addresses count at depth 0, so a page fetched from an address
+/// that only another resolver (or the control) gave does not make the URL
+/// accessible; what happened on the headline addresses decides instead.
+pub(crate) fn classic_outcome<'a>(
+    m: &'a Measurement,
+    target: &Target,
+    full: &Outcome<'a>,
+    headline: Option<&[IpAddr]>,
+) -> Outcome<'a> {
+    let (Outcome::Page { tx, .. }, Some(ips)) = (full, headline) else {
+        return full.clone();
+    };
+    let from_headline = observe::addr_ip(&tx.address).is_some_and(|ip| ips.contains(&ip));
+    if target.host_ip.is_some() || m.test_keys.requests.len() != 1 || from_headline {
+        return full.clone();
+    }
+    let failure = m
+        .test_keys
+        .dns_experiment_failure
+        .as_deref()
+        .map(Failure::parse);
+    Outcome::Failed(failed_step(m, target.clone(), 0, failure, Some(ips)))
 }
 
 /// Finds which step of fetching `hop` failed.
-fn failed_step(m: &Measurement, hop: Target, depth: usize, failure: Option<Failure>) -> Failed {
+fn failed_step(
+    m: &Measurement,
+    hop: Target,
+    depth: usize,
+    failure: Option<Failure>,
+    only: Option<&[IpAddr]>,
+) -> Failed {
     let mut out = Failed {
         step: Step::Http,
         failure: failure
@@ -134,6 +165,10 @@ fn failed_step(m: &Measurement, hop: Target, depth: usize, failure: Option<Failu
                     }
                 }
             }
+            let ips = match only {
+                Some(only) => only.to_vec(),
+                None => ips,
+            };
             if ips.is_empty() {
                 if let Some(p) = ls.first() {
                     out.step = Step::Dns;

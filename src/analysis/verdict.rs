@@ -221,7 +221,7 @@ fn inconsistent_dns(i: &Inputs<'_>, p: &Lookup, label: &str) -> Verdict {
     // control's page.
     if let Outcome::Page { tx, secure, .. } = i.outcome {
         let from_here = observe::addr_ip(&tx.address).is_some_and(|ip| p.addrs.contains(&ip));
-        if from_here && (*secure || i.diff.is_some_and(|d| d.same())) {
+        if from_here && (*secure || i.diff.is_some_and(same_page)) {
             e.push(format!(
                 "the page fetched from {} matches the control's, so the answer leads to the site (a proxy or CDN node)",
                 tx.address
@@ -260,8 +260,7 @@ fn inconsistent_dns(i: &Inputs<'_>, p: &Lookup, label: &str) -> Verdict {
                 tx.address,
                 join_words(&fps)
             ));
-        } else if let Some(d) = i.diff.filter(|d| !d.same()) {
-            let _ = d;
+        } else if i.diff.is_some_and(|d| !same_page(d)) {
             e.push(format!(
                 "the page served from {} (status {}, title \"{}\") differs from the control's",
                 tx.address,
@@ -750,7 +749,7 @@ fn page_step(
         return blocked("http.blockpage", "likely", ev);
     }
 
-    if secure || diff.same() {
+    if secure || same_page(diff) {
         let th = throttling::check(i.m, tx, ctl.r);
         if !th.evidence.is_empty() {
             let conf = if th.both { "confirmed" } else { "likely" };
@@ -788,6 +787,13 @@ fn page_step(
         "possible"
     };
     blocked("http.blockpage", conf, ev)
+}
+
+/// OONI's "no difference" rule, made stricter: a title that differs with
+/// no uncommon header in common means another page even when the lengths
+/// are close (a small site and a small blockpage).
+fn same_page(d: Diff) -> bool {
+    d.same() && (d.title_match != Some(false) || d.headers_match == Some(true))
 }
 
 /// True when the probe's redirect chain reached a host the control's chain

@@ -1380,3 +1380,392 @@ fn bad_input_is_inconclusive_not_a_panic() {
     analyze(&mut m, &AnalysisContext::default());
     assert_eq!(m.test_keys.x_verdict.unwrap().status, Inconclusive);
 }
+
+// ------------------------------------------------------------- pipeline ----
+//
+// The real pipeline: `gatewatch::web::measure` with the probe's UDP resolver
+// a (possibly lying) fake, the in-process control server resolving through
+// an honest fake, then `analyze`. The honest site lives on 127.0.0.2, a
+// blockpage or interception server on 127.0.0.3 (same port); both are
+// treated as public by the probe, the control and the analysis.
+
+mod pipeline {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use gatewatch::analysis::{analyze, AnalysisContext};
+    use gatewatch::control::client::ControlClient;
+    use gatewatch::control::server::measure::StepTimeouts;
+    use gatewatch::control::server::resolver::ResolverSpec;
+    use gatewatch::control::server::{serve, ServerConfig};
+    use gatewatch::model::{Blocking, Measurement, VerdictStatus};
+    use gatewatch::web::{measure, WebSettings};
+    use tokio::net::TcpListener;
+    use tokio_rustls::TlsAcceptor;
+
+    use super::{check, exp, Expect, C, F, I, T};
+    use crate::fakes::ca::{self, TestCa, TestCert};
+    use crate::fakes::dns::{self as fdns, DnsFake, Reply, Script};
+    use crate::fakes::http::{self as fhttp, response, Behaviour, SeenRequest};
+    use crate::fakes::tls as ftls;
+    use Blocking::{Dns, No};
+    use VerdictStatus::{Accessible, Blocked, Down};
+
+    const SITE: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+    const BLOCK: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+    const HOST: &str = "news.example";
+
+    fn public() -> Vec<ipnet::IpNet> {
+        vec![
+            "127.0.0.2/32".parse().unwrap(),
+            "127.0.0.3/32".parse().unwrap(),
+        ]
+    }
+
+    /// The control server, its client, and the CA both sides trust.
+    struct World {
+        ca: TestCa,
+        client: ControlClient,
+        _dir: tempfile::TempDir,
+        _honest: DnsFake,
+    }
+
+    /// Starts the control with an honest resolver answering `honest`.
+    async fn world(honest: Reply) -> World {
+        let ca = TestCa::new("gatewatch verdicts test CA");
+        let dir = tempfile::tempdir().unwrap();
+        let pem = ca.write_pem(dir.path());
+        let honest = fdns::spawn(Script::always(honest)).await;
+        let cfg = ServerConfig {
+            resolver: ResolverSpec::Udp(honest.addr),
+            treat_as_public: public(),
+            ca_files: vec![pem],
+            rate_per_minute: 0,
+            deadline: Duration::from_secs(20),
+            steps: StepTimeouts {
+                dns: Duration::from_secs(3),
+                connect: Duration::from_secs(3),
+                tls: Duration::from_secs(3),
+                http: Duration::from_secs(5),
+            },
+            ..ServerConfig::default()
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = serve(cfg, listener, std::future::pending()).await;
+        });
+        let client = ControlClient::new(vec![format!("http://{addr}/")], &[])
+            .unwrap()
+            .with_timing(Duration::from_secs(20), Duration::from_secs(25));
+        World {
+            ca,
+            client,
+            _dir: dir,
+            _honest: honest,
+        }
+    }
+
+    impl World {
+        /// Measures `url` with the probe's resolver answering `liar`, then
+        /// analyses it.
+        async fn run(&self, url: &str, liar: Reply) -> Measurement {
+            let liar = fdns::spawn(Script::always(liar)).await;
+            let s = WebSettings {
+                resolvers: vec![liar.addr],
+                system_resolver: false,
+                roots: self.ca.roots(),
+                treat_as_public: public(),
+                listen_after_first: Duration::from_millis(100),
+                tcp: Duration::from_secs(3),
+                tls: Duration::from_secs(3),
+                http: Duration::from_secs(5),
+                url_deadline: Duration::from_secs(30),
+                ..WebSettings::default()
+            };
+            let keys = measure(url, &s, Some(&self.client)).await;
+            let mut m = Measurement {
+                input: Some(url.to_string()),
+                probe_cc: "KH".into(),
+                test_keys: keys,
+                ..Measurement::default()
+            };
+            let ctx = AnalysisContext {
+                probe_cc: "KH".into(),
+                treat_as_public: public(),
+                ..AnalysisContext::default()
+            };
+            analyze(&mut m, &ctx);
+            m
+        }
+    }
+
+    fn answer(ip: Ipv4Addr) -> Reply {
+        Reply::Answer(vec![IpAddr::V4(ip)])
+    }
+
+    fn nxdomain() -> Reply {
+        Reply::Rcode(3)
+    }
+
+    fn page(title: &str, text: &str) -> Vec<u8> {
+        response(
+            200,
+            "OK",
+            &[("Content-Type", "text/html"), ("Server", "fake-news/1.0")],
+            &fhttp::page(title, text),
+        )
+    }
+
+    const ARTICLE: &str = "The National Assembly met today to discuss the budget. \
+        Reporters from several outlets attended the session, which lasted four hours.";
+
+    /// Serves `a` on SITE and `b` on BLOCK, same port, plain or TLS.
+    async fn twins(a: Behaviour, b: Behaviour, tls: Option<(&TestCert, &TestCert)>) -> u16 {
+        let (la, lb) = loop {
+            let la = TcpListener::bind((SITE, 0)).await.unwrap();
+            let port = la.local_addr().unwrap().port();
+            if let Ok(lb) = TcpListener::bind((BLOCK, port)).await {
+                break (la, lb);
+            }
+        };
+        let port = la.local_addr().unwrap().port();
+        let acceptors = tls.map(|(ca, cb)| {
+            (
+                TlsAcceptor::from(ftls::server_config(ca)),
+                TlsAcceptor::from(ftls::server_config(cb)),
+            )
+        });
+        let pairs = [
+            (la, a, acceptors.as_ref().map(|p| p.0.clone())),
+            (lb, b, acceptors.as_ref().map(|p| p.1.clone())),
+        ];
+        for (l, behaviour, acceptor) in pairs {
+            let log: Arc<Mutex<Vec<SeenRequest>>> = Arc::default();
+            tokio::spawn(async move {
+                while let Ok((s, _)) = l.accept().await {
+                    let (b, log, acc) = (behaviour.clone(), Arc::clone(&log), acceptor.clone());
+                    tokio::spawn(async move {
+                        match acc {
+                            Some(acc) => {
+                                if let Ok(t) = acc.accept(s).await {
+                                    fhttp::serve(t, b, log).await;
+                                }
+                            }
+                            None => fhttp::serve(s, b, log).await,
+                        }
+                    });
+                }
+            });
+        }
+        port
+    }
+
+    fn fixed(bytes: Vec<u8>) -> Behaviour {
+        Behaviour::Respond(bytes)
+    }
+
+    async fn assert_row(name: &str, m: &Measurement, e: Expect) {
+        let bad = check(name, m, &e);
+        assert!(
+            bad.is_empty(),
+            "{}\n   control_failure {:?}\n   http_experiment_failure {:?}",
+            bad.join("\n"),
+            m.test_keys.control_failure,
+            m.test_keys.http_experiment_failure
+        );
+    }
+
+    #[tokio::test]
+    async fn pipeline_success_and_dns_tampering() {
+        let w = world(answer(SITE)).await;
+        let port = twins(
+            fixed(page("Phnom Penh Daily News", ARTICLE)),
+            fixed(fhttp::blockpage("Website Blocked")),
+            None,
+        )
+        .await;
+        let url = format!("http://{HOST}:{port}/");
+
+        let m = w.run(&url, answer(SITE)).await;
+        assert_row(
+            "pipeline: success",
+            &m,
+            exp(C, No, T, Accessible, None, None),
+        )
+        .await;
+
+        let m = w.run(&url, nxdomain()).await;
+        assert_row(
+            "pipeline: dns.nxdomain",
+            &m,
+            exp(I, Dns, F, Blocked, Some("dns"), Some("dns.nxdomain")),
+        )
+        .await;
+
+        let m = w.run(&url, Reply::Rcode(2)).await;
+        assert_row(
+            "pipeline: dns.servfail",
+            &m,
+            exp(I, Dns, F, Blocked, Some("dns"), Some("dns.servfail")),
+        )
+        .await;
+
+        let m = w.run(&url, answer(Ipv4Addr::LOCALHOST)).await;
+        assert_row(
+            "pipeline: dns.localhost",
+            &m,
+            exp(I, Dns, F, Blocked, Some("dns"), Some("dns.localhost")),
+        )
+        .await;
+        let ev = &m.test_keys.x_verdict.as_ref().unwrap().evidence;
+        assert!(
+            ev[0].contains("answered 127.0.0.1; the control resolved 127.0.0.2"),
+            "{ev:?}"
+        );
+
+        let m = w.run(&url, answer(BLOCK)).await;
+        assert_row(
+            "pipeline: blockpage via DNS",
+            &m,
+            exp(I, Dns, F, Blocked, Some("dns"), Some("dns.sinkhole")),
+        )
+        .await;
+        let ev = m.test_keys.x_verdict.as_ref().unwrap().evidence.join(" | ");
+        assert!(ev.contains("Website Blocked"), "{ev}");
+    }
+
+    #[tokio::test]
+    async fn pipeline_tls_mitm_via_dns() {
+        let w = world(answer(SITE)).await;
+        let good = w.ca.issue(&[HOST]);
+        let mitm = ca::self_signed(&[HOST]);
+        let port = twins(
+            fixed(page("Phnom Penh Daily News", ARTICLE)),
+            fixed(page("Phnom Penh Daily News", ARTICLE)),
+            Some((&good, &mitm)),
+        )
+        .await;
+        let url = format!("https://{HOST}:{port}/");
+
+        let m = w.run(&url, answer(SITE)).await;
+        assert_row(
+            "pipeline: https success",
+            &m,
+            exp(C, No, T, Accessible, None, None),
+        )
+        .await;
+
+        let m = w.run(&url, answer(BLOCK)).await;
+        assert_row(
+            "pipeline: TLS interception via DNS",
+            &m,
+            exp(I, Dns, F, Blocked, Some("dns"), Some("dns.sinkhole")),
+        )
+        .await;
+        let v = m.test_keys.x_verdict.unwrap();
+        assert_eq!(
+            v.confidence.as_deref(),
+            Some("confirmed"),
+            "{:?}",
+            v.evidence
+        );
+        assert!(
+            v.evidence
+                .iter()
+                .any(|e| e.contains("ssl_unknown_authority")),
+            "{:?}",
+            v.evidence
+        );
+    }
+
+    #[tokio::test]
+    async fn pipeline_traps_down_everywhere() {
+        // Nothing listens on the port at either address.
+        let port = {
+            let l = std::net::TcpListener::bind((SITE, 0)).unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let w = world(answer(SITE)).await;
+        let m = w.run(&format!("http://{HOST}:{port}/"), answer(SITE)).await;
+        assert_row(
+            "pipeline: site down everywhere",
+            &m,
+            exp(C, No, F, Down, None, None),
+        )
+        .await;
+
+        let w = world(nxdomain()).await;
+        let m = w.run(&format!("http://{HOST}:{port}/"), nxdomain()).await;
+        assert_row(
+            "pipeline: NXDOMAIN everywhere",
+            &m,
+            exp(C, No, F, Down, None, None),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn pipeline_traps_dynamic_content_and_https_redirect() {
+        let w = world(answer(SITE)).await;
+        // Every request gets another id, time and ad block.
+        let n = Arc::new(AtomicUsize::new(0));
+        let dynamic = {
+            let n = Arc::clone(&n);
+            Behaviour::Handle(Arc::new(move |_r: &SeenRequest| {
+                let k = n.fetch_add(1, Ordering::SeqCst);
+                let extra = "related story ".repeat(k * 7 % 13);
+                page(
+                    "Phnom Penh Daily News",
+                    &format!("request-id {k:08x}; updated 10:{k:02} {ARTICLE} {extra}"),
+                )
+            }))
+        };
+        let port = twins(dynamic, fixed(fhttp::blockpage("Blocked")), None).await;
+        let m = w.run(&format!("http://{HOST}:{port}/"), answer(SITE)).await;
+        assert_row(
+            "pipeline: dynamic content",
+            &m,
+            exp(C, No, T, Accessible, None, None),
+        )
+        .await;
+        assert!(
+            n.load(Ordering::SeqCst) >= 2,
+            "the probe and the control both fetched"
+        );
+
+        // http://news.example:P1/ -> https://news.example:P2/
+        let cert = w.ca.issue(&[HOST]);
+        let https_port = twins(
+            fixed(page("Phnom Penh Daily News", ARTICLE)),
+            fixed(page("Phnom Penh Daily News", ARTICLE)),
+            Some((&cert, &cert)),
+        )
+        .await;
+        let target = format!("https://{HOST}:{https_port}/");
+        let http_port = twins(
+            fixed(response(
+                301,
+                "Moved",
+                &[("Location", target.as_str())],
+                b"",
+            )),
+            fixed(fhttp::blockpage("Blocked")),
+            None,
+        )
+        .await;
+        let m = w
+            .run(&format!("http://{HOST}:{http_port}/"), answer(SITE))
+            .await;
+        assert_row(
+            "pipeline: http to https redirect",
+            &m,
+            exp(C, No, T, Accessible, None, None),
+        )
+        .await;
+        assert_eq!(m.test_keys.requests.len(), 2);
+        let _: SocketAddr = m.test_keys.requests[0].address.parse().unwrap();
+    }
+}
