@@ -8,6 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use gatewatch::control::client::ControlClient;
 use gatewatch::model::WebTestKeys;
 use gatewatch::web::{measure, WebSettings, TOO_MANY_REDIRECTS};
 use probes::dns::doh::DohServer;
@@ -798,6 +799,104 @@ async fn system_resolver_addresses_are_classic() {
     );
 }
 
+#[tokio::test]
+async fn unreachable_control_is_a_control_failure() {
+    let ca = TestCa::new("gatewatch test CA");
+    let http = fhttp::spawn(Behaviour::Respond(ok("page"))).await;
+    let dns = localhost_dns().await;
+    let dead = format!("http://{}/", ftcp::closed_port());
+    let client = ControlClient::new(vec![dead.clone()], &[]).unwrap();
+    let s = settings(dns.addr, &ca);
+    let url = format!("http://site.example:{}/", http.addr.port());
+
+    let k = measure(&url, &s, Some(&client)).await;
+
+    let req = k
+        .x_control_request
+        .clone()
+        .expect("the request is recorded");
+    assert_eq!(req.http_request, url);
+    assert_eq!(
+        req.tcp_connect,
+        vec![format!("127.0.0.1:{}", http.addr.port())]
+    );
+    let headers: Vec<&str> = req
+        .http_request_headers
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(headers, vec!["Accept", "Accept-Language", "User-Agent"]);
+    assert_eq!(k.control, None);
+    let why = k.control_failure.clone().expect("control_failure");
+    assert!(
+        why.starts_with(&format!("control {dead} unreachable: ")),
+        "{why}"
+    );
+    assert_eq!(why, client.query(&req).await.unwrap_err().to_string());
+    // The probe's own steps are unaffected.
+    assert_eq!(k.requests.len(), 1);
+    assert_eq!(k.http_experiment_failure, None);
+}
+
+#[tokio::test]
+async fn control_answer_is_kept_and_its_extra_addresses_measured() {
+    let ca = TestCa::new("gatewatch test CA");
+    let (probe_site, th_site, port) = private::twin_sites(
+        Ipv4Addr::LOCALHOST,
+        Ipv4Addr::new(127, 0, 0, 3),
+        Behaviour::Respond(ok("<title>Twin</title>")),
+        Behaviour::Respond(ok("<title>Twin</title>")),
+    )
+    .await;
+    // The probe's resolver knows one address; the control's, two.
+    let probe_dns = localhost_dns().await;
+    let control_dns = fdns::spawn(Script::always(DnsReply::Answer(vec![
+        LOCALHOST,
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)),
+    ])))
+    .await;
+    let control = private::Control::start(control_dns.addr).await;
+    let client = ControlClient::new(vec![control.url.clone()], &[]).unwrap();
+    let s = settings(probe_dns.addr, &ca);
+    let url = format!("http://twin.example:{port}/");
+
+    let k = measure(&url, &s, Some(&client)).await;
+
+    assert_eq!(k.control_failure, None);
+    let req = k.x_control_request.as_ref().unwrap();
+    assert_eq!(req.tcp_connect, vec![format!("127.0.0.1:{port}")]);
+    let c = k.control.as_ref().expect("control answer");
+    assert_eq!(
+        c.dns.addrs,
+        vec!["127.0.0.1".to_string(), "127.0.0.3".to_string()]
+    );
+    assert_eq!(c.http_request.status_code, 200);
+    assert_eq!(c.http_request.title, "Twin");
+    assert!(c.tcp_connect[&format!("127.0.0.1:{port}")].status);
+    // Left for the run layer, which takes it out before writing.
+    assert_eq!(c.x_client_addr.as_deref(), Some("127.0.0.1"));
+
+    // The address only the control found is measured too (not classic).
+    let th = k
+        .tcp_connect
+        .iter()
+        .find(|t| t.ip == "127.0.0.3")
+        .expect("a flow to the control's extra address");
+    assert!(th.status.success);
+    assert_eq!(th.port, port);
+    assert_eq!(tags(&th.tags), vec!["depth=0", "fetch_body=true"]);
+    // The page is fetched once, over the probe's own address.
+    assert_eq!(k.requests.len(), 1);
+    assert_eq!(k.requests[0].address, format!("127.0.0.1:{port}"));
+    // One GET from the probe, one from the control (over either address).
+    let (a, b) = (
+        probe_site.lock().unwrap().len(),
+        th_site.lock().unwrap().len(),
+    );
+    assert_eq!(a + b, 2);
+    assert!(a >= 1);
+}
+
 /// Fakes only these tests need.
 mod private {
     use std::collections::HashMap;
@@ -808,6 +907,9 @@ mod private {
     use hickory_proto::rr::rdata::A;
     use hickory_proto::rr::{RData, Record, RecordType};
     use tokio::net::{TcpListener, UdpSocket};
+
+    use gatewatch::control::server::resolver::ResolverSpec;
+    use gatewatch::control::server::{serve, ServerConfig};
 
     use crate::fakes::http::{self as fhttp, Behaviour, SeenRequest};
 
@@ -843,6 +945,36 @@ mod private {
             });
         }
         (logs.0, logs.1, port)
+    }
+
+    /// The real control server (`gatewatch control serve`) in this
+    /// process, resolving with `dns` and allowed to reach loopback.
+    pub struct Control {
+        pub url: String,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Control {
+        pub async fn start(dns: SocketAddr) -> Control {
+            let cfg = ServerConfig {
+                resolver: ResolverSpec::Udp(dns),
+                treat_as_public: vec!["127.0.0.0/8".parse().unwrap()],
+                rate_per_minute: 0,
+                ..ServerConfig::default()
+            };
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/", listener.local_addr().unwrap());
+            let task = tokio::spawn(async move {
+                let _ = serve(cfg, listener, std::future::pending()).await;
+            });
+            Control { url, task }
+        }
+    }
+
+    impl Drop for Control {
+        fn drop(&mut self) {
+            self.task.abort();
+        }
     }
 
     /// A UDP DNS server on 127.0.0.1 answering per name: A records from
