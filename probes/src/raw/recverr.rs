@@ -11,9 +11,7 @@ use std::io::IoSliceMut;
 use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd};
 
-use nix::sys::socket::{
-    recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrIn,
-};
+use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrIn};
 use serde::{Deserialize, Serialize};
 
 /// `ee_origin` of an error that came from an ICMP message.
@@ -62,7 +60,10 @@ pub fn drain_error_queue<F: AsRawFd>(fd: &F) -> Vec<QueuedError> {
     for _ in 0..256 {
         let mut data = [0u8; 512];
         let mut iov = [IoSliceMut::new(&mut data)];
-        let mut cmsg = nix::cmsg_space!(libc::sock_extended_err, libc::sockaddr_in);
+        // Room for the error and the offender, plus the IP_TTL / IP_PKTINFO
+        // messages the kernel adds when those options are on too (a
+        // truncated control buffer would lose the entry).
+        let mut cmsg = vec![0u8; 512];
         let flags = MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT;
         let Ok(msg) = recvmsg::<SockaddrIn>(fd.as_raw_fd(), &mut iov, Some(&mut cmsg), flags)
         else {
@@ -89,7 +90,7 @@ pub fn drain_error_queue<F: AsRawFd>(fd: &F) -> Vec<QueuedError> {
 /// [`enable_recv_ttl`]).
 pub fn recv_with_ttl<F: AsRawFd>(fd: &F, buf: &mut [u8]) -> io::Result<(usize, Option<u8>)> {
     let mut iov = [IoSliceMut::new(buf)];
-    let mut cmsg = nix::cmsg_space!(libc::c_int);
+    let mut cmsg = vec![0u8; 256];
     let msg = recvmsg::<SockaddrIn>(fd.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::empty())
         .map_err(io::Error::from)?;
     let mut ttl = None;
@@ -126,9 +127,15 @@ mod tests {
     #[test]
     fn port_unreachable_lands_on_the_error_queue() {
         // A port nobody listens on: bind, note the port, close.
-        let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
         enable_recverr(&s).unwrap();
+        // IP_TTL control messages ride along on the error queue too.
+        enable_recv_ttl(&s).unwrap();
         s.connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         s.send(b"query").unwrap();
