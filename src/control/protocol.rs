@@ -4,7 +4,17 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Reads `null` as the type's default: Go test helpers marshal empty maps
+/// and slices as `null`.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
 
 /// `POST /` body (OONI `THRequest`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -12,10 +22,10 @@ pub struct ControlRequest {
     /// The URL to measure.
     pub http_request: String,
     /// Headers to use; only User-Agent, Accept and Accept-Language count.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub http_request_headers: BTreeMap<String, Vec<String>>,
     /// `ip:port` endpoints the probe resolved.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tcp_connect: Vec<String>,
     /// QUIC opt-in (not supported; ignored).
     #[serde(default)]
@@ -26,14 +36,14 @@ pub struct ControlRequest {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ControlResponse {
     /// Per `ip:port`: did the control connect?
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tcp_connect: BTreeMap<String, ControlTcp>,
     /// Per `ip:port` (443 endpoints): did a TLS handshake with the URL's SNI
     /// verify?
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tls_handshake: BTreeMap<String, ControlTls>,
     /// Always empty (no QUIC).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub quic_handshake: BTreeMap<String, ControlTls>,
     /// The page as the control fetched it (after redirects).
     #[serde(default)]
@@ -45,7 +55,7 @@ pub struct ControlResponse {
     #[serde(default)]
     pub dns: ControlDns,
     /// Per IP: ASN and flags (1 probe, 2 control, 4 bogon, 8 TLS-valid).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub ip_info: BTreeMap<String, ControlIpInfo>,
     /// The redirect chain the control followed, each hop's own DNS/TCP/TLS.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -109,7 +119,7 @@ pub struct ControlHttp {
     #[serde(default)]
     pub title: String,
     /// Response headers (first value).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub headers: BTreeMap<String, String>,
     /// Status code, -1 on failure.
     pub status_code: i64,
@@ -134,7 +144,7 @@ pub struct ControlDns {
     /// `dns_name_error`, `dns_server_failure`, `unknown_error`, or null.
     pub failure: Option<String>,
     /// Addresses (A and AAAA).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub addrs: Vec<String>,
 }
 
@@ -155,10 +165,10 @@ pub struct ControlHop {
     /// DNS for this hop's host.
     pub dns: ControlDns,
     /// TCP per endpoint tried.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tcp_connect: BTreeMap<String, ControlTcp>,
     /// TLS per endpoint tried (https hops).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tls_handshake: BTreeMap<String, ControlTls>,
     /// Status code, -1 on failure.
     pub status_code: i64,

@@ -274,6 +274,34 @@ async fn client_fails_over_and_names_what_went_wrong() {
 }
 
 #[tokio::test]
+async fn client_reads_an_ooni_test_helper_answer() {
+    // Shaped like oohelperd's answer when DNS failed: Go writes empty maps
+    // and slices as null, and knows none of our x_ fields.
+    let ooni = Fixed::start(
+        200,
+        r#"{"tcp_connect":{},"tls_handshake":null,"quic_handshake":{},
+            "http_request":{"body_length":-1,"discovered_h3_endpoint":"",
+              "failure":"dns_lookup_error","title":"","headers":null,"status_code":-1},
+            "http3_request":null,
+            "dns":{"failure":"dns_name_error","addrs":null},
+            "ip_info":null}"#,
+    )
+    .await;
+    let client = ControlClient::new(vec![ooni.url.clone()], &[]).unwrap();
+    let r = client
+        .query(&request("http://missing.example/", &[]))
+        .await
+        .unwrap();
+    assert_eq!(r.dns.failure.as_deref(), Some("dns_name_error"));
+    assert!(r.dns.addrs.is_empty());
+    assert_eq!(r.http_request.failure.as_deref(), Some("dns_lookup_error"));
+    assert_eq!(r.http_request.body_length, -1);
+    assert!(r.http_request.headers.is_empty());
+    assert!(r.ip_info.is_empty() && r.tls_handshake.is_empty());
+    assert!(r.x_body.is_none() && r.x_redirect_chain.is_empty());
+}
+
+#[tokio::test]
 async fn never_connects_to_special_purpose_addresses() {
     let canary = Canary::start().await;
     let c = canary.port;

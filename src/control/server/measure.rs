@@ -74,6 +74,8 @@ pub struct Measurer {
     pub body_cap: usize,
     /// Step timeouts.
     pub steps: StepTimeouts,
+    /// ASN lookups for `ip_info`, when a database was given.
+    pub geo: Option<crate::geo::GeoDb>,
 }
 
 /// A request the control will not measure (answered with 400).
@@ -273,8 +275,13 @@ impl Measurer {
             if tls_ok.contains(ip) {
                 flags |= 8;
             }
-            resp.ip_info
-                .insert(ip.to_string(), ControlIpInfo { asn: 0, flags });
+            resp.ip_info.insert(
+                ip.to_string(),
+                ControlIpInfo {
+                    asn: self.asn(*ip),
+                    flags,
+                },
+            );
         }
 
         resp.x_redirect_chain = chain;
@@ -321,6 +328,19 @@ impl Measurer {
             }
         }
         resp
+    }
+
+    /// The ASN of a public address, 0 when unknown.
+    fn asn(&self, ip: IpAddr) -> u32 {
+        match &self.geo {
+            Some(g) if self.policy.is_public(ip) => g
+                .lookup(ip)
+                .asn
+                .trim_start_matches("AS")
+                .parse()
+                .unwrap_or(0),
+            _ => 0,
+        }
     }
 
     /// Decides whether `sa` may be contacted for `url`.

@@ -88,6 +88,10 @@ pub struct ServeArgs {
     /// Deadline for one measurement (e.g. `30s`).
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     pub deadline: Duration,
+    /// A MaxMind-format ASN database (GeoLite2-ASN / DB-IP `.mmdb`) to fill
+    /// `ip_info[..].asn`; without it every ASN is 0.
+    #[arg(long, value_name = "MMDB")]
+    pub asn_db: Option<PathBuf>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -128,6 +132,8 @@ pub struct ServerConfig {
     pub deadline: Duration,
     /// Per-step timeouts.
     pub steps: StepTimeouts,
+    /// ASN database for `ip_info`.
+    pub asn_db: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -144,6 +150,7 @@ impl Default for ServerConfig {
             body_cap: 4 * 1024 * 1024,
             deadline: Duration::from_secs(30),
             steps: StepTimeouts::default(),
+            asn_db: None,
         }
     }
 }
@@ -162,6 +169,7 @@ impl From<&ServeArgs> for ServerConfig {
             body_cap: a.max_body_bytes,
             deadline: a.deadline,
             steps: StepTimeouts::default(),
+            asn_db: a.asn_db.clone(),
         }
     }
 }
@@ -175,6 +183,9 @@ pub enum ServeError {
     /// The TLS certificate or key could not be loaded.
     #[error(transparent)]
     Identity(#[from] listener::TlsIdentityError),
+    /// The ASN database could not be opened.
+    #[error(transparent)]
+    Geo(#[from] crate::geo::GeoError),
     /// Listening failed.
     #[error("cannot listen: {0}")]
     Io(#[from] std::io::Error),
@@ -248,6 +259,10 @@ fn app_state(config: &ServerConfig) -> Result<Arc<App>, ServeError> {
             roots,
             body_cap: config.body_cap,
             steps: config.steps.clone(),
+            geo: match &config.asn_db {
+                Some(p) => Some(crate::geo::GeoDb::open(Some(p), None)?),
+                None => None,
+            },
         }),
         in_flight: InFlight::new(config.max_in_flight),
         limiter: ClientLimiter::new(config.rate_per_minute, config.rate_burst),
