@@ -32,6 +32,7 @@ pub(crate) struct Ctx {
 /// What has been measured so far.
 #[derive(Default)]
 pub(crate) struct Records {
+    /// Depth order, then resolver order within a depth.
     pub queries: Vec<DnsQuery>,
     pub tcp_connect: Vec<TcpConnect>,
     pub tls_handshakes: Vec<TlsHandshake>,
@@ -163,7 +164,8 @@ async fn run(ctx: &Arc<Ctx>, url: Url, control: Option<&ControlClient>) {
 /// Builds the test keys from what was recorded.
 fn build_keys(ctx: &Ctx, interrupted: Option<String>) -> WebTestKeys {
     let mut r = ctx.with(std::mem::take);
-    sort_by_time(&mut r.queries, |q| q.t0);
+    // Queries stay in depth order, then resolver order (system, UDP A/AAAA
+    // per resolver, DoH A/AAAA per server), whatever order they finished in.
     sort_by_time(&mut r.tcp_connect, |c| c.t0);
     sort_by_time(&mut r.tls_handshakes, |h| h.t0);
     r.requests.reverse();
