@@ -4,12 +4,13 @@
 //! scenario row.
 
 use std::collections::BTreeMap;
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use gatewatch::control::protocol::ControlResponse;
 use serde_json::Value;
 
 use super::scenarios::{Scenario, SCENARIOS};
@@ -19,7 +20,7 @@ use super::world::World;
 const GATEWATCH: &str = env!("CARGO_BIN_EXE_gatewatch");
 
 #[test]
-#[ignore = "waits for `gatewatch control serve` (issue 8) and the verdicts (issue 9)"]
+#[ignore = "waits for the control client and the verdicts to be wired into `gatewatch run`"]
 fn the_probe_classifies_every_scenario() {
     let Some(world) = World::start_or_skip(SCENARIOS) else {
         return;
@@ -112,6 +113,81 @@ fn a_killed_run_resumes_with_exactly_one_line_per_url() {
         );
     }
     assert_eq!(per_url.len(), world.scenarios.len(), "{per_url:?}");
+}
+
+#[test]
+fn the_control_sees_the_sites_the_censor_hides() {
+    let Some(world) = World::start_or_skip(SCENARIOS) else {
+        return;
+    };
+    let control = start_control(&world);
+    // Asked from the probe's namespace: the request itself crosses the
+    // censor, the control's own measurement does not.
+    let ask = |name: &str, port: u16| {
+        let (sc, ip) = world.find(name);
+        let body = serde_json::json!({
+            "http_request": sc.url(),
+            "http_request_headers": {},
+            "tcp_connect": [format!("{ip}:{port}")],
+        });
+        (ip, control_post(&world, &control, &body))
+    };
+
+    let (ip, r) = ask("tls-sni-rst", 443);
+    let ep = format!("{ip}:443");
+    assert!(r.tcp_connect[&ep].status, "{r:#?}");
+    assert!(r.tls_handshake[&ep].status, "{r:#?}");
+    assert_eq!(r.tls_handshake[&ep].failure, None);
+    assert_eq!(r.http_request.status_code, 200);
+    assert_eq!(
+        r.http_request.title,
+        "tls-sni-rst.example - independent news"
+    );
+    assert_eq!(r.dns.addrs, vec![ip.to_string()]);
+
+    let (ip, r) = ask("dns-nxdomain", 80);
+    assert_eq!(r.dns.failure, None);
+    assert_eq!(r.dns.addrs, vec![ip.to_string()]);
+    assert_eq!(r.http_request.status_code, 200);
+
+    let (_, r) = ask("nxdomain-everywhere", 443);
+    assert_eq!(r.dns.failure.as_deref(), Some("dns_name_error"), "{r:#?}");
+
+    let (ip, r) = ask("down-everywhere", 443);
+    let ep = format!("{ip}:443");
+    assert!(!r.tcp_connect[&ep].status);
+    assert_eq!(
+        r.tcp_connect[&ep].failure.as_deref(),
+        Some("connection_refused_error")
+    );
+}
+
+/// POSTs a control request from the probe's namespace; the parsed answer.
+fn control_post(world: &World, control: &str, body: &Value) -> ControlResponse {
+    let body = body.to_string();
+    let host = control.trim_start_matches("http://").to_string();
+    let text = world
+        .topo
+        .probe
+        .thread(move || {
+            let mut s = TcpStream::connect(&host)?;
+            s.set_read_timeout(Some(Duration::from_secs(30)))?;
+            write!(
+                s,
+                "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            )?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            std::io::Result::Ok(out)
+        })
+        .unwrap()
+        .join()
+        .unwrap()
+        .unwrap();
+    let (head, json) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{json}");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"))
 }
 
 /// `gatewatch control serve` in the control namespace; returns its URL once
