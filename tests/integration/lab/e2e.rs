@@ -296,8 +296,9 @@ fn read_results(p: &Path) -> BTreeMap<String, Value> {
 /// One line of the result table.
 struct Row {
     name: &'static str,
-    want: [String; 3],
-    got: [String; 3],
+    /// status, layer, blocking, mechanism.
+    want: [String; 4],
+    got: [String; 4],
     detail: String,
 }
 
@@ -307,12 +308,18 @@ impl Row {
             sc.expect.status.to_string(),
             sc.expect.layer.unwrap_or("null").to_string(),
             sc.expect.blocking.to_string(),
+            sc.expect.mechanism.unwrap_or("null").to_string(),
         ];
         let Some(m) = m else {
             return Row {
                 name: sc.name,
                 want,
-                got: ["(no result)".into(), String::new(), String::new()],
+                got: [
+                    "(no result)".into(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                ],
                 detail: String::new(),
             };
         };
@@ -323,8 +330,7 @@ impl Row {
             other => other.to_string(),
         };
         let detail = format!(
-            "{} {} dns:{} http:{} ctl:{}",
-            s(&v["mechanism"]),
+            "{} dns:{} http:{} ctl:{}",
             s(&v["confidence"]),
             s(&tk["dns_experiment_failure"]),
             s(&tk["http_experiment_failure"]),
@@ -333,7 +339,12 @@ impl Row {
         Row {
             name: sc.name,
             want,
-            got: [s(&v["status"]), s(&v["layer"]), s(&tk["blocking"])],
+            got: [
+                s(&v["status"]),
+                s(&v["layer"]),
+                s(&tk["blocking"]),
+                s(&v["mechanism"]),
+            ],
             detail,
         }
     }
@@ -345,12 +356,12 @@ impl Row {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "{:<20} {:<38} {:<38} mechanism confidence failures",
-        "scenario", "expected status/layer/blocking", "got"
+        "{:<20} {:<52} {:<52} confidence, failures seen",
+        "scenario", "expected status/layer/blocking/mechanism", "got"
     );
     for r in rows {
         println!(
-            "{:<20} {:<38} {:<38} {}{}",
+            "{:<20} {:<52} {:<52} {}{}",
             r.name,
             r.want.join(" / "),
             r.got.join(" / "),

@@ -109,22 +109,41 @@ pub struct Expect {
     pub layer: Option<&'static str>,
     /// The classic `blocking`: `false`, `null`, or the layer string.
     pub blocking: &'static str,
+    /// `x_verdict.mechanism` (`None` = null).
+    pub mechanism: Option<&'static str>,
 }
 
-const fn expect(
-    status: &'static str,
-    layer: Option<&'static str>,
-    blocking: &'static str,
-) -> Expect {
+/// Blocked at `layer` by `mechanism`; OONI's classic label says `blocking`.
+const fn blocked(layer: &'static str, blocking: &'static str, mechanism: &'static str) -> Expect {
     Expect {
-        status,
-        layer,
+        status: "blocked",
+        layer: Some(layer),
         blocking,
+        mechanism: Some(mechanism),
     }
 }
 
-const OPEN: Expect = expect("accessible", None, "false");
-const DOWN: Expect = expect("down", None, "false");
+/// Loads as from the control.
+const OPEN: Expect = Expect {
+    status: "accessible",
+    layer: None,
+    blocking: "false",
+    mechanism: None,
+};
+/// Fails from the control too: not censorship.
+const DOWN: Expect = Expect {
+    status: "down",
+    layer: None,
+    blocking: "false",
+    mechanism: None,
+};
+/// Loads, far slower than from the control.
+const SLOWED: Expect = Expect {
+    status: "throttled",
+    layer: Some("throttling"),
+    blocking: "false",
+    mechanism: Some("throttling"),
+};
 
 /// The lab's test list. One row per mechanism and per trap.
 #[rustfmt::skip]
@@ -132,27 +151,30 @@ pub const SCENARIOS: &[Scenario] = &[
     row("clean", "https", Site::Static, Censor::None, OPEN),
     row("clean-http", "http", Site::Static, Censor::None, OPEN),
     // DNS, by the ISP resolver the probe's system resolver uses.
-    row("dns-nxdomain", "http", Site::Static, Censor::DnsNxdomain, expect("blocked", Some("dns"), "dns")),
-    row("dns-localhost", "http", Site::Static, Censor::DnsLocalhost, expect("blocked", Some("dns"), "dns")),
-    row("dns-bogon", "http", Site::Static, Censor::DnsBogon, expect("blocked", Some("dns"), "dns")),
-    row("dns-blockpage-ip", "http", Site::Static, Censor::DnsBlockpageIp, expect("blocked", Some("dns"), "dns")),
-    row("dns-silent", "http", Site::Static, Censor::DnsSilent, expect("blocked", Some("dns"), "dns")),
-    // DNS, on the path to the public resolver.
-    row("dns-injected", "http", Site::Static, Censor::DnsInjection, expect("blocked", Some("dns"), "dns")),
+    row("dns-nxdomain", "http", Site::Static, Censor::DnsNxdomain, blocked("dns", "dns", "dns.nxdomain")),
+    row("dns-localhost", "http", Site::Static, Censor::DnsLocalhost, blocked("dns", "dns", "dns.localhost")),
+    row("dns-bogon", "http", Site::Static, Censor::DnsBogon, blocked("dns", "dns", "dns.bogon")),
+    row("dns-blockpage-ip", "http", Site::Static, Censor::DnsBlockpageIp, blocked("dns", "dns", "dns.sinkhole")),
+    row("dns-silent", "http", Site::Static, Censor::DnsSilent, blocked("dns", "dns", "dns.timeout")),
+    // DNS, on the path to the public resolver (--resolver). The system
+    // resolver is clean, so OONI's classic label (system resolver only)
+    // sees nothing; our verdict does.
+    row("dns-injected", "http", Site::Static, Censor::DnsInjection, blocked("dns", "false", "dns.injected")),
     // TCP/IP.
-    row("tcp-syn-drop", "https", Site::Static, Censor::SynDrop, expect("blocked", Some("tcp_ip"), "tcp_ip")),
-    row("tcp-syn-rst", "https", Site::Static, Censor::SynRst, expect("blocked", Some("tcp_ip"), "tcp_ip")),
-    row("tcp-icmp-unreach", "https", Site::Static, Censor::IcmpUnreachable, expect("blocked", Some("tcp_ip"), "tcp_ip")),
+    row("tcp-syn-drop", "https", Site::Static, Censor::SynDrop, blocked("tcp_ip", "tcp_ip", "tcp.timeout")),
+    row("tcp-syn-rst", "https", Site::Static, Censor::SynRst, blocked("tcp_ip", "tcp_ip", "tcp.refused")),
+    row("tcp-icmp-unreach", "https", Site::Static, Censor::IcmpUnreachable, blocked("tcp_ip", "tcp_ip", "tcp.unreachable")),
     // TLS.
-    row("tls-sni-rst", "https", Site::Static, Censor::SniRst, expect("blocked", Some("tls"), "http-failure")),
-    row("tls-sni-drop", "https", Site::Static, Censor::SniDrop, expect("blocked", Some("tls"), "http-failure")),
-    row("tls-mitm", "https", Site::Static, Censor::TlsMitm, expect("blocked", Some("tls"), "http-failure")),
+    row("tls-sni-rst", "https", Site::Static, Censor::SniRst, blocked("tls", "http-failure", "tls.reset")),
+    row("tls-sni-drop", "https", Site::Static, Censor::SniDrop, blocked("tls", "http-failure", "tls.timeout")),
+    row("tls-mitm", "https", Site::Static, Censor::TlsMitm, blocked("tls", "http-failure", "tls.mitm")),
     // HTTP.
-    row("http-host-rst", "http", Site::Static, Censor::HostRst, expect("blocked", Some("http"), "http-failure")),
-    row("http-blockpage", "http", Site::Static, Censor::Blockpage, expect("blocked", Some("http"), "http-diff")),
-    row("http-eof", "http", Site::Static, Censor::EofAfterRequest, expect("blocked", Some("http"), "http-failure")),
-    // Degradation.
-    row("throttled", "https", Site::Big(384 * 1024), Censor::Throttle { kbit: 1024 }, expect("throttled", Some("throttling"), "false")),
+    row("http-host-rst", "http", Site::Static, Censor::HostRst, blocked("http", "http-failure", "http.reset")),
+    row("http-blockpage", "http", Site::Static, Censor::Blockpage, blocked("http", "http-diff", "http.blockpage")),
+    row("http-eof", "http", Site::Static, Censor::EofAfterRequest, blocked("http", "http-failure", "http.eof")),
+    // Degradation: 160 KiB at 512 kbit/s (the verdict's threshold is < 1/5
+    // of the control's rate and < 1 Mbit/s on >= 64 KiB).
+    row("throttled", "https", Site::Big(160 * 1024), Censor::Throttle { kbit: 512 }, SLOWED),
     // Traps: none of these is censorship.
     row("down-everywhere", "https", Site::Down, Censor::None, DOWN),
     row("nxdomain-everywhere", "https", Site::NoSuchName, Censor::None, DOWN),
