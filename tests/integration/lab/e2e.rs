@@ -313,22 +313,16 @@ fn probe_command(world: &World, list: &Path, out: &Path, control: &str) -> Comma
     for r in addr::PUBLIC_RANGES {
         c.args(["--treat-as-public", r]);
     }
-    c.args([
-        "--dns-timeout",
-        "2s",
-        "--tcp-timeout",
-        "2s",
-        "--tls-timeout",
-        "2s",
-    ])
-    .args(["--http-timeout", "8s", "--url-deadline", "40s"])
-    .args(["--probe-asn", "AS64496", "--probe-cc", "ZZ"])
-    .args(["--yes", "--no-progress", "--lang", "en"])
-    .arg("--output")
-    .arg(out)
-    .env("XDG_CONFIG_HOME", world.dir.path().join("config"))
-    .env("XDG_DATA_HOME", world.dir.path().join("data"))
-    .env("HOME", world.dir.path());
+    c.args(["--dns-timeout", "2s", "--tcp-timeout", "3s"])
+        .args(["--tls-timeout", "4s", "--http-timeout", "8s"])
+        .args(["--url-deadline", "40s"])
+        .args(["--probe-asn", "AS64496", "--probe-cc", "ZZ"])
+        .args(["--yes", "--no-progress", "--lang", "en"])
+        .arg("--output")
+        .arg(out)
+        .env("XDG_CONFIG_HOME", world.dir.path().join("config"))
+        .env("XDG_DATA_HOME", world.dir.path().join("data"))
+        .env("HOME", world.dir.path());
     c
 }
 
