@@ -158,10 +158,6 @@ async fn flow(ctx: Arc<Ctx>, spec: FlowSpec, offers: Option<UnboundedSender<Offe
     let Ok(slot) = Arc::clone(&ctx.endpoint_slots).acquire_owned().await else {
         return;
     };
-    let permit = match &ctx.settings.host_limiter {
-        Some(l) => Some(l.acquire(&spec.host).await),
-        None => None,
-    };
     let mut tags = vec![format!("depth={}", spec.depth)];
     if spec.flags & flags::SYSTEM != 0 {
         tags.push("classic".to_string());
@@ -183,6 +179,12 @@ async fn flow(ctx: Arc<Ctx>, spec: FlowSpec, offers: Option<UnboundedSender<Offe
             tcp_failure.unwrap_or_else(|| Failure::Unknown("connect failed".into())),
         );
         return;
+    };
+    // Only established connections count against the host's limit: a
+    // blackholed host must not serialise the URL's connection attempts.
+    let permit = match &ctx.settings.host_limiter {
+        Some(l) => Some(l.acquire(&spec.host).await),
+        None => None,
     };
 
     let conn = if spec.tls {

@@ -94,9 +94,12 @@ pub struct WebSettings {
     pub treat_as_public: Vec<IpNet>,
     /// Endpoint flows (TCP, TLS) of one URL running at once. Default: 8.
     pub max_parallel_endpoints: usize,
-    /// Limits connections per destination host across all URLs of a run
-    /// (shared by the caller). A permit is held from the TCP connect until
-    /// the connection is dropped, at every redirect depth. Default: none.
+    /// Limits connections per destination host name across all URLs of a
+    /// run (shared by the caller). A permit is taken once a TCP connection
+    /// is established and held until it is dropped (TLS handshake and GET
+    /// included), at every redirect depth. Connection attempts themselves
+    /// are not limited, so a blackholed host does not serialise a URL's
+    /// endpoints into one timeout after another. Default: none.
     pub host_limiter: Option<HostLimiter>,
     /// An address that runs no DNS server: when set, an A query for each
     /// URL's host is sent there at depth 0, and any reply is recorded as

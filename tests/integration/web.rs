@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use gatewatch::control::client::ControlClient;
 use gatewatch::model::WebTestKeys;
-use gatewatch::web::{measure, WebSettings, TOO_MANY_REDIRECTS};
+use gatewatch::web::{measure, HostLimiter, WebSettings, TOO_MANY_REDIRECTS};
 use probes::dns::doh::DohServer;
 use probes::records::TlsHandshake;
 
@@ -895,6 +895,43 @@ async fn control_answer_is_kept_and_its_extra_addresses_measured() {
     );
     assert_eq!(a + b, 2);
     assert!(a >= 1);
+}
+
+#[tokio::test]
+async fn one_connection_per_host_still_completes() {
+    let ca = TestCa::new("gatewatch test CA");
+    let http = fhttp::spawn(Behaviour::Respond(ok("page"))).await;
+    let tls = ftls::spawn(
+        &ca.issue(&["narrow.example"]),
+        Behaviour::Respond(ok("tls")),
+    )
+    .await;
+    let dns = localhost_dns().await;
+    let limiter = HostLimiter::new(1);
+    let s = WebSettings {
+        http_port: http.addr.port(),
+        https_port: tls.addr.port(),
+        host_limiter: Some(limiter.clone()),
+        ..settings(dns.addr, &ca)
+    };
+
+    // Two URLs of the same host at once, one connection at a time.
+    let (k1, k2) = tokio::join!(
+        measure("http://narrow.example/a", &s, None),
+        measure("http://narrow.example/b", &s, None)
+    );
+
+    for k in [&k1, &k2] {
+        assert_eq!(k.x_interrupted, None);
+        assert_eq!(k.http_experiment_failure, None);
+        assert_eq!(k.tcp_connect.len(), 2);
+        assert_eq!(k.tls_handshakes.len(), 1);
+        assert_eq!(k.tls_handshakes[0].failure, None);
+        assert_eq!(k.requests.len(), 1);
+    }
+    let mut paths: Vec<String> = http.seen().iter().map(|r| r.target().to_string()).collect();
+    paths.sort();
+    assert_eq!(paths, vec!["/a".to_string(), "/b".to_string()]);
 }
 
 /// Fakes only these tests need.
