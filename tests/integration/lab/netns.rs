@@ -443,6 +443,23 @@ pub fn clean_stale() {
             delete_ns(name);
         }
     }
+    // `/etc/netns/<ns>` directories whose namespace is already gone.
+    let Ok(dirs) = std::fs::read_dir("/etc/netns") else {
+        return;
+    };
+    for d in dirs.flatten() {
+        let name = d.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(d.path());
+        }
+    }
 }
 
 /// Kills what still runs in the namespace, deletes it and its `/etc/netns`
