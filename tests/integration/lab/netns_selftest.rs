@@ -102,3 +102,26 @@ fn a_list() -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+#[test]
+fn a_stale_lab_from_a_killed_run_is_removed_at_the_next_start() {
+    if super::netns::unavailable(&[]).is_some() {
+        println!("lab skipped: needs root and ip");
+        return;
+    }
+    // No process can have this pid (above the kernel's maximum pid_max).
+    let stale = format!("{PREFIX}4194305-0-probe");
+    let etc = std::path::Path::new("/etc/netns").join(&stale);
+    let status = std::process::Command::new("ip")
+        .args(["netns", "add", &stale])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::create_dir_all(&etc).unwrap();
+    std::fs::write(etc.join("resolv.conf"), "nameserver 192.0.2.53\n").unwrap();
+    assert!(a_list().contains(&stale));
+
+    let _lab = Lab::new().unwrap();
+    assert!(!a_list().contains(&stale), "{}", a_list());
+    assert!(!etc.exists());
+}
