@@ -157,6 +157,20 @@ fn envelope(
     if ctx.settings.trace_blocked {
         annotations.insert("trace_blocked".to_string(), "true".to_string());
     }
+    let mut test_helpers = std::collections::BTreeMap::new();
+    if let Some(c) = &ctx.control {
+        if let Some(first) = c.urls().first() {
+            let kind = if first.starts_with("https:") {
+                "https"
+            } else {
+                "http"
+            };
+            test_helpers.insert(
+                "backend".to_string(),
+                serde_json::json!({ "address": first, "type": kind }),
+            );
+        }
+    }
     Measurement {
         annotations,
         data_format_version: model::DATA_FORMAT_VERSION.to_string(),
@@ -167,6 +181,7 @@ fn envelope(
         probe_ip: model::SCRUBBED_PROBE_IP.to_string(),
         software_name: model::SOFTWARE_NAME.to_string(),
         software_version: model::SOFTWARE_VERSION.to_string(),
+        test_helpers,
         test_name: model::TEST_NAME.to_string(),
         test_runtime: runtime,
         test_start_time: ctx.test_start_time.clone(),

@@ -74,6 +74,9 @@ pub enum RunError {
         /// Why (names the file).
         reason: String,
     },
+    /// The control client cannot be set up.
+    #[error("{0}")]
+    Control(String),
     /// Consent is needed and was not given.
     #[error("{0}")]
     Consent(String),
@@ -102,6 +105,7 @@ impl RunError {
             | RunError::Geo(_)
             | RunError::CaFile { .. }
             | RunError::Consent(_)
+            | RunError::Control(_)
             | RunError::NoDataDir => EXIT_USAGE,
             RunError::Output(_) | RunError::Summary { .. } => EXIT_ABORT,
         }
@@ -401,14 +405,20 @@ fn web_settings(s: &RunSettings) -> Result<WebSettings, RunError> {
     })
 }
 
-/// The control client, or `None` with `--control none`.
+/// The control client: the `--control` URLs in failover order, OONI's
+/// public test helpers when none is given, `None` with `--control none`.
 fn control_client(s: &RunSettings) -> Result<Option<ControlClient>, RunError> {
     if s.control_disabled() {
         return Ok(None);
     }
-    // The control client is wired in once crate::control::client offers a
-    // constructor; until then runs go without a control.
-    Ok(None)
+    let client = if s.control.is_empty() {
+        ControlClient::with_defaults()
+    } else {
+        ControlClient::new(s.control.clone(), &s.ca_files)
+    };
+    client
+        .map(Some)
+        .map_err(|e| RunError::Control(e.to_string()))
 }
 
 /// Ctrl-C and SIGTERM cancel the run.

@@ -75,6 +75,8 @@ fn dns_reply(q: &[u8]) -> Option<Vec<u8>> {
 struct SiteOpts {
     /// Extra text in every body.
     body_extra: String,
+    /// An extra response header line (`Name: value`), when not empty.
+    header_extra: String,
     /// Requests whose path contains `hang` never get an answer.
     hang: bool,
 }
@@ -113,8 +115,13 @@ async fn fake_site(opts: SiteOpts) -> (SocketAddr, Arc<AtomicUsize>) {
                     "<html><head><title>Fake {path}</title></head><body>page {path} {}</body></html>",
                     opts.body_extra
                 );
+                let extra = if opts.header_extra.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}\r\n", opts.header_extra)
+                };
                 let resp = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = s.write_all(resp.as_bytes()).await;
@@ -123,6 +130,62 @@ async fn fake_site(opts: SiteOpts) -> (SocketAddr, Arc<AtomicUsize>) {
         }
     });
     (addr, hits)
+}
+
+/// A control that answers every query with the same JSON: the page as
+/// fetched (status 200, `127.0.0.1`) and `x_client_addr`.
+async fn fake_control(client_addr: &str) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let answer = serde_json::json!({
+        "tcp_connect": {},
+        "tls_handshake": {},
+        "quic_handshake": {},
+        "http_request": {
+            "body_length": 100, "discovered_h3_endpoint": "", "failure": null,
+            "title": "Fake", "headers": {}, "status_code": 200
+        },
+        "http3_request": null,
+        "dns": {"failure": null, "addrs": ["127.0.0.1"]},
+        "ip_info": {},
+        "x_client_addr": client_addr,
+    })
+    .to_string();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            let answer = answer.clone();
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    if let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&req[..end]).to_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if req.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    addr
 }
 
 /// A server for `gatewatch lists update`: `/kh.csv` and `/global.csv`.
@@ -788,5 +851,48 @@ async fn names_resolve_through_the_given_resolver() {
     assert!(
         failures.iter().any(|f| f == &"dns_nxdomain_error"),
         "{failures:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_address_from_the_control_is_scrubbed() {
+    // The control reports the probe's public address; the site echoes it in
+    // a header and in the body. None of it may reach the results file.
+    let public = "203.0.113.9";
+    let env = Env::new().await;
+    let (site, _) = fake_site(SiteOpts {
+        body_extra: format!("Your address is {public}."),
+        header_extra: format!("X-Seen-From: {public}"),
+        ..Default::default()
+    })
+    .await;
+    let control = fake_control(&format!("{public}:50123")).await;
+    let control_url = format!("http://{control}/");
+    let url = format!("http://127.0.0.1:{}/echo", site.port());
+    let out_file = env.path("out.jsonl");
+    let mut c = env.cmd();
+    c.args(["run", "--yes", "--no-progress", "--no-system-resolver"])
+        .args(["--treat-as-public", "127.0.0.0/8"])
+        .args(["--resolver", &env.dns.to_string()])
+        .args(["--control", &control_url])
+        .args(["-o", out_file.to_str().unwrap(), &url]);
+    let o = output(c).await;
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    let text = std::fs::read_to_string(&out_file).unwrap();
+    assert!(!text.contains(public), "{text}");
+    assert!(!text.contains("x_client_addr"), "{text}");
+    assert!(!o.stdout.contains(public) && !o.stderr.contains(public));
+    let m: Value = serde_json::from_str(text.trim()).unwrap();
+    let tk = &m["test_keys"];
+    assert!(tk["control"].is_object(), "{tk:#?}");
+    assert_eq!(tk["control"]["http_request"]["status_code"], 200);
+    let resp = &tk["requests"][0]["response"];
+    assert_eq!(resp["headers"]["x-seen-from"], "[scrubbed]");
+    let body = resp["body"].as_str().unwrap();
+    assert!(body.contains("Your address is [scrubbed]."), "{body}");
+    assert_eq!(m["probe_ip"], "127.0.0.1");
+    assert_eq!(
+        m["test_helpers"]["backend"]["address"],
+        control_url.as_str()
     );
 }
