@@ -11,6 +11,7 @@
 //! --trace-blocked` calls; its [`TraceReport`] goes into `test_keys.x_trace`.
 
 pub mod analyse;
+pub mod forensics;
 pub mod probe;
 pub mod report;
 pub mod trigger;
@@ -187,7 +188,7 @@ pub async fn trace_url(url: &url::Url, settings: &TraceSettings) -> TraceReport 
         }
     };
     let sniffer = match caps.raw {
-        true => match Sniffer::start() {
+        true => match Sniffer::start(true) {
             Ok(s) => Some(Arc::new(s)),
             Err(e) => {
                 report.skipped.push(format!("raw_sniffer: {e}"));
