@@ -106,6 +106,9 @@ pub async fn measure(ctx: Arc<UrlContext>, entry: Entry, cancel: CancellationTok
     // The web measurement keeps its own deadline (and returns what it has);
     // this one only guards against a measurement that overstays it.
     let deadline = ctx.web.url_deadline + DEADLINE_GRACE;
+    // Injected-RST forensics (src/trace/forensics.rs): a run-wide raw
+    // sniffer, started before the first URL's packets when privileged.
+    let rst_watch = crate::trace::forensics::rst_watch();
     let (keys, interrupted) = tokio::select! {
         biased;
         _ = cancel.cancelled() => (WebTestKeys::default(), Some(INTERRUPTED)),
@@ -116,11 +119,22 @@ pub async fn measure(ctx: Arc<UrlContext>, entry: Entry, cancel: CancellationTok
     };
     let mut m = envelope(&ctx, &entry, start, t0.elapsed().as_secs_f64());
     m.test_keys = keys;
+    rst_watch.annotate(&mut m.test_keys, t0).await;
     if m.test_keys.agent.is_empty() {
         m.test_keys.agent = "redirect".to_string();
     }
     if let Some(why) = interrupted {
         m.test_keys.x_interrupted = Some(why.to_string());
+    }
+    // Last, after the verdict: localise the censor of a blocked URL.
+    if ctx.settings.trace_blocked && interrupted.is_none() {
+        let resolver = ctx.settings.resolvers.first().copied();
+        let traced = crate::trace::forensics::trace_blocked(&entry.url, &m.test_keys, resolver);
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => {}
+            x = traced => m.test_keys.x_trace = x,
+        }
     }
     finish(&ctx, m)
 }
