@@ -131,6 +131,14 @@ pub struct WebTestKeys {
     /// Our verdict.
     #[serde(default)]
     pub x_verdict: Option<Verdict>,
+    /// OONI LTE's DNS flags (1 bogon, 2 unexpected failure, 4 unexpected
+    /// addresses), over every resolver at depth 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_dns_flags: Option<u32>,
+    /// OONI LTE's blocking flags (1 DNS, 2 TCP/IP, 4 TLS, 8 HTTP failure,
+    /// 16 HTTP diff, 32 success); not exclusive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_blocking_flags: Option<u32>,
     /// Injection evidence found while measuring (duplicate DNS replies,
     /// odd IP TTLs, answers from non-resolvers).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -9,8 +9,6 @@
 
 use std::net::SocketAddr;
 
-use probes::failure::Failure;
-
 use crate::model::Blocking;
 
 use super::dnscheck::DnsView;
@@ -38,19 +36,19 @@ pub(crate) fn dns_consistency(
     view: &DnsView,
     control: Option<Control<'_>>,
 ) -> Option<&'static str> {
-    let control = control?;
+    control?;
     if target.host_ip.is_some() {
         return Some("consistent");
     }
     let p = view.primary.as_ref()?;
     let ctl_has = !view.control_addrs.is_empty();
-    if let Some(f) = &p.failure {
-        if !ctl_has {
-            // Both failed (or no data on either side): an expected failure.
-            let _ = (f, control);
-            return Some("consistent");
-        }
-        return Some("inconsistent");
+    if p.failure.is_some() {
+        // Both failed (an expected failure), or only the probe did.
+        return Some(if ctl_has {
+            "inconsistent"
+        } else {
+            "consistent"
+        });
     }
     if !ctl_has {
         return Some("inconsistent");
@@ -88,7 +86,6 @@ pub(crate) fn compute(
         if view.all_localhost(p) {
             if view.control_all_localhost(ctx) {
                 down(&mut c);
-                c.blocking = Blocking::No;
             } else {
                 set(&mut c, Blocking::Dns);
             }
@@ -159,9 +156,7 @@ pub(crate) fn compute(
                 Step::Dns => {
                     if !depth0 {
                         set(&mut c, Blocking::Dns);
-                    } else if view.control_addrs.is_empty()
-                        || (f.failure == Failure::DnsNoAnswer && view.control_addrs.is_empty())
-                    {
+                    } else if view.control_addrs.is_empty() {
                         down(&mut c);
                     } else {
                         set(&mut c, Blocking::Dns);

@@ -28,6 +28,8 @@
 //!      `disconnect` (TLS/HTTP connection torn down or silently dropped after
 //!      the trigger), `degrade` (throttling), or null;
 //!    - `evidence`: sentences naming resolvers, addresses and observations.
+//! 3. OONI LTE's non-exclusive facets `x_dns_flags` and `x_blocking_flags`
+//!    ([`flags`]).
 //!
 //! # Rules
 //! - A failure at both the probe and the control is `down`, never a block.
@@ -62,7 +64,7 @@
 //!   mechanism `server_side`, layer `http`, no confidence and no article 6:
 //!   the network delivered the site's own answer. Reported, not censorship.
 //! - Throttling thresholds are in [`throttling`] (rate < 1/5 of the
-//!   control's and < 1 Mbit/s on ≥ 64 KiB of the same content; or a TLS
+//!   control's and < 2 Mbit/s on ≥ 64 KiB of the same content; or a TLS
 //!   handshake > 1 s and > 5× the control's and the probe's own connect).
 //!
 //! Addresses in [`AnalysisContext::treat_as_public`] are public for all of
@@ -70,6 +72,7 @@
 
 mod classic;
 pub mod fingerprints;
+pub mod flags;
 pub mod throttling;
 
 mod dnscheck;
@@ -151,7 +154,7 @@ pub fn analyze(m: &mut Measurement, ctx: &AnalysisContext) {
         });
         return;
     };
-    let (classic, verdict) = {
+    let (classic, verdict, (dns_flags, blocking_flags)) = {
         let m: &Measurement = m;
         let control = m.test_keys.control.as_ref().map(|r| observe::Control { r });
         let view = dnscheck::DnsView::build(m, ctx, control, &target.host);
@@ -171,7 +174,8 @@ pub fn analyze(m: &mut Measurement, ctx: &AnalysisContext) {
             control,
             diff: classic.diff,
         };
-        (classic, verdict::decide(&inputs))
+        let flags = flags::compute(m, &target, &view, &outcome, control, classic.diff);
+        (classic, verdict::decide(&inputs), flags)
     };
     let tk = &mut m.test_keys;
     tk.dns_consistency = classic.dns_consistency.map(str::to_string);
@@ -184,4 +188,6 @@ pub fn analyze(m: &mut Measurement, ctx: &AnalysisContext) {
     tk.blocking = classic.blocking;
     tk.accessible = classic.accessible;
     tk.x_verdict = Some(verdict);
+    tk.x_dns_flags = Some(dns_flags);
+    tk.x_blocking_flags = Some(blocking_flags);
 }

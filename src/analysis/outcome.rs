@@ -73,7 +73,7 @@ pub(crate) fn outcome<'a>(m: &'a Measurement, target: &Target) -> Outcome<'a> {
                 .location()
                 .and_then(|loc| Url::parse(&last.request.url).ok()?.join(loc).ok())
                 .and_then(|u| Target::parse(u.as_str()));
-            if complete && (next.is_none() || exp_failure.is_none()) {
+            if complete && (last.location().is_none() || exp_failure.is_none()) {
                 let hop = Target::parse(&last.request.url).unwrap_or_else(|| target.clone());
                 let (secure, cert_failure) = page_tls(m, last, &hop);
                 return Outcome::Page {
@@ -84,12 +84,16 @@ pub(crate) fn outcome<'a>(m: &'a Measurement, target: &Target) -> Outcome<'a> {
                 };
             }
             if complete {
-                // A redirect was followed and the next hop failed.
-                (
-                    next.unwrap_or_else(|| target.clone()),
-                    tk.requests.len(),
-                    exp_failure,
-                )
+                match next {
+                    // A redirect was followed and the next hop failed.
+                    Some(next) => (next, tk.requests.len(), exp_failure),
+                    // The Location itself was unusable.
+                    None => (
+                        Target::parse(&last.request.url).unwrap_or_else(|| target.clone()),
+                        tk.requests.len() - 1,
+                        exp_failure,
+                    ),
+                }
             } else {
                 (
                     Target::parse(&last.request.url).unwrap_or_else(|| target.clone()),

@@ -629,6 +629,17 @@ fn qa_table_successes_and_traps() {
             exp(C, No, F, Down, None, None),
         ),
         (
+            "trap: broken redirect Location at both",
+            url(U)
+                .sys(&[SITE])
+                .tcp(EP80, "")
+                .redirect(U, EP80, "http://")
+                .http_failure("http_invalid_redirect_location_host")
+                .control(ctl(&[SITE]).tcp(EP80, true).http_fail("unknown_error"))
+                .run(),
+            exp(C, No, F, Down, None, None),
+        ),
+        (
             "trap: slow site (slow for the control too)",
             url(US)
                 .sys(&[SITE])
@@ -1359,6 +1370,62 @@ fn verdict_details_confidence_article6_evidence() {
     assert_eq!(tk.headers_match, Some(false));
     assert_eq!(tk.title_match, Some(false));
     assert!(tk.body_proportion.unwrap() < 0.1);
+}
+
+#[test]
+fn lte_flags_report_every_facet() {
+    // System DNS tampered, yet the page loaded via another resolver's
+    // address: DNS | success (OONI's 33).
+    let m = url(US)
+        .sys(&["10.10.34.35"])
+        .udp("8.8.8.8:53", &[SITE])
+        .tcp("10.10.34.35:443", "generic_timeout_error")
+        .tcp(EP443, "")
+        .tls(EP443, "")
+        .page(US, EP443, "News", "b")
+        .control(
+            ctl(&[SITE])
+                .tcp(EP443, true)
+                .tls(EP443, "")
+                .page("News", 5000),
+        )
+        .run();
+    assert_eq!(m.test_keys.x_dns_flags, Some(1 | 4));
+    assert_eq!(m.test_keys.x_blocking_flags, Some(1 | 32));
+    assert_eq!(m.test_keys.blocking, Dns);
+    // SNI reset: TLS and nothing else.
+    let m = url(US)
+        .sys(&[SITE])
+        .tcp(EP443, "")
+        .tls(EP443, "connection_reset")
+        .control(
+            ctl(&[SITE])
+                .tcp(EP443, true)
+                .tls(EP443, "")
+                .page("News", 5000),
+        )
+        .run();
+    assert_eq!(
+        (m.test_keys.x_dns_flags, m.test_keys.x_blocking_flags),
+        (Some(0), Some(4))
+    );
+    // A cleartext blockpage: HTTP diff.
+    let m = url(U)
+        .sys(&[SITE])
+        .tcp(EP80, "")
+        .resp(U, EP80, 200, "Access Denied", "x", &[])
+        .control(ctl(&[SITE]).page("Phnom Penh Daily News", 5000))
+        .run();
+    assert_eq!(m.test_keys.x_blocking_flags, Some(16));
+    // An unexpected DNS failure.
+    let m = url(U)
+        .sys_fail("dns_nxdomain_error")
+        .control(ctl(&[SITE]).page("News", 5000))
+        .run();
+    assert_eq!(
+        (m.test_keys.x_dns_flags, m.test_keys.x_blocking_flags),
+        (Some(2), Some(1))
+    );
 }
 
 #[test]
