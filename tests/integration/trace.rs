@@ -138,6 +138,85 @@ fn trace_finds_nothing_on_a_clean_site() {
     assert_eq!(&outcomes[..3], &["icmp", "icmp", "resp"], "{tls_test:#?}");
 }
 
+#[test]
+fn run_flags_the_injected_rst_by_its_ip_ttl() {
+    let Some(lab) = TraceLab::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let status = lab
+        .probe
+        .command(env!("CARGO_BIN_EXE_gatewatch"))
+        .args(["run", "https://blocked.example/", "https://clean.example/"])
+        .args(["--control", "none", "--no-system-resolver"])
+        .args(["--resolver", "203.0.113.53:53"])
+        .args(["--treat-as-public", "203.0.113.0/24"])
+        .args(["--treat-as-public", "192.0.2.0/24"])
+        .args([
+            "--dns-timeout",
+            "2s",
+            "--tcp-timeout",
+            "3s",
+            "--tls-timeout",
+            "3s",
+        ])
+        .args(["--http-timeout", "4s", "--url-deadline", "30s"])
+        .args(["--probe-asn", "AS64496", "--probe-cc", "ZZ"])
+        .args(["--yes", "--no-progress", "--lang", "en"])
+        .arg("--output")
+        .arg(&out)
+        .env("XDG_CONFIG_HOME", dir.path().join("config"))
+        .env("XDG_DATA_HOME", dir.path().join("data"))
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    let text = std::fs::read_to_string(&out).unwrap_or_default();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let find = |url: &str| {
+        lines
+            .iter()
+            .find(|m| m["input"] == url)
+            .unwrap_or_else(|| {
+                panic!(
+                    "no line for {url}; run said {}\n{text}",
+                    String::from_utf8_lossy(&status.stderr)
+                )
+            })
+            .clone()
+    };
+    let blocked = find("https://blocked.example/");
+    let kinds: Vec<&str> = blocked["test_keys"]["x_injection"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|e| e["kind"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        kinds.contains(&"tcp.rst_ttl_mismatch"),
+        "{:#}",
+        blocked["test_keys"]
+    );
+    let ev = blocked["test_keys"]["x_injection"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "tcp.rst_ttl_mismatch")
+        .unwrap();
+    assert_eq!(ev["target"], "203.0.113.40:443");
+    // r2 is one hop closer than the site: TTL 63 against the SYN-ACK's 62.
+    let detail = ev["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("IP TTL 63") && detail.contains("TTL 62"),
+        "{detail}"
+    );
+    let clean = find("https://clean.example/");
+    assert!(
+        clean["test_keys"]["x_injection"].is_null(),
+        "{:#}",
+        clean["test_keys"]
+    );
+}
+
 /// The trace lab: the namespaces (deleted with `lab`) and the probe's.
 struct TraceLab {
     /// Kept for its drop: deletes the namespaces and stops the servers.
