@@ -32,8 +32,8 @@ pub(crate) struct Ctx {
 /// What has been measured so far.
 #[derive(Default)]
 pub(crate) struct Records {
-    /// Depth order, then resolver order within a depth.
-    pub queries: Vec<DnsQuery>,
+    /// Keyed by (depth, resolver order within the depth).
+    pub queries: Vec<((u32, usize), DnsQuery)>,
     pub tcp_connect: Vec<TcpConnect>,
     pub tls_handshakes: Vec<TlsHandshake>,
     /// Oldest first; reversed when the keys are built.
@@ -164,14 +164,15 @@ async fn run(ctx: &Arc<Ctx>, url: Url, control: Option<&ControlClient>) {
 /// Builds the test keys from what was recorded.
 fn build_keys(ctx: &Ctx, interrupted: Option<String>) -> WebTestKeys {
     let mut r = ctx.with(std::mem::take);
-    // Queries stay in depth order, then resolver order (system, UDP A/AAAA
-    // per resolver, DoH A/AAAA per server), whatever order they finished in.
+    // Queries in depth order, then resolver order (system, UDP A/AAAA per
+    // resolver, DoH A/AAAA per server), whatever order they finished in.
+    r.queries.sort_by_key(|(key, _)| *key);
     sort_by_time(&mut r.tcp_connect, |c| c.t0);
     sort_by_time(&mut r.tls_handshakes, |h| h.t0);
     r.requests.reverse();
     WebTestKeys {
         agent: "redirect".to_string(),
-        queries: r.queries,
+        queries: r.queries.into_iter().map(|(_, q)| q).collect(),
         tcp_connect: r.tcp_connect,
         tls_handshakes: r.tls_handshakes,
         requests: r.requests,

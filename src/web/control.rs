@@ -26,7 +26,14 @@ pub(crate) async fn run(
     let (Some(client), Some(hook)) = (client, hook) else {
         return;
     };
-    let request = request(ctx, url, &hook.probe_addrs);
+    let ControlHook {
+        probe_addrs,
+        offers,
+    } = hook;
+    let Ok(probe_addrs) = probe_addrs.await else {
+        return;
+    };
+    let request = request(ctx, url, &probe_addrs);
     ctx.with(|r| r.control_request = Some(request.clone()));
     let response = match client.query(&request).await {
         Ok(resp) => resp,
@@ -40,7 +47,7 @@ pub(crate) async fn run(
         .addrs
         .iter()
         .filter_map(|a| a.parse::<IpAddr>().ok())
-        .filter(|ip| !hook.probe_addrs.contains(ip))
+        .filter(|ip| !probe_addrs.contains(ip))
         .fold(Vec::new(), |mut v, ip| {
             if !v.contains(&ip) {
                 v.push(ip);
@@ -50,9 +57,9 @@ pub(crate) async fn run(
     ctx.with(|r| r.control = Some(response));
     let mut flows = JoinSet::new();
     for ip in extra {
-        endpoints::spawn_flows(ctx, &mut flows, url, 0, ip, flags::CONTROL, &hook.offers);
+        endpoints::spawn_flows(ctx, &mut flows, url, 0, ip, flags::CONTROL, &offers);
     }
-    drop(hook);
+    drop(offers);
     while flows.join_next().await.is_some() {}
 }
 

@@ -43,7 +43,7 @@ pub(crate) fn rank(f: u8) -> u8 {
     }
 }
 
-/// The result of the fan-out.
+/// The addresses known so far and why there are none.
 pub(crate) struct Resolution {
     /// Every address, in resolver order (system, UDP, DoH), with its flags.
     pub addrs: Vec<(IpAddr, u8)>,
@@ -53,109 +53,165 @@ pub(crate) struct Resolution {
     pub first_failure: Option<Failure>,
 }
 
-/// Resolves `url`'s host (an IP literal skips DNS).
-pub(crate) async fn resolve(ctx: &Arc<Ctx>, url: &Url, depth: u32) -> Resolution {
-    let host = match url.host() {
-        Some(Host::Domain(d)) => d.to_string(),
-        Some(Host::Ipv4(a)) => return literal(IpAddr::V4(a)),
-        Some(Host::Ipv6(a)) => return literal(IpAddr::V6(a)),
-        None => {
-            return Resolution {
-                addrs: Vec::new(),
-                system_failure: None,
-                first_failure: Some(Failure::HttpInvalidRedirectLocationHost),
-            }
-        }
-    };
-    let s = &ctx.settings;
-    let opts = DnsOptions {
-        timeout: s.dns,
-        listen_after_first: s.listen_after_first,
-    };
-    let depth_tag = format!("depth={depth}");
-    let mut set: JoinSet<(usize, u8, DnsQuery)> = JoinSet::new();
-    let mut order = 0usize;
+type Lookup = (usize, u8, DnsQuery);
 
-    if s.system_resolver {
-        let trace = ctx
-            .trace
-            .child(ctx.next_id(), vec![depth_tag.clone(), "classic".into()]);
-        let (host, timeout, i) = (host.clone(), s.dns, order);
-        set.spawn(async move {
-            let q = probes::dns::system::lookup(&trace, &host, timeout).await;
-            (i, flags::SYSTEM, q)
-        });
-        order += 1;
-    }
-    for &resolver in &s.resolvers {
-        for qtype in [QueryType::A, QueryType::Aaaa] {
-            let trace = ctx.trace.child(ctx.next_id(), vec![depth_tag.clone()]);
-            let (host, opts, i) = (host.clone(), opts.clone(), order);
-            set.spawn(async move {
-                let q = probes::dns::udp::query(&trace, resolver, &host, qtype, &opts).await;
-                (i, flags::UDP, q)
-            });
-            order += 1;
-        }
-    }
-    for server in &s.doh {
-        for qtype in [QueryType::A, QueryType::Aaaa] {
-            let trace = ctx.trace.child(ctx.next_id(), vec![depth_tag.clone()]);
-            let (host, opts, i) = (host.clone(), opts.clone(), order);
-            let (server, roots) = (server.clone(), Arc::clone(&s.roots));
-            set.spawn(async move {
-                let q = probes::dns::doh::query(&trace, &server, &host, qtype, &roots, &opts).await;
-                (i, flags::DOH, q)
-            });
-            order += 1;
-        }
-    }
-
-    let mut done = Vec::new();
-    while let Some(joined) = set.join_next().await {
-        if let Ok(item) = joined {
-            done.push(item);
-        }
-    }
-    done.sort_by_key(|(i, _, _)| *i);
-
-    let mut res = Resolution {
-        addrs: Vec::new(),
-        system_failure: None,
-        first_failure: None,
-    };
-    let mut evidence = Vec::new();
-    for (_, origin, q) in &done {
-        if *origin == flags::SYSTEM {
-            res.system_failure = q.failure.clone();
-        }
-        if res.first_failure.is_none() {
-            res.first_failure = q.failure.clone();
-        }
-        if *origin == flags::UDP {
-            evidence.extend(injection::dns_evidence(q));
-        }
-        for ip in q.addrs() {
-            match res.addrs.iter_mut().find(|(a, _)| *a == ip) {
-                Some((_, f)) => *f |= origin,
-                None => res.addrs.push((ip, *origin)),
-            }
-        }
-    }
-    if done.is_empty() {
-        res.first_failure = Some(Failure::Unknown("no resolver configured".into()));
-    }
-    ctx.with(|r| {
-        r.queries.extend(done.into_iter().map(|(_, _, q)| q));
-        r.injection.extend(evidence);
-    });
-    res
+/// The lookups of one host at one depth, running in parallel. Each lookup
+/// is recorded as soon as it ends.
+pub(crate) struct Fanout {
+    depth: u32,
+    set: JoinSet<Lookup>,
+    done: Vec<Lookup>,
+    literal: Option<IpAddr>,
+    started: usize,
 }
 
-fn literal(ip: IpAddr) -> Resolution {
-    Resolution {
-        addrs: vec![(ip, flags::LITERAL)],
-        system_failure: None,
-        first_failure: None,
+impl Fanout {
+    /// Starts every lookup of `url`'s host (none for an IP literal).
+    pub fn start(ctx: &Arc<Ctx>, url: &Url, depth: u32) -> Fanout {
+        let mut fan = Fanout {
+            depth,
+            set: JoinSet::new(),
+            done: Vec::new(),
+            literal: None,
+            started: 0,
+        };
+        let host = match url.host() {
+            Some(Host::Domain(d)) => d.to_string(),
+            Some(Host::Ipv4(a)) => {
+                fan.literal = Some(IpAddr::V4(a));
+                return fan;
+            }
+            Some(Host::Ipv6(a)) => {
+                fan.literal = Some(IpAddr::V6(a));
+                return fan;
+            }
+            None => return fan,
+        };
+        let s = &ctx.settings;
+        let opts = DnsOptions {
+            timeout: s.dns,
+            listen_after_first: s.listen_after_first,
+        };
+        let depth_tag = format!("depth={depth}");
+        let mut order = 0usize;
+        if s.system_resolver {
+            let trace = ctx
+                .trace
+                .child(ctx.next_id(), vec![depth_tag.clone(), "classic".into()]);
+            let (host, timeout, i) = (host.clone(), s.dns, order);
+            fan.set.spawn(async move {
+                let q = probes::dns::system::lookup(&trace, &host, timeout).await;
+                (i, flags::SYSTEM, q)
+            });
+            order += 1;
+        }
+        for &resolver in &s.resolvers {
+            for qtype in [QueryType::A, QueryType::Aaaa] {
+                let trace = ctx.trace.child(ctx.next_id(), vec![depth_tag.clone()]);
+                let (host, opts, i) = (host.clone(), opts.clone(), order);
+                fan.set.spawn(async move {
+                    let q = probes::dns::udp::query(&trace, resolver, &host, qtype, &opts).await;
+                    (i, flags::UDP, q)
+                });
+                order += 1;
+            }
+        }
+        for server in &s.doh {
+            for qtype in [QueryType::A, QueryType::Aaaa] {
+                let trace = ctx.trace.child(ctx.next_id(), vec![depth_tag.clone()]);
+                let (host, opts, i) = (host.clone(), opts.clone(), order);
+                let (server, roots) = (server.clone(), Arc::clone(&s.roots));
+                fan.set.spawn(async move {
+                    let q =
+                        probes::dns::doh::query(&trace, &server, &host, qtype, &roots, &opts).await;
+                    (i, flags::DOH, q)
+                });
+                order += 1;
+            }
+        }
+        fan.started = order;
+        fan
+    }
+
+    /// Whether every lookup has ended.
+    pub fn is_complete(&self) -> bool {
+        self.set.is_empty()
+    }
+
+    /// Waits until the system resolver gave an address `usable` accepts
+    /// (its addresses are fetched over first, so the slower resolvers need
+    /// not hold the page up), or every lookup ended. The other lookups go
+    /// on; [`Fanout::finish`] waits for them.
+    pub async fn first_usable(&mut self, ctx: &Ctx, usable: impl Fn(IpAddr) -> bool) -> Resolution {
+        loop {
+            let system_ready = self
+                .done
+                .iter()
+                .any(|(_, o, q)| *o == flags::SYSTEM && q.addrs().into_iter().any(&usable));
+            if system_ready || !self.next(ctx).await {
+                return self.resolution();
+            }
+        }
+    }
+
+    /// Waits for every lookup; the full resolution.
+    pub async fn finish(&mut self, ctx: &Ctx) -> Resolution {
+        while self.next(ctx).await {}
+        self.resolution()
+    }
+
+    /// Waits for one more lookup and records it; false when none is left.
+    async fn next(&mut self, ctx: &Ctx) -> bool {
+        let Some(joined) = self.set.join_next().await else {
+            return false;
+        };
+        if let Ok((i, origin, q)) = joined {
+            let evidence = if origin == flags::UDP {
+                injection::dns_evidence(&q)
+            } else {
+                Vec::new()
+            };
+            ctx.with(|r| {
+                r.queries.push(((self.depth, i), q.clone()));
+                r.injection.extend(evidence);
+            });
+            self.done.push((i, origin, q));
+            self.done.sort_by_key(|(i, _, _)| *i);
+        }
+        true
+    }
+
+    /// What the lookups ended so far say.
+    fn resolution(&self) -> Resolution {
+        if let Some(ip) = self.literal {
+            return Resolution {
+                addrs: vec![(ip, flags::LITERAL)],
+                system_failure: None,
+                first_failure: None,
+            };
+        }
+        let mut res = Resolution {
+            addrs: Vec::new(),
+            system_failure: None,
+            first_failure: None,
+        };
+        for (_, origin, q) in &self.done {
+            if *origin == flags::SYSTEM {
+                res.system_failure = q.failure.clone();
+            }
+            if res.first_failure.is_none() {
+                res.first_failure = q.failure.clone();
+            }
+            for ip in q.addrs() {
+                match res.addrs.iter_mut().find(|(a, _)| *a == ip) {
+                    Some((_, f)) => *f |= origin,
+                    None => res.addrs.push((ip, *origin)),
+                }
+            }
+        }
+        if self.started == 0 {
+            res.first_failure = Some(Failure::Unknown("no resolver configured".into()));
+        }
+        res
     }
 }

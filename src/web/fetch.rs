@@ -9,6 +9,7 @@ use probes::http::HttpParams;
 use probes::records::HttpTransaction;
 use probes::Failure;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use url::Url;
 
@@ -27,18 +28,18 @@ pub(crate) struct Depth {
     /// Kept for the control at depth 0, so flows to addresses only the
     /// control found can still offer their connection.
     hook_tx: Option<UnboundedSender<Offer>>,
+    /// Every address the probe resolved, once all lookups ended (depth 0).
+    hook_addrs: Option<oneshot::Receiver<Vec<IpAddr>>>,
     flows: JoinSet<()>,
     /// The best rank among the addresses dialled (granted at once).
     top_rank: u8,
-    /// Addresses the probe resolved (dialled or not).
-    probe_addrs: Vec<IpAddr>,
     dns_failure: Option<Failure>,
 }
 
 /// What the control needs from depth 0.
 pub(crate) struct ControlHook {
-    /// Every address the probe resolved.
-    pub probe_addrs: Vec<IpAddr>,
+    /// Every address the probe resolved, when all its lookups ended.
+    pub probe_addrs: oneshot::Receiver<Vec<IpAddr>>,
     /// Where flows to the control's extra addresses offer connections.
     pub offers: UnboundedSender<Offer>,
 }
@@ -54,40 +55,70 @@ pub(crate) struct HopOutcome {
 impl Depth {
     /// Hands the control its view of this depth (once).
     pub fn take_control_hook(&mut self) -> Option<ControlHook> {
-        let offers = self.hook_tx.take()?;
         Some(ControlHook {
-            probe_addrs: self.probe_addrs.clone(),
-            offers,
+            offers: self.hook_tx.take()?,
+            probe_addrs: self.hook_addrs.take()?,
         })
     }
 }
 
 /// Resolves `url`'s host and starts the flows of depth `depth`.
+///
+/// Returns as soon as the system resolver gave a usable address (those are
+/// fetched over first) or every lookup ended; lookups still running then
+/// go on in the background and flows start for the new addresses they
+/// bring.
 pub(crate) async fn start_depth(ctx: &Arc<Ctx>, url: &Url, depth: u32) -> Depth {
-    let res = dns::resolve(ctx, url, depth).await;
+    let mut fan = dns::Fanout::start(ctx, url, depth);
+    let early = fan
+        .first_usable(ctx, |ip| endpoints::dialable(ctx, ip))
+        .await;
     if depth == 0 {
-        ctx.with(|r| r.dns_experiment_failure = res.system_failure.as_ref().map(|f| f.to_string()));
+        ctx.with(|r| {
+            r.dns_experiment_failure = early.system_failure.as_ref().map(|f| f.to_string())
+        });
     }
     let (tx, rx) = mpsc::unbounded_channel();
+    let (addrs_tx, addrs_rx) = oneshot::channel();
     let mut flows = JoinSet::new();
     let mut top_rank = u8::MAX;
-    for &(ip, f) in &res.addrs {
+    let mut started: Vec<IpAddr> = Vec::new();
+    for &(ip, f) in &early.addrs {
         if endpoints::dialable(ctx, ip) {
             top_rank = top_rank.min(rank(f));
         }
         endpoints::spawn_flows(ctx, &mut flows, url, depth, ip, f, &tx);
+        started.push(ip);
     }
+    let dns_failure = if fan.is_complete() {
+        let _ = addrs_tx.send(started);
+        (early.addrs.is_empty())
+            .then_some(early.first_failure)
+            .flatten()
+    } else {
+        // The rest of the lookups, and flows to what only they found.
+        let (ctx, url, tx) = (Arc::clone(ctx), url.clone(), tx.clone());
+        flows.spawn(async move {
+            let full = fan.finish(&ctx).await;
+            let mut late = JoinSet::new();
+            for &(ip, f) in &full.addrs {
+                if !started.contains(&ip) {
+                    endpoints::spawn_flows(&ctx, &mut late, &url, depth, ip, f, &tx);
+                }
+            }
+            drop(tx);
+            let _ = addrs_tx.send(full.addrs.iter().map(|(ip, _)| *ip).collect());
+            while late.join_next().await.is_some() {}
+        });
+        None
+    };
     Depth {
         offers: rx,
         hook_tx: (depth == 0).then_some(tx),
+        hook_addrs: (depth == 0).then_some(addrs_rx),
         flows,
         top_rank,
-        probe_addrs: res.addrs.iter().map(|(ip, _)| *ip).collect(),
-        dns_failure: if res.addrs.is_empty() {
-            res.first_failure
-        } else {
-            None
-        },
+        dns_failure,
     }
 }
 

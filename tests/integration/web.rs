@@ -934,6 +934,42 @@ async fn one_connection_per_host_still_completes() {
     assert_eq!(paths, vec!["/a".to_string(), "/b".to_string()]);
 }
 
+#[tokio::test]
+async fn the_page_does_not_wait_for_slower_resolvers() {
+    let ca = TestCa::new("gatewatch test CA");
+    let http = fhttp::spawn(Behaviour::Respond(ok("fast"))).await;
+    // The UDP resolver answers after a second; `localhost` comes from
+    // /etc/hosts at once.
+    let slow = fdns::spawn(Script {
+        udp: vec![(Duration::from_secs(1), DnsReply::Answer(vec![LOCALHOST]))],
+        tcp: None,
+    })
+    .await;
+    let s = WebSettings {
+        system_resolver: true,
+        ..settings(slow.addr, &ca)
+    };
+    let url = format!("http://localhost:{}/", http.addr.port());
+
+    let k = measure(&url, &s, None).await;
+
+    let engines: Vec<(&str, &str)> = k
+        .queries
+        .iter()
+        .map(|q| (q.engine.as_str(), q.query_type.as_str()))
+        .collect();
+    assert_eq!(
+        engines,
+        vec![("getaddrinfo", "ANY"), ("udp", "A"), ("udp", "AAAA")]
+    );
+    assert_eq!(k.queries[1].addrs(), vec![LOCALHOST]);
+    assert_eq!(k.requests.len(), 1);
+    assert_eq!(k.requests[0].failure, None);
+    // The GET ran before the UDP lookups ended, and they are still recorded.
+    assert!(k.requests[0].t < k.queries[1].t);
+    assert!(k.requests[0].t < k.queries[2].t);
+}
+
 /// Fakes only these tests need.
 mod private {
     use std::collections::HashMap;
