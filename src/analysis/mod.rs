@@ -69,6 +69,28 @@
 //!
 //! Addresses in [`AnalysisContext::treat_as_public`] are public for all of
 //! this (labs use documentation ranges for "public" sites).
+//!
+//! # Use
+//! Build one context per run (parsing the fingerprints is not free) and call
+//! [`analyze`] on each measurement once its control answer is in:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use gatewatch::analysis::{analyze, AnalysisContext, Fingerprints};
+//! # fn demo(m: &mut gatewatch::model::Measurement, dir: Option<&std::path::Path>)
+//! #     -> Result<(), gatewatch::analysis::FingerprintError> {
+//! let ctx = AnalysisContext {
+//!     fingerprints: match dir {
+//!         Some(d) => Fingerprints::load_dir(d)?, // --fingerprints DIR
+//!         None => Fingerprints::shipped(),
+//!     },
+//!     asn_db: Some(Arc::new(|_ip| None)), // e.g. the --asn-db lookup
+//!     probe_cc: "KH".into(),
+//!     treat_as_public: vec![],
+//! };
+//! analyze(m, &ctx);
+//! # Ok(()) }
+//! ```
 
 mod classic;
 pub mod fingerprints;

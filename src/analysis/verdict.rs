@@ -522,8 +522,15 @@ fn failed_step(i: &Inputs<'_>, f: &Failed, mut ev: Vec<String>) -> Verdict {
                 "{what}; the control fetched the page (status {})",
                 ctl.r.http_request.status_code
             ));
+            // A timeout alone is weak: the site may just be slower than the
+            // probe's HTTP timeout and faster than the control's.
+            let conf = if depth0 && mech != Some("http.timeout") {
+                "likely"
+            } else {
+                "possible"
+            };
             match mech {
-                Some(m) => blocked(m, if depth0 { "likely" } else { "possible" }, ev),
+                Some(m) => blocked(m, conf, ev),
                 None => inconclusive(ev, ""),
             }
         }

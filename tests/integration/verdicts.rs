@@ -1705,6 +1705,40 @@ mod pipeline {
     }
 
     #[tokio::test]
+    async fn pipeline_fingerprinted_blockpage_via_dns() {
+        let w = world(answer(SITE)).await;
+        let port = twins(
+            fixed(page("Phnom Penh Daily News", ARTICLE)),
+            fixed(response(
+                403,
+                "Forbidden",
+                &[("Server", "squid")],
+                super::KH_FORBIDDEN.as_bytes(),
+            )),
+            None,
+        )
+        .await;
+        let m = w
+            .run(&format!("http://{HOST}:{port}/"), answer(BLOCK))
+            .await;
+        assert_row(
+            "pipeline: Cogetel blockpage via DNS",
+            &m,
+            exp(I, Dns, F, Blocked, Some("dns"), Some("dns.sinkhole")),
+        )
+        .await;
+        let v = m.test_keys.x_verdict.unwrap();
+        assert_eq!(
+            v.confidence.as_deref(),
+            Some("confirmed"),
+            "{:?}",
+            v.evidence
+        );
+        assert_eq!(v.fingerprints, vec!["gw.kh_http_forbidden".to_string()]);
+        assert_eq!(v.nig_article6.as_deref(), Some("block"));
+    }
+
+    #[tokio::test]
     async fn pipeline_tls_mitm_via_dns() {
         let w = world(answer(SITE)).await;
         let good = w.ca.issue(&[HOST]);
