@@ -13,6 +13,7 @@ pub mod history;
 pub mod lists;
 pub mod model;
 pub mod report;
+pub mod results;
 pub mod run;
 pub mod schedule;
 pub mod testlist;

@@ -1,0 +1,392 @@
+//! Blocking artifacts: the observable traces a censor leaves, extracted
+//! from one measurement so they can be matched across vantage points
+//! (literature §3.1 "identical artifacts").
+//!
+//! Only measurements whose outcome is anomalous (blocked or throttled) are
+//! mined, so an ordinary answer of an accessible site never shows up as an
+//! artifact.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::model::Measurement;
+
+/// What kind of trace an artifact is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArtifactKind {
+    /// A DNS answer that is a bogon or absent from the control's answers.
+    SinkholeIp,
+    /// The SHA-256 of a response body judged to be a blockpage.
+    Blockpage,
+    /// A connection torn down at a given stage (`tls_handshake:connection_reset`).
+    Reset,
+    /// The interfering hop's address from `x_trace`.
+    InterferingHop,
+    /// The leaf certificate of an intercepted TLS connection.
+    Certificate,
+    /// A blocking fingerprint that matched (from the verdict).
+    Fingerprint,
+}
+
+impl ArtifactKind {
+    /// A short human name.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ArtifactKind::SinkholeIp => "sinkhole IP",
+            ArtifactKind::Blockpage => "blockpage sha256",
+            ArtifactKind::Reset => "reset behaviour",
+            ArtifactKind::InterferingHop => "interfering hop",
+            ArtifactKind::Certificate => "certificate sha256",
+            ArtifactKind::Fingerprint => "fingerprint",
+        }
+    }
+}
+
+/// One artifact seen in one measurement.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Artifact {
+    /// Its kind.
+    pub kind: ArtifactKind,
+    /// The value compared across vantage points (an IP, a hash, a stage).
+    pub value: String,
+    /// Extra context shown next to it (a title, a resolver, a hop index).
+    pub detail: Option<String>,
+}
+
+/// The artifacts in an anomalous measurement, deduplicated.
+/// `layer` and `mechanism` come from the verdict and choose what to look
+/// at: DNS answers only for DNS-layer interference (a CDN answering
+/// differently is no sinkhole), bodies only for HTTP-layer interference.
+pub fn extract(m: &Measurement, layer: Option<&str>, mechanism: Option<&str>) -> Vec<Artifact> {
+    let mut out = BTreeSet::new();
+    let mech = mechanism.unwrap_or("");
+    if layer == Some("dns") || mech.starts_with("dns.") || mech == "ooni:dns" {
+        sinkholes(m, &mut out);
+    }
+    if mech.starts_with("http.") || mech.starts_with("ooni:http-diff") {
+        blockpages(m, &mut out);
+    }
+    resets(m, &mut out);
+    if mech == "tls.mitm" {
+        certificates(m, &mut out);
+    }
+    if let Some(hop) = m.test_keys.x_trace.as_ref().and_then(interfering_hop) {
+        out.insert(hop);
+    }
+    if let Some(v) = &m.test_keys.x_verdict {
+        for f in &v.fingerprints {
+            out.insert(Artifact {
+                kind: ArtifactKind::Fingerprint,
+                value: f.clone(),
+                detail: None,
+            });
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// What a DNS lookup's result says about tampering.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LookupJudgement {
+    /// A failure, no answer the control also got, or (without a control) a
+    /// bogon answer.
+    Tampered,
+    /// At least one answer the control also got.
+    Clean,
+    /// Cannot tell (no control, no failure, public answers).
+    Unknown,
+}
+
+/// Judges one lookup against the control's addresses (`control` is `None`
+/// when there is no control answer).
+pub fn judge_lookup(q: &probes::records::DnsQuery, control: Option<&[String]>) -> LookupJudgement {
+    if q.failure.is_some() {
+        return LookupJudgement::Tampered;
+    }
+    let addrs = q.addrs();
+    if addrs.is_empty() {
+        return LookupJudgement::Unknown;
+    }
+    let control = control.filter(|c| !c.is_empty());
+    if let Some(c) = control {
+        if addrs.iter().any(|ip| in_control(*ip, c)) {
+            return LookupJudgement::Clean;
+        }
+        return LookupJudgement::Tampered;
+    }
+    if addrs.iter().any(|ip| is_bogon(*ip)) {
+        LookupJudgement::Tampered
+    } else {
+        LookupJudgement::Unknown
+    }
+}
+
+/// True when the lookup went to the system's (usually the ISP's) resolver.
+pub fn is_system_resolver(q: &probes::records::DnsQuery) -> bool {
+    q.engine == "getaddrinfo"
+        || q.resolver_address.is_empty()
+        || q.tags
+            .iter()
+            .any(|t| t.contains("system") || t.contains("isp"))
+}
+
+/// The control's addresses, when the control resolved the name.
+pub fn control_addrs(m: &Measurement) -> Option<&[String]> {
+    let c = m.test_keys.control.as_ref()?;
+    if c.dns.failure.is_some() && c.dns.addrs.is_empty() {
+        return None;
+    }
+    Some(c.dns.addrs.as_slice())
+}
+
+/// True for addresses that are not globally routable unicast (private,
+/// loopback, link-local, CGNAT, documentation, benchmarking, reserved,
+/// multicast, unspecified; IPv4-mapped IPv6 is unwrapped).
+pub fn is_bogon(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64)
+                || (o[0] == 198 && (o[1] & 0xfe) == 18)
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
+                || o[0] >= 240
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_bogon(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || (s[0] == 0x2001 && s[1] == 0x0db8)
+                || (s[0] == 0x0064 && s[1] == 0xff9b)
+        }
+    }
+}
+
+fn in_control(ip: IpAddr, control: &[String]) -> bool {
+    control
+        .iter()
+        .any(|c| c.parse::<IpAddr>().map(|c| c == ip).unwrap_or(false))
+}
+
+fn sinkholes(m: &Measurement, out: &mut BTreeSet<Artifact>) {
+    let control = control_addrs(m);
+    for q in &m.test_keys.queries {
+        for ip in q.addrs() {
+            let differs = match control {
+                Some(c) => !in_control(ip, c),
+                None => false,
+            };
+            if is_bogon(ip) && !control.is_some_and(|c| in_control(ip, c)) || differs {
+                let resolver = if is_system_resolver(q) {
+                    "system resolver".to_string()
+                } else {
+                    format!("{} {}", q.engine, q.resolver_address)
+                };
+                out.insert(Artifact {
+                    kind: ArtifactKind::SinkholeIp,
+                    value: ip.to_string(),
+                    detail: Some(resolver),
+                });
+            }
+        }
+    }
+}
+
+fn blockpages(m: &Measurement, out: &mut BTreeSet<Artifact>) {
+    let control_hash = m
+        .test_keys
+        .control
+        .as_ref()
+        .and_then(|c| c.x_body.as_ref())
+        .map(|b| b.sha256.as_str());
+    // The final response comes first.
+    if let Some(r) = m.test_keys.requests.first() {
+        let hash = r.response.x_body_sha256.as_str();
+        if r.response.code != 0 && !hash.is_empty() && Some(hash) != control_hash {
+            out.insert(Artifact {
+                kind: ArtifactKind::Blockpage,
+                value: hash.to_string(),
+                detail: r.response.x_title.clone().filter(|t| !t.is_empty()),
+            });
+        }
+    }
+}
+
+fn resets(m: &Measurement, out: &mut BTreeSet<Artifact>) {
+    let tk = &m.test_keys;
+    let mut add = |stage: &str, failure: &str| {
+        out.insert(Artifact {
+            kind: ArtifactKind::Reset,
+            value: format!("{stage}:{failure}"),
+            detail: None,
+        });
+    };
+    for t in &tk.tcp_connect {
+        if let Some(f) = &t.status.failure {
+            if f.as_str() == "connection_refused" {
+                add("tcp_connect", "connection_refused");
+            }
+        }
+    }
+    for t in &tk.tls_handshakes {
+        if let Some(f) = &t.failure {
+            let f = f.as_str();
+            if f == "connection_reset" || f == "eof_error" {
+                add("tls_handshake", &f);
+            }
+        }
+    }
+    for r in &tk.requests {
+        if let Some(f) = &r.failure {
+            let f = f.as_str();
+            if f == "connection_reset" || f == "eof_error" {
+                add("http_request", &f);
+            }
+        }
+    }
+    for e in &tk.x_injection {
+        if e.kind.starts_with("tcp.rst") {
+            out.insert(Artifact {
+                kind: ArtifactKind::Reset,
+                value: e.kind.clone(),
+                detail: Some(e.detail.clone()),
+            });
+        }
+    }
+}
+
+fn certificates(m: &Measurement, out: &mut BTreeSet<Artifact>) {
+    for t in &m.test_keys.tls_handshakes {
+        if t.x_certificate_failure.is_none() {
+            continue;
+        }
+        if let Some(leaf) = &t.x_leaf {
+            if !leaf.sha256.is_empty() {
+                out.insert(Artifact {
+                    kind: ArtifactKind::Certificate,
+                    value: leaf.sha256.clone(),
+                    detail: Some(format!("issuer {}", leaf.issuer)),
+                });
+            }
+        }
+    }
+}
+
+/// The interfering hop named by an `x_trace` value, read tolerantly: the
+/// first object found under `interfering_hop`, `first_interfering_hop`,
+/// `censor_hop` or `hop` (at the top level or in an element of a `traces`
+/// or `results` array) gives the address (`address`, `ip`, `router` or
+/// `hop_address`), the index (`ttl`, `hop`, `index`) and, when present, the
+/// AS (`asn`) and device kind (`kind`: on-path/in-path).
+pub fn interfering_hop(trace: &serde_json::Value) -> Option<Artifact> {
+    const HOP_KEYS: [&str; 4] = [
+        "interfering_hop",
+        "first_interfering_hop",
+        "censor_hop",
+        "hop",
+    ];
+    let obj = trace.as_object()?;
+    for key in HOP_KEYS {
+        if let Some(h) = obj.get(key).filter(|v| v.is_object()) {
+            if let Some(a) = hop_artifact(h) {
+                return Some(a);
+            }
+        }
+    }
+    for list in ["traces", "results"] {
+        if let Some(items) = obj.get(list).and_then(|v| v.as_array()) {
+            for item in items {
+                if let Some(a) = interfering_hop(item) {
+                    return Some(a);
+                }
+            }
+        }
+    }
+    None
+}
+
+fn hop_artifact(h: &serde_json::Value) -> Option<Artifact> {
+    let text = |keys: &[&str]| {
+        keys.iter().find_map(|k| match h.get(*k) {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        })
+    };
+    let address = text(&["address", "ip", "router", "hop_address"])?;
+    let mut detail = Vec::new();
+    if let Some(i) = text(&["ttl", "hop", "index"]) {
+        detail.push(format!("hop {i}"));
+    }
+    if let Some(asn) = text(&["asn"]) {
+        let asn = if asn.starts_with("AS") {
+            asn
+        } else {
+            format!("AS{asn}")
+        };
+        detail.push(asn);
+    }
+    if let Some(kind) = text(&["kind", "device"]) {
+        detail.push(kind);
+    }
+    Some(Artifact {
+        kind: ArtifactKind::InterferingHop,
+        value: address,
+        detail: (!detail.is_empty()).then(|| detail.join(", ")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bogons() {
+        for s in [
+            "10.10.10.1",
+            "127.0.0.1",
+            "0.0.0.0",
+            "100.64.1.1",
+            "192.0.2.9",
+            "::1",
+            "::ffff:10.0.0.1",
+            "fd00::1",
+        ] {
+            assert!(is_bogon(s.parse().unwrap()), "{s}");
+        }
+        for s in ["36.37.242.94", "8.8.8.8", "2606:4700::1111"] {
+            assert!(!is_bogon(s.parse().unwrap()), "{s}");
+        }
+    }
+
+    #[test]
+    fn hop_from_trace_shapes() {
+        let t = serde_json::json!({"interfering_hop": {"ttl": 2, "address": "198.51.100.1", "asn": 64500, "kind": "in-path"}});
+        let a = interfering_hop(&t).unwrap();
+        assert_eq!(a.value, "198.51.100.1");
+        assert_eq!(a.detail.as_deref(), Some("hop 2, AS64500, in-path"));
+        let t = serde_json::json!({"traces": [{"hop": null}, {"hop": {"index": 3, "ip": "192.0.2.1"}}]});
+        let a = interfering_hop(&t).unwrap();
+        assert_eq!(
+            (a.value.as_str(), a.detail.as_deref()),
+            ("192.0.2.1", Some("hop 3"))
+        );
+        assert_eq!(interfering_hop(&serde_json::json!({"hops": []})), None);
+    }
+}
