@@ -384,7 +384,37 @@ fn cert_sentence(i: &Inputs<'_>, p: &Lookup) -> Vec<String> {
 
 // ------------------------------------------------------------ failures ----
 
-fn failed_step(i: &Inputs<'_>, f: &Failed, mut ev: Vec<String>) -> Verdict {
+fn failed_step(i: &Inputs<'_>, f: &Failed, ev: Vec<String>) -> Verdict {
+    let mut v = compare_failure(i, f, ev);
+    // An injected RST (its IP TTL differs from the server's packets) is an
+    // independent signal agreeing with the control comparison.
+    if v.status == VerdictStatus::Blocked
+        && matches!(
+            f.failure,
+            Failure::ConnectionReset | Failure::ConnectionRefused | Failure::Eof
+        )
+    {
+        let mut eps: Vec<String> = f.endpoints.iter().map(ToString::to_string).collect();
+        if let Some(tx) = i.m.test_keys.requests.first() {
+            eps.push(tx.address.clone());
+        }
+        let injected: Vec<&str> =
+            i.m.test_keys
+                .x_injection
+                .iter()
+                .filter(|e| e.kind == "tcp.rst_ttl_mismatch" && eps.contains(&e.target))
+                .map(|e| e.detail.as_str())
+                .collect();
+        if let Some(d) = injected.first() {
+            v.evidence.push(format!("an injected RST was seen: {d}"));
+            v.confidence = Some("confirmed".into());
+        }
+    }
+    v
+}
+
+/// Compares a failed step with the control's result for the same step.
+fn compare_failure(i: &Inputs<'_>, f: &Failed, mut ev: Vec<String>) -> Verdict {
     let what = describe_failure(f);
     let Some(ctl) = i.control else {
         ev.push(format!(

@@ -1290,6 +1290,26 @@ fn verdict_details_confidence_article6_evidence() {
         (Some("likely"), Some("disconnect"))
     );
 
+    // ... confirmed when the RST's IP TTL shows it was injected.
+    let mut b = url(US)
+        .sys(&[SITE])
+        .tcp(EP443, "")
+        .tls(EP443, "connection_reset")
+        .control(ctl(&[SITE]).tls(EP443, "").page("News", 5000));
+    b.m.test_keys.x_injection.push(InjectionEvidence {
+        kind: "tcp.rst_ttl_mismatch".into(),
+        target: EP443.into(),
+        detail: "RST with IP TTL 61 while the SYN-ACKs arrived with TTL 52".into(),
+    });
+    let v = b.run().test_keys.x_verdict.unwrap();
+    assert_eq!(
+        v.confidence.as_deref(),
+        Some("confirmed"),
+        "{:?}",
+        v.evidence
+    );
+    assert!(v.evidence.last().unwrap().contains("injected RST"));
+
     // MITM with a different leaf at the control: confirmed.
     let m = url(US)
         .sys(&[SITE])
