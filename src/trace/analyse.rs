@@ -58,14 +58,23 @@ pub fn compare(
                         || differs(p, c));
                 forged.then(|| ("forged_dns", describe_dns(p)))
             }
-            Trigger::TcpSyn => {
-                (p.rst && control_connects && !reached_before(test, p.ttl)).then(|| {
-                    (
-                        "rst",
-                        "RST to a SYN while normal connects succeed".to_string(),
-                    )
-                })
-            }
+            Trigger::TcpSyn if p.rst && !reached_before(test, p.ttl) => Some(if control_connects {
+                (
+                    "rst",
+                    "RST to a SYN while normal connects succeed".to_string(),
+                )
+            } else {
+                (
+                    "rst_unconfirmed",
+                    format!(
+                        "RST to a SYN from TTL {} on, and normal connects fail too: the RST \
+                         comes from hop {}, the censor unless the site itself is that close \
+                         (compare with a control vantage point)",
+                        p.ttl, p.ttl
+                    ),
+                )
+            }),
+            Trigger::TcpSyn => None,
             Trigger::TlsClientHello | Trigger::HttpGet => {
                 if p.rst && c.is_some_and(|c| !c.rst) {
                     Some((
@@ -184,15 +193,23 @@ pub fn non_resolver_check(s: &Series) -> NonResolverCheck {
     }
 }
 
-/// Pairs every test series with the control series of the same trigger.
+/// Pairs every test series with the control series of the same trigger
+/// (the SYN series, which carries no name, with the control's ClientHello
+/// or GET series: its normal-TTL connects show the port is open).
 pub fn pairs(series: &[Series]) -> Vec<(&Series, Option<&Series>)> {
     series
         .iter()
         .filter(|s| s.role == Role::Test)
         .map(|t| {
-            let c = series
-                .iter()
-                .find(|c| c.role == Role::Control && c.trigger == t.trigger);
+            let c = series.iter().find(|c| {
+                c.role == Role::Control
+                    && match t.trigger {
+                        Trigger::TcpSyn => {
+                            matches!(c.trigger, Trigger::TlsClientHello | Trigger::HttpGet)
+                        }
+                        other => c.trigger == other,
+                    }
+            });
             (t, c)
         })
         .collect()
@@ -293,8 +310,226 @@ fn path_position(test: &Series, ttl: u8, kind: &str, raw: bool) -> (&'static str
     } else {
         (
             "unknown",
-            "an RST closes the socket; telling on-path from in-path needs the raw sniffer (no_cap_net_raw)"
+            "an RST closes the socket; telling on-path from in-path needs the raw sniffer (see skipped)"
                 .to_string(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::report::{DnsReplyNote, IcmpNote};
+
+    const ROUTERS: [&str; 3] = ["198.51.100.11", "192.0.2.21", "192.0.2.99"];
+
+    fn icmp(ttl: u8) -> HopProbe {
+        let from = ROUTERS[usize::from(ttl) - 1].to_string();
+        HopProbe {
+            ttl,
+            outcome: Outcome::TimeExceeded,
+            hop: Some(from.clone()),
+            icmp: vec![IcmpNote {
+                from: Some(from),
+                kind: "time_exceeded".into(),
+                code: 0,
+                raw: false,
+            }],
+            ..HopProbe::default()
+        }
+    }
+
+    fn with(ttl: u8, outcome: Outcome) -> HopProbe {
+        HopProbe {
+            ttl,
+            outcome,
+            rst: outcome == Outcome::Rst,
+            ..HopProbe::default()
+        }
+    }
+
+    fn answer(ttl: u8, addrs: &[&str]) -> HopProbe {
+        HopProbe {
+            ttl,
+            outcome: Outcome::DnsAnswer,
+            dns_replies: addrs
+                .iter()
+                .map(|a| DnsReplyNote {
+                    t: 0.01,
+                    ip_ttl: Some(62),
+                    rcode: "NoError".into(),
+                    addresses: vec![a.to_string()],
+                })
+                .collect(),
+            ..HopProbe::default()
+        }
+    }
+
+    fn series(trigger: Trigger, role: Role, probes: Vec<HopProbe>) -> Series {
+        Series {
+            trigger,
+            role,
+            name: Some(
+                if role == Role::Test {
+                    "blocked.example"
+                } else {
+                    "example.org"
+                }
+                .into(),
+            ),
+            destination: "203.0.113.40:443".into(),
+            probes,
+        }
+    }
+
+    #[test]
+    fn an_rst_at_ttl_two_is_hop_two_and_unknown_without_raw() {
+        let t = series(
+            Trigger::TlsClientHello,
+            Role::Test,
+            vec![icmp(1), with(2, Outcome::Rst), with(3, Outcome::Rst)],
+        );
+        let c = series(
+            Trigger::TlsClientHello,
+            Role::Control,
+            vec![icmp(1), icmp(2), with(3, Outcome::Response)],
+        );
+        let f = compare(&t, Some(&c), Some(3), false).unwrap();
+        assert_eq!(
+            (f.first_hop, f.kind.as_str(), f.path.as_str()),
+            (2, "rst", "unknown")
+        );
+        let f = compare(&t, Some(&c), Some(3), true).unwrap();
+        assert_eq!(f.path, "in_path");
+        let mut f = f;
+        let hops = hop_map(&[t.clone(), c.clone()], 30);
+        place(&mut f, &hops, Some(&c));
+        assert_eq!(f.hop_address.as_deref(), Some("192.0.2.21"));
+        assert_eq!(f.previous_hop_address.as_deref(), Some("198.51.100.11"));
+    }
+
+    #[test]
+    fn an_rst_with_the_trigger_expiring_further_on_is_on_path() {
+        let mut late = with(3, Outcome::Rst);
+        late.after_rst = Some("server data after the RST (1200 bytes, ip ttl 61)".into());
+        let t = series(
+            Trigger::TlsClientHello,
+            Role::Test,
+            vec![icmp(1), with(2, Outcome::Rst), late],
+        );
+        let c = series(
+            Trigger::TlsClientHello,
+            Role::Control,
+            vec![icmp(1), icmp(2), with(3, Outcome::Response)],
+        );
+        let f = compare(&t, Some(&c), Some(3), true).unwrap();
+        assert_eq!((f.first_hop, f.path.as_str()), (2, "on_path"));
+    }
+
+    #[test]
+    fn the_same_treatment_as_the_control_is_no_interference() {
+        let probes = vec![icmp(1), icmp(2), with(3, Outcome::Response)];
+        let t = series(Trigger::TlsClientHello, Role::Test, probes.clone());
+        let c = series(Trigger::TlsClientHello, Role::Control, probes);
+        assert!(compare(&t, Some(&c), Some(3), true).is_none());
+    }
+
+    #[test]
+    fn a_blockpage_before_the_server_and_a_drop_are_found() {
+        let mut page = with(2, Outcome::Response);
+        page.response = Some("HTTP/1.1 403 Forbidden".into());
+        let t = series(Trigger::HttpGet, Role::Test, vec![icmp(1), page]);
+        let c = series(Trigger::HttpGet, Role::Control, vec![icmp(1), icmp(2)]);
+        let f = compare(&t, Some(&c), Some(3), false).unwrap();
+        assert_eq!((f.first_hop, f.kind.as_str()), (2, "blockpage"));
+
+        let t = series(
+            Trigger::TlsClientHello,
+            Role::Test,
+            vec![
+                icmp(1),
+                with(2, Outcome::Silence),
+                with(3, Outcome::Silence),
+            ],
+        );
+        let c = series(
+            Trigger::TlsClientHello,
+            Role::Control,
+            vec![icmp(1), icmp(2), with(3, Outcome::Response)],
+        );
+        let f = compare(&t, Some(&c), Some(3), false).unwrap();
+        assert_eq!(
+            (f.first_hop, f.kind.as_str(), f.path.as_str()),
+            (2, "drop", "in_path")
+        );
+        // One lost probe followed by an answer is not a drop.
+        let t = series(
+            Trigger::TlsClientHello,
+            Role::Test,
+            vec![
+                icmp(1),
+                with(2, Outcome::Silence),
+                with(3, Outcome::Response),
+            ],
+        );
+        assert!(compare(&t, Some(&c), Some(3), false).is_none());
+    }
+
+    #[test]
+    fn forged_dns_racing_the_resolver_is_on_path() {
+        let mut both = answer(3, &["192.0.2.66", "203.0.113.40"]);
+        both.dns_replies[1].t = 0.02;
+        let t = series(
+            Trigger::Dns,
+            Role::Test,
+            vec![icmp(1), answer(2, &["192.0.2.66"]), both],
+        );
+        let c = series(
+            Trigger::Dns,
+            Role::Control,
+            vec![icmp(1), icmp(2), answer(3, &["203.0.113.41"])],
+        );
+        let f = compare(&t, Some(&c), None, false).unwrap();
+        assert_eq!(
+            (f.first_hop, f.kind.as_str(), f.path.as_str()),
+            (2, "forged_dns", "on_path")
+        );
+        let check = non_resolver_check(&t);
+        assert!(check.answered);
+        assert_eq!(check.first_hop, Some(2));
+        assert_eq!(check.addresses, vec!["192.0.2.66", "203.0.113.40"]);
+    }
+
+    #[test]
+    fn a_syn_rst_counts_only_when_normal_connects_work() {
+        let t = Series {
+            name: None,
+            ..series(
+                Trigger::TcpSyn,
+                Role::Test,
+                vec![icmp(1), with(2, Outcome::Rst)],
+            )
+        };
+        let connects = series(
+            Trigger::TlsClientHello,
+            Role::Control,
+            vec![with(1, Outcome::Response)],
+        );
+        let all = [t.clone(), connects.clone()];
+        let paired = pairs(&all);
+        assert_eq!(paired.len(), 1);
+        assert_eq!(
+            paired[0].1.map(|c| c.trigger),
+            Some(Trigger::TlsClientHello)
+        );
+        let f = compare(&t, Some(&connects), None, true).unwrap();
+        assert_eq!((f.first_hop, f.kind.as_str()), (2, "rst"));
+        let refused = series(
+            Trigger::TlsClientHello,
+            Role::Control,
+            vec![with(1, Outcome::ConnectFailed)],
+        );
+        let f = compare(&t, Some(&refused), None, true).unwrap();
+        assert_eq!((f.first_hop, f.kind.as_str()), (2, "rst_unconfirmed"));
     }
 }

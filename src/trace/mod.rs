@@ -329,9 +329,11 @@ pub async fn trace_url(url: &url::Url, settings: &TraceSettings) -> TraceReport 
         ));
     }
     report.hops = analyse::hop_map(&report.series, settings.max_ttl);
-    // The site itself answered at its hop count.
-    if let Some(h) = server_hop.and_then(|t| report.hops.iter_mut().find(|h| h.ttl == t)) {
-        h.address.get_or_insert_with(|| address.to_string());
+    // From its hop count on, the site itself answers.
+    if let Some(server) = server_hop {
+        for h in report.hops.iter_mut().filter(|h| h.ttl >= server) {
+            h.address.get_or_insert_with(|| address.to_string());
+        }
     }
     let raw = report.raw_capability;
     let mut findings = Vec::new();

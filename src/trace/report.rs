@@ -241,7 +241,9 @@ pub struct Finding {
     pub hop_address: Option<String>,
     /// The last router before it, if known.
     pub previous_hop_address: Option<String>,
-    /// `rst`, `forged_dns`, `injected_response`, `blockpage`, `eof`, `drop`.
+    /// `rst`, `forged_dns`, `injected_response`, `blockpage`, `eof`, `drop`,
+    /// or `rst_unconfirmed` (an RST to a SYN when normal connects fail
+    /// too: it localises the sender, which may be the site itself).
     pub kind: String,
     /// `on_path` (an injector: the trigger travelled on), `in_path` (a
     /// dropper: it did not), or `unknown` (and why, in `detail`).

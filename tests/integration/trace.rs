@@ -111,6 +111,41 @@ fn trace_localises_the_sni_reset_at_hop_two_and_the_dns_injector() {
 }
 
 #[test]
+fn trace_localises_the_host_reset_and_an_ip_block_at_hop_two() {
+    let Some(lab) = TraceLab::start() else { return };
+    let out = lab.trace("http://blocked.example/", "203.0.113.40", &[]);
+    let get = out
+        .findings
+        .iter()
+        .find(|f| f.trigger == Trigger::HttpGet)
+        .unwrap_or_else(|| panic!("no HTTP finding: {out:#?}"));
+    assert_eq!((get.first_hop, get.kind.as_str()), (2, "rst"), "{out:#?}");
+    assert_eq!(get.hop_address.as_deref(), Some("192.0.2.21"));
+    let control = out
+        .series
+        .iter()
+        .find(|s| s.trigger == Trigger::HttpGet && s.role == Role::Control)
+        .unwrap();
+    let third = control.probes.iter().find(|p| p.ttl == 3).unwrap();
+    assert_eq!(
+        third.response.as_deref(),
+        Some("HTTP/1.1 200 OK; title \"Site\""),
+        "{control:#?}"
+    );
+
+    // Every SYN to .42 is reset at r2: localised, but not confirmed (normal
+    // connects fail too, so the site could be the sender).
+    let out = lab.trace("https://ipblocked.example/", "203.0.113.42", &[]);
+    let syn = out
+        .findings
+        .iter()
+        .find(|f| f.trigger == Trigger::TcpSyn)
+        .unwrap_or_else(|| panic!("no SYN finding: {out:#?}"));
+    assert_eq!((syn.first_hop, syn.kind.as_str()), (2, "rst_unconfirmed"));
+    assert_eq!(out.server_hop, None);
+}
+
+#[test]
 fn trace_finds_nothing_on_a_clean_site() {
     let Some(lab) = TraceLab::start() else { return };
     let out = lab.trace("https://clean.example/", "203.0.113.41", &[]);
@@ -295,6 +330,7 @@ fn build(lab: &Lab) -> io::Result<Ns> {
     )?;
     s.add_addr("c1", "203.0.113.41/24")?;
     s.add_addr("c1", "203.0.113.53/24")?;
+    s.add_addr("c1", "203.0.113.42/24")?;
     for dst in ["192.0.2.0/24", "203.0.113.0/24", "198.51.100.128/25"] {
         p.add_route(dst, "198.51.100.11")?;
     }
@@ -308,8 +344,8 @@ fn build(lab: &Lab) -> io::Result<Ns> {
     // The injector takes packets for any site address as its own.
     inj.ip(&["route", "add", "local", "203.0.113.0/24", "dev", "lo"])?;
     // The middlebox on r2.
-    let mark = "-t mangle -A PREROUTING -p tcp --dport 443 -m string --algo bm \
-                --string blocked.example -j MARK --set-mark 0x4";
+    let mark = "-t mangle -A PREROUTING -p tcp -m multiport --dports 80,443 -m string \
+                --algo bm --string blocked.example -j MARK --set-mark 0x4";
     let tee = "-t mangle -A PREROUTING -p udp --dport 53 -m string --algo bm \
                --string blocked -j TEE --gateway 198.51.100.130";
     for rule in [mark, tee] {
@@ -317,9 +353,11 @@ fn build(lab: &Lab) -> io::Result<Ns> {
     }
     r2.nft(
         "table ip gwtrace {\n  chain pre {\n    type filter hook prerouting priority -100;\n    \
-         meta mark 0x4 reject with tcp reset\n  }\n}\n",
+         meta mark 0x4 reject with tcp reset\n    \
+         ip daddr 203.0.113.42 tcp flags syn reject with tcp reset\n  }\n}\n",
     )?;
     lab.keep(sites(&s)?);
+    lab.keep(plain_http(&s)?);
     for addr in ["203.0.113.53:53", "203.0.113.40:53", "203.0.113.41:53"] {
         lab.keep(dns_server(&inj, addr, |host| {
             host.starts_with("blocked.").then_some(FORGED)
@@ -360,6 +398,29 @@ fn sites(ns: &Ns) -> io::Result<super::lab::netns::Service> {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     let _ = acceptor.accept(tcp).await;
+                });
+            }
+        },
+    )
+}
+
+/// A plain HTTP server on :80: a small page for any request.
+fn plain_http(ns: &Ns) -> io::Result<super::lab::netns::Service> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    ns.serve(
+        || {
+            let l = std::net::TcpListener::bind("0.0.0.0:80")?;
+            l.set_nonblocking(true)?;
+            TcpListener::from_std(l)
+        },
+        |listener: TcpListener, stop: CancellationToken| async move {
+            while let Some(Ok((mut tcp, _))) = stop.run_until_cancelled(listener.accept()).await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 2048];
+                    if tcp.read(&mut buf).await.is_ok_and(|n| n > 0) {
+                        let page = "HTTP/1.1 200 OK\r\nContent-Length: 35\r\nConnection: close\r\n\r\n<html><title>Site</title>ok</html>\n";
+                        let _ = tcp.write_all(page.as_bytes()).await;
+                    }
                 });
             }
         },
