@@ -189,6 +189,42 @@ async fn verifies_tls_with_the_url_host_as_sni() {
 }
 
 #[tokio::test]
+async fn resolves_through_tcp_and_doh_resolvers() {
+    use crate::fakes::{ca::TestCa, dns, doh};
+    let site = Site::start("127.0.0.2", None, None).await;
+    let url = format!("http://site.test:{}/", site.addr.port());
+    let answer = dns::Reply::Answer(vec!["127.0.0.2".parse().unwrap()]);
+
+    // Plain DNS over TCP (the fake stays silent over UDP).
+    let tcp = dns::spawn(dns::Script {
+        udp: vec![],
+        tcp: Some(answer.clone()),
+    })
+    .await;
+    let mut cfg = config(tcp.addr, &["127.0.0.2/32"]);
+    cfg.resolver = ResolverSpec::Tcp(tcp.addr);
+    let control = Control::start(cfg).await;
+    let r = control.ask(&request(&url, &[])).await;
+    assert_eq!(r.dns.addrs, vec!["127.0.0.2".to_string()]);
+    assert_eq!(r.http_request.status_code, 200);
+    assert!(tcp.tcp_queries.load(Ordering::SeqCst) >= 1);
+    assert_eq!(tcp.udp_queries.load(Ordering::SeqCst), 0);
+
+    // DNS-over-HTTPS, trusted through --ca-file.
+    let ca = TestCa::new("gatewatch DoH test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let doh = doh::spawn(&ca.issue(&["127.0.0.1"]), "127.0.0.1", answer).await;
+    let mut cfg = config(tcp.addr, &["127.0.0.2/32"]);
+    cfg.resolver = doh.url.parse().unwrap();
+    cfg.ca_files = vec![ca.write_pem(dir.path())];
+    let control = Control::start(cfg).await;
+    let r = control.ask(&request(&url, &[])).await;
+    assert_eq!(r.dns.failure, None);
+    assert_eq!(r.dns.addrs, vec!["127.0.0.2".to_string()]);
+    assert_eq!(r.http_request.status_code, 200);
+}
+
+#[tokio::test]
 async fn client_talks_to_the_server_over_http_and_https() {
     let pki = Pki::new(&["127.0.0.1"]);
     let dns = FakeDns::start(&[]).await;

@@ -41,6 +41,8 @@ use ssrf::AddressPolicy;
 
 /// Request bodies above this are refused with 413.
 pub const MAX_REQUEST_BYTES: usize = 1024 * 1024;
+/// A client must send its request body within this.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default `--listen` address: loopback only, so a fresh install is not
 /// exposed by accident (use e.g. `0.0.0.0:8080` behind a firewall or proxy).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -362,9 +364,20 @@ async fn handle(app: &Arc<App>, peer: SocketAddr, headers: &HeaderMap, body: Bod
     if declared.is_some_and(|n| n > MAX_REQUEST_BYTES as u64) {
         return too_large();
     }
-    let bytes = match axum::body::to_bytes(body, MAX_REQUEST_BYTES).await {
-        Ok(b) => b,
-        Err(_) => return too_large(),
+    let bytes = match tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        axum::body::to_bytes(body, MAX_REQUEST_BYTES),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => return too_large(),
+        Err(_) => {
+            return reason(
+                StatusCode::REQUEST_TIMEOUT,
+                "request body not received in time",
+            )
+        }
     };
     let req: ControlRequest = match serde_json::from_slice(&bytes) {
         Ok(r) => r,
