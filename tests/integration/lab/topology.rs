@@ -126,6 +126,23 @@ impl Topology {
         censor.add_route("203.0.113.0/24", &INTERNET_DOWN.to_string())?;
         internet.add_route("192.0.2.0/24", &CENSOR_UP.to_string())?;
         internet.add_route(&format!("{SINKHOLE}/32"), &CENSOR_UP.to_string())?;
+        // The control's link is a finite 50 Mbit/s, as real ones are. On an
+        // unshaped veth a 160 KiB page arrives in well under the 10 ms the
+        // probes need to measure a transfer rate at all, and the throttling
+        // verdict compares the probe's rate with the control's.
+        internet.exec(
+            "tc",
+            &[
+                "qdisc", "add", "dev", "ctl0", "root", "handle", "1:", "htb", "default", "1",
+            ],
+        )?;
+        internet.exec(
+            "tc",
+            &[
+                "class", "add", "dev", "ctl0", "parent", "1:", "classid", "1:1", "htb", "rate",
+                "50mbit",
+            ],
+        )?;
         censor.add_addr("lo", &format!("{ISP_RESOLVER}/32"))?;
         censor.add_addr("lo", &format!("{SINKHOLE}/32"))?;
         internet.add_addr("lo", &format!("{PUBLIC_RESOLVER}/32"))?;
