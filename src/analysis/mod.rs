@@ -35,7 +35,7 @@
 //! - A failure at both the probe and the control is `down`, never a block.
 //!   This covers the traps: a site down everywhere, NXDOMAIN everywhere, bad
 //!   certificates everywhere, a 15-hop redirect chain failing at both ends,
-//!   records pointing to loopback for everyone.
+//!   records pointing to loopback for everyone, a 5xx answer to both.
 //! - No control data → `inconclusive`, unless a blocking fingerprint matched
 //!   or a signal is self-evident (`possible`): a loopback or bogon answer from
 //!   the headline resolver while the other resolvers agree on public

@@ -763,6 +763,13 @@ fn page_step(
     );
     let diff = i.diff.unwrap_or_else(|| Diff::compute(tx, ch));
 
+    // The site failing for everyone (5xx at both ends) is down, whatever
+    // the transport.
+    if tx.response.code >= 500 && ch.status_code >= 500 {
+        ev.push(format!("{page}; {ctl_page}: the site fails for both"));
+        return down(ev);
+    }
+
     // Server-side refusals: an error or challenge to the probe, 200 to the
     // control, from the same site.
     if SERVER_REFUSAL_CODES.contains(&tx.response.code) && (200..300).contains(&ch.status_code) {

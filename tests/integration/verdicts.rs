@@ -629,6 +629,21 @@ fn qa_table_successes_and_traps() {
             exp(C, No, F, Down, None, None),
         ),
         (
+            "trap: the site answers 502 to everyone",
+            url(US)
+                .sys(&[SITE])
+                .tcp(EP443, "")
+                .tls(EP443, "")
+                .resp(US, EP443, 502, "Bad Gateway", "upstream", &[])
+                .control(
+                    ctl(&[SITE])
+                        .tls(EP443, "")
+                        .http(502, "Bad Gateway", 120, &[]),
+                )
+                .run(),
+            exp(C, No, T, Down, None, None),
+        ),
+        (
             "trap: broken redirect Location at both",
             url(U)
                 .sys(&[SITE])
