@@ -181,7 +181,7 @@ fn run_flags_the_injected_rst_by_its_ip_ttl() {
     let status = lab
         .probe
         .command(env!("CARGO_BIN_EXE_gatewatch"))
-        .args(["run", "https://blocked.example/", "https://clean.example/"])
+        .args(["run", "https://tlsreset.example/", "https://clean.example/"])
         .args(["--control", "none", "--no-system-resolver"])
         .args(["--resolver", "203.0.113.53:53"])
         .args(["--treat-as-public", "203.0.113.0/24"])
@@ -221,7 +221,9 @@ fn run_flags_the_injected_rst_by_its_ip_ttl() {
             })
             .clone()
     };
-    let blocked = find("https://blocked.example/");
+    // Its name draws no forged DNS answer (that race would let the web
+    // measurement pick the forged address and never meet the RST).
+    let blocked = find("https://tlsreset.example/");
     let kinds: Vec<&str> = blocked["test_keys"]["x_injection"]
         .as_array()
         .map(|a| a.iter().filter_map(|e| e["kind"].as_str()).collect())
@@ -237,7 +239,7 @@ fn run_flags_the_injected_rst_by_its_ip_ttl() {
         .iter()
         .find(|e| e["kind"] == "tcp.rst_ttl_mismatch")
         .unwrap();
-    assert_eq!(ev["target"], "203.0.113.40:443");
+    assert_eq!(ev["target"], "203.0.113.41:443");
     // r2 is one hop closer than the site: TTL 63 against the SYN-ACK's 62.
     let detail = ev["detail"].as_str().unwrap();
     assert!(
@@ -348,7 +350,10 @@ fn build(lab: &Lab) -> io::Result<Ns> {
                 --algo bm --string blocked.example -j MARK --set-mark 0x4";
     let tee = "-t mangle -A PREROUTING -p udp --dport 53 -m string --algo bm \
                --string blocked -j TEE --gateway 198.51.100.130";
-    for rule in [mark, tee] {
+    // A second SNI, reset the same way, that no DNS injector touches.
+    let mark2 = "-t mangle -A PREROUTING -p tcp --dport 443 -m string --algo bm \
+                 --string tlsreset.example -j MARK --set-mark 0x4";
+    for rule in [mark, mark2, tee] {
         r2.exec("iptables", &rule.split_whitespace().collect::<Vec<_>>())?;
     }
     r2.nft(
@@ -375,7 +380,12 @@ fn build(lab: &Lab) -> io::Result<Ns> {
 
 /// A real TLS server on :443 for every lab name.
 fn sites(ns: &Ns) -> io::Result<super::lab::netns::Service> {
-    let names = ["blocked.example", "clean.example", "control.example"];
+    let names = [
+        "blocked.example",
+        "clean.example",
+        "control.example",
+        "tlsreset.example",
+    ];
     let key = rcgen::generate_simple_self_signed(names.map(String::from).to_vec()).unwrap();
     let cert = key.cert.der().clone();
     let der = rustls::pki_types::PrivateKeyDer::try_from(key.signing_key.serialize_der()).unwrap();
