@@ -384,7 +384,19 @@ fn cert_sentence(i: &Inputs<'_>, p: &Lookup) -> Vec<String> {
 
 // ------------------------------------------------------------ failures ----
 
-fn failed_step(i: &Inputs<'_>, f: &Failed, ev: Vec<String>) -> Verdict {
+fn failed_step(i: &Inputs<'_>, f: &Failed, mut ev: Vec<String>) -> Verdict {
+    // A fetch cut short (Ctrl-C, the per-URL deadline) proves nothing.
+    if let Some(why) = &i.m.test_keys.x_interrupted {
+        ev.push(format!(
+            "{}; the measurement was cut short ({why})",
+            describe_failure(f)
+        ));
+        return inconclusive(ev, "");
+    }
+    if f.failure == Failure::Interrupted {
+        ev.push(describe_failure(f));
+        return inconclusive(ev, "");
+    }
     let mut v = compare_failure(i, f, ev);
     // An injected RST (its IP TTL differs from the server's packets) is an
     // independent signal agreeing with the control comparison.

@@ -1474,6 +1474,14 @@ fn bad_input_is_inconclusive_not_a_panic() {
     let mut m = Measurement::default();
     analyze(&mut m, &AnalysisContext::default());
     assert_eq!(m.test_keys.x_verdict.unwrap().status, Inconclusive);
+    // A fetch cut short by the deadline is no evidence of a block.
+    let mut b = url(U)
+        .sys(&[SITE])
+        .tcp(EP80, "")
+        .http_failure("interrupted")
+        .control(ctl(&[SITE]).tcp(EP80, true).page("News", 5000));
+    b.m.test_keys.x_interrupted = Some("deadline".into());
+    assert_eq!(b.run().test_keys.x_verdict.unwrap().status, Inconclusive);
     // A URL with nothing measured.
     let mut m = Measurement {
         input: Some(U.into()),
