@@ -82,6 +82,16 @@ impl GeoDb {
         self.asn.is_some() || self.country.is_some()
     }
 
+    /// The ASN of `ip`, when the ASN database knows it.
+    pub fn asn(&self, ip: IpAddr) -> Option<u32> {
+        let r = self.asn.as_ref()?;
+        r.lookup(ip)
+            .and_then(|l| l.decode::<geoip2::Asn<'_>>())
+            .ok()
+            .flatten()
+            .and_then(|a| a.autonomous_system_number)
+    }
+
     /// Looks `ip` up; anything missing stays unknown. A country database of
     /// the City flavour works too (it shares the `country` record).
     pub fn lookup(&self, ip: IpAddr) -> ProbeLocation {

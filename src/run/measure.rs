@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::config::RunSettings;
 use super::scrub;
+use crate::analysis::{AnalysisContext, AsnLookup};
 use crate::control::client::ControlClient;
 use crate::geo::{GeoDb, ProbeLocation};
 use crate::model::{self, Measurement, WebTestKeys};
@@ -31,7 +32,9 @@ pub struct UrlContext {
     /// The control, unless `--control none`.
     pub control: Option<ControlClient>,
     /// ASN and country databases.
-    pub geo: GeoDb,
+    pub geo: Arc<GeoDb>,
+    /// What the analysis needs (its `probe_cc` is set per measurement).
+    pub analysis: AnalysisContext,
     /// When the run started, UTC `YYYY-MM-DD hh:mm:ss`.
     pub test_start_time: String,
     where_: Mutex<WhereState>,
@@ -64,11 +67,24 @@ impl UrlContext {
         geo: GeoDb,
         test_start_time: String,
     ) -> UrlContext {
+        let geo = Arc::new(geo);
+        let asn_db: Option<AsnLookup> = if geo.is_loaded() {
+            let g = Arc::clone(&geo);
+            Some(Arc::new(move |ip| g.asn(ip)))
+        } else {
+            None
+        };
+        let analysis = AnalysisContext {
+            asn_db,
+            treat_as_public: settings.treat_as_public.clone(),
+            ..AnalysisContext::default()
+        };
         UrlContext {
             settings,
             web,
             control,
             geo,
+            analysis,
             test_start_time,
             where_: Mutex::new(WhereState::default()),
         }
@@ -221,6 +237,12 @@ fn finish(ctx: &UrlContext, mut m: Measurement) -> Finished {
     m.probe_cc = loc.cc;
     m.probe_network_name = loc.network_name;
     m.probe_ip = model::SCRUBBED_PROBE_IP.to_string();
+    // A URL cut short by Ctrl-C has nothing to judge.
+    if m.test_keys.x_interrupted.as_deref() != Some(INTERRUPTED) {
+        let mut actx = ctx.analysis.clone();
+        actx.probe_cc = m.probe_cc.clone();
+        crate::analysis::analyze(&mut m, &actx);
+    }
     let mut json = serde_json::to_value(&m).unwrap_or(serde_json::Value::Null);
     scrub::scrub(&mut json, &addrs);
     // The scrubbed form is what the summary sees too.

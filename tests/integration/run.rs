@@ -5,6 +5,7 @@
 //! given, `--yes`, `--no-progress`, `--treat-as-public 127.0.0.0/8`, and
 //! private XDG directories.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -132,12 +133,13 @@ async fn fake_site(opts: SiteOpts) -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, hits)
 }
 
-/// A control that answers every query with the same JSON: the page as
-/// fetched (status 200, `127.0.0.1`) and `x_client_addr`.
-async fn fake_control(client_addr: &str) -> SocketAddr {
+/// A control answering each query with `answers[url]` (the URL the probe
+/// asks about), or with a plain "page fetched" answer carrying
+/// `x_client_addr` when the URL is not in the map.
+async fn fake_control(client_addr: &str, answers: HashMap<String, Value>) -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    let answer = serde_json::json!({
+    let fallback = serde_json::json!({
         "tcp_connect": {},
         "tls_handshake": {},
         "quic_handshake": {},
@@ -149,17 +151,18 @@ async fn fake_control(client_addr: &str) -> SocketAddr {
         "dns": {"failure": null, "addrs": ["127.0.0.1"]},
         "ip_info": {},
         "x_client_addr": client_addr,
-    })
-    .to_string();
+    });
+    let answers = Arc::new(answers);
     tokio::spawn(async move {
         loop {
             let Ok((mut s, _)) = l.accept().await else {
                 return;
             };
-            let answer = answer.clone();
+            let (answers, fallback) = (answers.clone(), fallback.clone());
             tokio::spawn(async move {
                 let mut req = Vec::new();
                 let mut buf = [0u8; 4096];
+                let body_start;
                 loop {
                     if let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") {
                         let head = String::from_utf8_lossy(&req[..end]).to_lowercase();
@@ -169,6 +172,7 @@ async fn fake_control(client_addr: &str) -> SocketAddr {
                             .and_then(|v| v.trim().parse().ok())
                             .unwrap_or(0);
                         if req.len() >= end + 4 + len {
+                            body_start = end + 4;
                             break;
                         }
                     }
@@ -177,6 +181,10 @@ async fn fake_control(client_addr: &str) -> SocketAddr {
                         Ok(n) => req.extend_from_slice(&buf[..n]),
                     }
                 }
+                let asked: Value =
+                    serde_json::from_slice(&req[body_start..]).unwrap_or(Value::Null);
+                let url = asked["http_request"].as_str().unwrap_or_default();
+                let answer = answers.get(url).unwrap_or(&fallback).to_string();
                 let resp = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
                     answer.len()
@@ -368,6 +376,8 @@ async fn one_line_per_url_with_the_base_keys() {
         assert!(m["test_runtime"].as_f64().unwrap() >= 0.0);
         let tk = &m["test_keys"];
         assert_eq!(tk["control_failure"], "control_disabled");
+        // No control and plain HTTP: nothing to compare with.
+        assert_eq!(tk["x_verdict"]["status"], "inconclusive");
         assert_eq!(tk["requests"][0]["response"]["code"], 200);
         assert!(tk["tcp_connect"].as_array().is_some_and(|t| !t.is_empty()));
         assert!(tk["network_events"].is_array());
@@ -866,7 +876,7 @@ async fn the_public_address_from_the_control_is_scrubbed() {
         ..Default::default()
     })
     .await;
-    let control = fake_control(&format!("{public}:50123")).await;
+    let control = fake_control(&format!("{public}:50123"), HashMap::new()).await;
     let control_url = format!("http://{control}/");
     let url = format!("http://127.0.0.1:{}/echo", site.port());
     let out_file = env.path("out.jsonl");
@@ -894,5 +904,73 @@ async fn the_public_address_from_the_control_is_scrubbed() {
     assert_eq!(
         m["test_helpers"]["backend"]["address"],
         control_url.as_str()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdicts_are_counted_and_anomalies_listed() {
+    // The control fetched both pages; from the probe one loads the same and
+    // the other's port refuses connections: accessible, and blocked.
+    let env = Env::new().await;
+    let (site, _) = fake_site(SiteOpts::default()).await;
+    let ok = format!("http://127.0.0.1:{}/ok", site.port());
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let refused = format!("http://{closed}/");
+    let page = |title: &str, len: usize, endpoint: &str| {
+        serde_json::json!({
+            "tcp_connect": {endpoint: {"status": true, "failure": null}},
+            "tls_handshake": {}, "quic_handshake": {},
+            "http_request": {
+                "body_length": len, "discovered_h3_endpoint": "", "failure": null,
+                "title": title, "headers": {"Content-Type": "text/html"}, "status_code": 200
+            },
+            "http3_request": null,
+            "dns": {"failure": null, "addrs": ["127.0.0.1"]},
+            "ip_info": {},
+        })
+    };
+    let ok_body_len =
+        "<html><head><title>Fake /ok</title></head><body>page /ok </body></html>".len();
+    let answers = HashMap::from([
+        (ok.clone(), page("Fake /ok", ok_body_len, &site.to_string())),
+        (
+            refused.clone(),
+            page("Elsewhere", 5000, &closed.to_string()),
+        ),
+    ]);
+    let control = fake_control("198.51.100.1", answers).await;
+    let out_file = env.path("out.jsonl");
+    let summary = env.path("s.json");
+    let mut c = env.cmd();
+    c.args(["run", "--yes", "--no-progress", "--no-system-resolver"])
+        .args(["--treat-as-public", "127.0.0.0/8"])
+        .args(["--resolver", &env.dns.to_string()])
+        .args(["--control", &format!("http://{control}/")])
+        .args(["--json-summary", summary.to_str().unwrap()])
+        .args(["-o", out_file.to_str().unwrap(), &ok, &refused]);
+    let o = output(c).await;
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    let ms = lines(&out_file);
+    let verdict =
+        |u: &str| ms.iter().find(|m| m["input"] == u).unwrap()["test_keys"]["x_verdict"].clone();
+    assert_eq!(verdict(&ok)["status"], "accessible", "{:#?}", verdict(&ok));
+    let v = verdict(&refused);
+    assert_eq!(v["status"], "blocked", "{v:#?}");
+    assert_eq!(v["mechanism"], "tcp.refused", "{v:#?}");
+    let s: Value = serde_json::from_str(&std::fs::read_to_string(&summary).unwrap()).unwrap();
+    assert_eq!(s["verdicts"]["accessible"], 1);
+    assert_eq!(s["verdicts"]["blocked"], 1);
+    assert_eq!(s["anomalies"].as_array().unwrap().len(), 1);
+    assert_eq!(s["anomalies"][0]["input"], refused.as_str());
+    assert_eq!(s["anomalies"][0]["mechanism"], "tcp.refused");
+    assert!(
+        o.stdout
+            .contains(&format!("{refused} — blocked (tcp.refused")),
+        "{}",
+        o.stdout
     );
 }
