@@ -1477,8 +1477,7 @@ fn bad_input_is_inconclusive_not_a_panic() {
     // A fetch cut short by the deadline is no evidence of a block.
     let mut b = url(U)
         .sys(&[SITE])
-        .tcp(EP80, "")
-        .http_failure("interrupted")
+        .tcp(EP80, "generic_timeout_error")
         .control(ctl(&[SITE]).tcp(EP80, true).page("News", 5000));
     b.m.test_keys.x_interrupted = Some("deadline".into());
     assert_eq!(b.run().test_keys.x_verdict.unwrap().status, Inconclusive);
