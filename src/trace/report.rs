@@ -3,7 +3,47 @@
 //! Shape, top-down: one [`TraceReport`] per URL; it holds one [`Series`]
 //! per (trigger, name, destination), each a list of [`HopProbe`]s (one per
 //! IP TTL), the merged hop map, the [`Finding`]s (first interfering hop and
-//! on-path/in-path) and the list of what was skipped and why.
+//! on-path/in-path) and the list of what was skipped and why. As JSON
+//! (`gatewatch trace --json`, and `test_keys.x_trace` of `run
+//! --trace-blocked`), abridged:
+//!
+//! ```json
+//! {
+//!   "input": "https://blocked.example/", "host": "blocked.example",
+//!   "address": "203.0.113.40", "port": 443, "control_name": "example.org",
+//!   "resolver": "203.0.113.53:53", "raw_capability": false,
+//!   "skipped": ["rst_ip_ttl: no_cap_net_raw", "rst_ip_id: no_cap_net_raw",
+//!               "packets_after_rst: no_cap_net_raw"],
+//!   "server_hop": 3,
+//!   "hops": [{"ttl": 1, "address": "198.51.100.11"},
+//!            {"ttl": 2, "address": "192.0.2.21"},
+//!            {"ttl": 3, "address": "203.0.113.40"}],
+//!   "findings": [{"trigger": "tls_client_hello", "name": "blocked.example",
+//!                 "destination": "203.0.113.40:443", "first_hop": 2,
+//!                 "hop_address": "192.0.2.21",
+//!                 "previous_hop_address": "198.51.100.11",
+//!                 "kind": "rst", "path": "unknown", "detail": "..."}],
+//!   "non_resolver_dns": [{"name": "blocked.example", "role": "test",
+//!                         "destination": "203.0.113.40:53", "answered": true,
+//!                         "first_hop": 2, "addresses": ["192.0.2.66"]}],
+//!   "series": [{"trigger": "tcp_syn", "role": "test", "name": null,
+//!               "destination": "203.0.113.40:443",
+//!               "probes": [{"ttl": 1, "t": 0.01, "outcome": "time_exceeded",
+//!                           "hop": "198.51.100.11", "rst": false,
+//!                           "icmp": [{"from": "198.51.100.11",
+//!                                     "kind": "time_exceeded", "code": 0,
+//!                                     "raw": false}]}]}],
+//!   "failure": null, "interrupted": null, "runtime": 4.2
+//! }
+//! ```
+//!
+//! `trigger` is one of `dns` (to the resolver), `dns_non_resolver` (to the
+//! site's own address), `tcp_syn`, `tls_client_hello`, `http_get`;
+//! `outcome` one of `time_exceeded`, `unreachable`, `icmp_error`, `rst`,
+//! `response`, `dns_answer`, `eof`, `silence`, `connect_failed`, `error`.
+//! Optional per-probe keys: `response`, `dns_replies[]` (`t`, `ip_ttl`,
+//! `rcode`, `addresses`), and with raw sockets `rst_ip_ttl`, `rst_ip_id`,
+//! `syn_ack_ip_ttl`, `after_rst`.
 
 use std::fmt::Write as _;
 
@@ -356,6 +396,7 @@ pub fn render_table(r: &TraceReport) -> String {
     if let Some(i) = &r.interrupted {
         let _ = writeln!(out, "interrupted: {i}");
     }
+    let _ = writeln!(out, "runtime {:.1} s", r.runtime);
     out
 }
 

@@ -21,16 +21,77 @@ use std::io;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use gatewatch::trace::report::{Role, Trigger};
-use gatewatch::trace::TraceReport;
+use gatewatch::trace::{TraceReport, TraceSettings};
 use hickory_proto::op::{Message, ResponseCode};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio_util::sync::CancellationToken;
 
+use super::fakes;
 use super::lab::dns::{host_of, reply};
 use super::lab::netns::{Lab, Ns};
 
 const FORGED: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 66);
+
+/// No privilege, no namespaces: a TLS site on loopback is one hop away,
+/// shows no interference, and what was not measured is listed.
+#[tokio::test]
+async fn trace_on_loopback_reaches_the_site_at_ttl_one_without_raw() {
+    let cert = fakes::ca::self_signed(&["127.0.0.1"]);
+    let site = fakes::tls::spawn(
+        &cert,
+        fakes::http::Behaviour::Respond(fakes::http::page("Site", "ok")),
+    )
+    .await;
+    let url = url::Url::parse(&format!("https://127.0.0.1:{}/", site.addr.port())).unwrap();
+    let settings = TraceSettings {
+        max_ttl: 4,
+        pace: Duration::from_millis(10),
+        probe_timeout: Duration::from_secs(2),
+        control_name: "control.example".into(),
+        use_raw: false,
+        ..TraceSettings::default()
+    };
+    let out = gatewatch::trace::trace_url(&url, &settings).await;
+    assert_eq!(out.failure, None);
+    assert_eq!(out.address.as_deref(), Some("127.0.0.1"));
+    assert_eq!(out.server_hop, Some(1));
+    assert!(out.findings.is_empty(), "{out:#?}");
+    assert!(!out.raw_capability);
+    for expected in [
+        "rst_ip_ttl: disabled (--no-raw)",
+        "packets_after_rst: disabled (--no-raw)",
+        "dns: the URL's host is an address",
+    ] {
+        assert!(
+            out.skipped.iter().any(|s| s == expected),
+            "{:?}",
+            out.skipped
+        );
+    }
+    let tls: Vec<_> = out
+        .series
+        .iter()
+        .filter(|s| s.trigger == Trigger::TlsClientHello)
+        .collect();
+    assert_eq!(tls.len(), 2, "test and control");
+    for s in tls {
+        // The server answers at TTL 1 and 2; the series stops there.
+        let got: Vec<(u8, &str)> = s
+            .probes
+            .iter()
+            .map(|p| (p.ttl, p.outcome.label()))
+            .collect();
+        assert_eq!(got, vec![(1, "resp"), (2, "resp")], "{s:#?}");
+        let first = s.probes[0].response.as_deref().unwrap_or_default();
+        assert!(first.starts_with("tls handshake"), "{first}");
+    }
+    let json = serde_json::to_value(&out).unwrap();
+    assert_eq!(json["series"][0]["trigger"], "tcp_syn");
+    assert_eq!(json["series"][0]["probes"][0]["outcome"], "response");
+}
 
 #[test]
 fn trace_localises_the_sni_reset_at_hop_two_and_the_dns_injector() {
