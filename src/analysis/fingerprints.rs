@@ -27,6 +27,11 @@ const SHIPPED_DNS: &str = include_str!("fingerprints/fingerprints_dns.csv");
 /// Our HTTP fingerprints (OONI's format).
 const SHIPPED_HTTP: &str = include_str!("fingerprints/fingerprints_http.csv");
 
+/// Body bytes searched for fingerprints. Blockpages are small; a pattern
+/// found deep inside a large page is more likely the page's own text (and
+/// searching 1,700 OONI patterns through 512 KiB bodies costs time).
+pub const BODY_SCAN_LIMIT: usize = 64 * 1024;
+
 /// A set of DNS and HTTP blocking fingerprints.
 #[derive(Clone, Debug, Default)]
 pub struct Fingerprints {
@@ -222,14 +227,20 @@ impl Fingerprints {
             .collect()
     }
 
-    /// HTTP fingerprints matching a response: `body` (as text) and
-    /// `headers` (lower-case names, first value).
+    /// HTTP fingerprints matching a response: `body` (as text; only its
+    /// first [`BODY_SCAN_LIMIT`] bytes are searched) and `headers`
+    /// (lower-case names, first value).
     pub fn match_http(
         &self,
         body: &str,
         headers: &std::collections::BTreeMap<String, String>,
         probe_cc: &str,
     ) -> Vec<FingerprintMatch> {
+        let mut end = body.len().min(BODY_SCAN_LIMIT);
+        while !body.is_char_boundary(end) {
+            end -= 1;
+        }
+        let body = &body[..end];
         self.http
             .iter()
             .filter(|f| match &f.location {
@@ -387,6 +398,15 @@ mod tests {
         assert!(m[0].confirmed);
         let m = f.match_http("this page is blocked by order 12", &BTreeMap::new(), "VN");
         assert!(!m[0].confirmed);
+    }
+
+    #[test]
+    fn only_the_start_of_a_body_is_searched() {
+        let f = Fingerprints::shipped();
+        let deep = format!("{}<title>Just a moment...</title>", "é".repeat(40_000));
+        assert!(f.match_http(&deep, &BTreeMap::new(), "KH").is_empty());
+        let near = format!("{}<title>Just a moment...</title>", "é".repeat(1_000));
+        assert_eq!(f.match_http(&near, &BTreeMap::new(), "KH").len(), 1);
     }
 
     #[test]
