@@ -162,8 +162,9 @@ fn measurement(v: usize, asn: &str, name: &str, day: usize, u: usize) -> Measure
         },
     });
     if plan.map(|p| p.0) == Some("tls.reset") && day == 0 {
-        tk.x_trace =
-            Some(serde_json::json!({"interfering_hop": {"ttl": 3, "address": "198.51.100.3"}}));
+        tk.x_trace = Some(serde_json::json!({"findings": [{
+            "trigger": "tls_client_hello", "first_hop": 3, "hop_address": "198.51.100.3",
+            "kind": "rst", "path": "in_path"}]}));
     }
     let mut annotations = std::collections::BTreeMap::new();
     annotations.insert(

@@ -73,8 +73,8 @@ pub fn extract(m: &Measurement, layer: Option<&str>, mechanism: Option<&str>) ->
     if mech == "tls.mitm" {
         certificates(m, &mut out);
     }
-    if let Some(hop) = m.test_keys.x_trace.as_ref().and_then(interfering_hop) {
-        out.insert(hop);
+    if let Some(trace) = &m.test_keys.x_trace {
+        out.extend(interfering_hops(trace));
     }
     if let Some(v) = &m.test_keys.x_verdict {
         for f in &v.fingerprints {
@@ -288,66 +288,56 @@ fn certificates(m: &Measurement, out: &mut BTreeSet<Artifact>) {
     }
 }
 
-/// The interfering hop named by an `x_trace` value, read tolerantly: the
-/// first object found under `interfering_hop`, `first_interfering_hop`,
-/// `censor_hop` or `hop` (at the top level or in an element of a `traces`
-/// or `results` array) gives the address (`address`, `ip`, `router` or
-/// `hop_address`), the index (`ttl`, `hop`, `index`) and, when present, the
-/// AS (`asn`) and device kind (`kind`: on-path/in-path).
-pub fn interfering_hop(trace: &serde_json::Value) -> Option<Artifact> {
-    const HOP_KEYS: [&str; 4] = [
-        "interfering_hop",
-        "first_interfering_hop",
-        "censor_hop",
-        "hop",
-    ];
-    let obj = trace.as_object()?;
-    for key in HOP_KEYS {
-        if let Some(h) = obj.get(key).filter(|v| v.is_object()) {
-            if let Some(a) = hop_artifact(h) {
-                return Some(a);
-            }
-        }
-    }
-    for list in ["traces", "results"] {
-        if let Some(items) = obj.get(list).and_then(|v| v.as_array()) {
-            for item in items {
-                if let Some(a) = interfering_hop(item) {
-                    return Some(a);
-                }
-            }
-        }
-    }
-    None
+/// The interfering hops of an `x_trace` value (the shape of
+/// `crate::trace::report::TraceReport`, read tolerantly as JSON): one
+/// artifact per finding. The value compared across vantage points is the
+/// router at the finding's `first_hop` (`hop_address`); when that router
+/// never answered, `after <previous_hop_address>`; when neither is known,
+/// `ttl <first_hop>`. The detail names the hop index, the kind (`rst`,
+/// `forged_dns`, `blockpage`, `drop`, ...), the path (`on_path`/`in_path`)
+/// and the trigger.
+pub fn interfering_hops(trace: &serde_json::Value) -> Vec<Artifact> {
+    let Some(findings) = trace.get("findings").and_then(|f| f.as_array()) else {
+        return Vec::new();
+    };
+    findings.iter().filter_map(finding_artifact).collect()
 }
 
-fn hop_artifact(h: &serde_json::Value) -> Option<Artifact> {
-    let text = |keys: &[&str]| {
-        keys.iter().find_map(|k| match h.get(*k) {
-            Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
-            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-            _ => None,
+/// True when the trace saw a DNS answer from an address that runs no
+/// resolver for the test name (proof of an on-path injector).
+pub fn trace_saw_injected_dns(trace: &serde_json::Value) -> bool {
+    trace
+        .get("non_resolver_dns")
+        .and_then(|v| v.as_array())
+        .is_some_and(|checks| {
+            checks.iter().any(|c| {
+                c.get("answered").and_then(|a| a.as_bool()) == Some(true)
+                    && c.get("role").and_then(|r| r.as_str()) != Some("control")
+            })
         })
+}
+
+fn finding_artifact(f: &serde_json::Value) -> Option<Artifact> {
+    let text = |k: &str| f.get(k).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
+    let ttl = f.get("first_hop").and_then(|v| v.as_u64());
+    let value = match (text("hop_address"), text("previous_hop_address"), ttl) {
+        (Some(a), _, _) => a.to_string(),
+        (None, Some(p), _) => format!("after {p}"),
+        (None, None, Some(t)) => format!("ttl {t}"),
+        (None, None, None) => return None,
     };
-    let address = text(&["address", "ip", "router", "hop_address"])?;
     let mut detail = Vec::new();
-    if let Some(i) = text(&["ttl", "hop", "index"]) {
-        detail.push(format!("hop {i}"));
+    if let Some(t) = ttl {
+        detail.push(format!("hop {t}"));
     }
-    if let Some(asn) = text(&["asn"]) {
-        let asn = if asn.starts_with("AS") {
-            asn
-        } else {
-            format!("AS{asn}")
-        };
-        detail.push(asn);
-    }
-    if let Some(kind) = text(&["kind", "device"]) {
-        detail.push(kind);
+    for k in ["kind", "path", "trigger"] {
+        if let Some(v) = text(k) {
+            detail.push(v.to_string());
+        }
     }
     Some(Artifact {
         kind: ArtifactKind::InterferingHop,
-        value: address,
+        value,
         detail: (!detail.is_empty()).then(|| detail.join(", ")),
     })
 }
@@ -376,17 +366,35 @@ mod tests {
     }
 
     #[test]
-    fn hop_from_trace_shapes() {
-        let t = serde_json::json!({"interfering_hop": {"ttl": 2, "address": "198.51.100.1", "asn": 64500, "kind": "in-path"}});
-        let a = interfering_hop(&t).unwrap();
-        assert_eq!(a.value, "198.51.100.1");
-        assert_eq!(a.detail.as_deref(), Some("hop 2, AS64500, in-path"));
-        let t = serde_json::json!({"traces": [{"hop": null}, {"hop": {"index": 3, "ip": "192.0.2.1"}}]});
-        let a = interfering_hop(&t).unwrap();
+    fn hops_from_trace_findings() {
+        let t = serde_json::json!({"findings": [
+            {"trigger": "tls_client_hello", "first_hop": 2, "hop_address": "192.0.2.21",
+             "previous_hop_address": "198.51.100.11", "kind": "rst", "path": "in_path"},
+            {"trigger": "tcp_syn", "first_hop": 3, "hop_address": null,
+             "previous_hop_address": "192.0.2.21", "kind": "drop", "path": "unknown"}
+        ]});
+        let got: Vec<(String, Option<String>)> = interfering_hops(&t)
+            .into_iter()
+            .map(|a| (a.value, a.detail))
+            .collect();
         assert_eq!(
-            (a.value.as_str(), a.detail.as_deref()),
-            ("192.0.2.1", Some("hop 3"))
+            got,
+            vec![
+                (
+                    "192.0.2.21".to_string(),
+                    Some("hop 2, rst, in_path, tls_client_hello".to_string())
+                ),
+                (
+                    "after 192.0.2.21".to_string(),
+                    Some("hop 3, drop, unknown, tcp_syn".to_string())
+                ),
+            ]
         );
-        assert_eq!(interfering_hop(&serde_json::json!({"hops": []})), None);
+        assert!(interfering_hops(&serde_json::json!({"hops": []})).is_empty());
+        let dns = serde_json::json!({"non_resolver_dns": [{"role": "test", "answered": true}]});
+        assert!(trace_saw_injected_dns(&dns));
+        assert!(!trace_saw_injected_dns(
+            &serde_json::json!({"non_resolver_dns": [{"role": "control", "answered": true}]})
+        ));
     }
 }

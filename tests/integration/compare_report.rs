@@ -80,8 +80,10 @@ fn measurement(asn: &str, net: &str, url: &str, time: &str, seen: Seen) -> Measu
                 failure: Some(Failure::ConnectionReset),
                 ..TlsHandshake::default()
             }];
-            tk.x_trace =
-                Some(serde_json::json!({"interfering_hop": {"ttl": 2, "address": "198.51.100.2"}}));
+            tk.x_trace = Some(serde_json::json!({"findings": [{
+                "trigger": "tls_client_hello", "name": host, "destination": format!("{control_ip}:443"),
+                "first_hop": 2, "hop_address": "198.51.100.2", "previous_hop_address": "198.51.100.1",
+                "kind": "rst", "path": "in_path", "detail": "RST at TTL 2"}]}));
             Verdict {
                 status: VerdictStatus::Blocked,
                 layer: Some("tls".to_string()),
@@ -445,6 +447,60 @@ fn compare_by_label_groups_by_file() {
         err.to_string(),
         "--label was given 1 time(s) for 2 file(s): give one label per file, in file order"
     );
+}
+
+#[test]
+fn same_reset_and_hop_at_two_networks_are_shared() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let f1 = write_lines(
+        dir.path(),
+        "x.jsonl",
+        &[json(&measurement(
+            "AS64510",
+            "NetX",
+            U1,
+            "2026-07-03 10:00:00",
+            Seen::Reset,
+        ))],
+    );
+    let f2 = write_lines(
+        dir.path(),
+        "y.jsonl",
+        &[json(&measurement(
+            "AS64511",
+            "NetY",
+            U1,
+            "2026-07-03 10:30:00",
+            Seen::Reset,
+        ))],
+    );
+    let (r, _) = load(&[f1, f2], &[]);
+    let shared: Vec<(ArtifactKind, &str, usize)> = r
+        .artifacts
+        .iter()
+        .map(|a| (a.kind, a.value.as_str(), a.seen_at.len()))
+        .collect();
+    assert_eq!(
+        shared,
+        vec![
+            (ArtifactKind::Reset, "tls_handshake:connection_reset", 2),
+            (ArtifactKind::InterferingHop, "198.51.100.2", 2),
+        ]
+    );
+    assert_eq!(
+        r.artifacts[1].details,
+        vec!["hop 2, rst, in_path, tls_client_hello".to_string()]
+    );
+    assert_eq!(jaccard(&r, "AS64510 KH NetX", "AS64511 KH NetY"), Some(1.0));
+    for id in [
+        "blocklist_consistency",
+        "mechanism_uniformity",
+        "identical_artifacts",
+        "hop_location",
+    ] {
+        assert_eq!(leaning(&r, id), Leaning::Gateway, "{id}");
+    }
+    assert_eq!(leaning(&r, "resolver_independence"), Leaning::Inconclusive);
 }
 
 #[test]
