@@ -172,7 +172,14 @@ fn dns_step(i: &Inputs<'_>, ev: &mut Vec<String>, side: &mut Option<Verdict>) ->
         ));
     }
     for o in &i.view.others {
-        if o.kind == ResolverKind::Doh || o.failure.is_some() {
+        if o.kind == ResolverKind::Doh {
+            continue;
+        }
+        if let Some(f) = &o.failure {
+            ev.push(format!(
+                "{} failed with {f} although the control resolved the name",
+                o.label(None)
+            ));
             continue;
         }
         if !i.view.validity(o).any() && !o.addrs.is_empty() {
