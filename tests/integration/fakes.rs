@@ -443,11 +443,33 @@ pub mod tls {
         Arc::new(cfg)
     }
 
+    /// The same as [`server_config`] but TLS 1.2 only (an old server or
+    /// middlebox).
+    pub fn server_config_tls12(cert: &TestCert) -> Arc<rustls::ServerConfig> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(cert.chain.clone(), cert.key.clone_key())
+            .expect("server cert");
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(cfg)
+    }
+
     /// Starts a TLS server presenting `cert` that then behaves as
     /// [`http::spawn`] would. Handshake failures (the client refusing the
     /// certificate) just end that connection.
     pub async fn spawn(cert: &TestCert, behaviour: Behaviour) -> HttpFake {
-        let acceptor = TlsAcceptor::from(server_config(cert));
+        spawn_with_config(server_config(cert), behaviour).await
+    }
+
+    /// Like [`spawn`] with a server config of your own.
+    pub async fn spawn_with_config(
+        config: Arc<rustls::ServerConfig>,
+        behaviour: Behaviour,
+    ) -> HttpFake {
+        let acceptor = TlsAcceptor::from(config);
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr: SocketAddr = l.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));

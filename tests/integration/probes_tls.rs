@@ -86,6 +86,28 @@ async fn trusted_chain_succeeds_and_records_details() {
 }
 
 #[tokio::test]
+async fn tls12_server_records_version_and_suite() {
+    let ca = TestCa::new("gatewatch test CA");
+    let cert = ca.issue(&["old-tls.example"]);
+    let cfg = fakes::tls::server_config_tls12(&cert);
+    let srv = fakes::tls::spawn_with_config(cfg, respond_ok()).await;
+    let (rec, ok) = run(
+        &Trace::new(),
+        srv.addr,
+        &params("old-tls.example", ca.roots(), true),
+    )
+    .await;
+    assert!(ok);
+    assert_eq!(rec.failure, None);
+    assert_eq!(rec.tls_version, "TLSv1.2");
+    assert!(
+        rec.cipher_suite.starts_with("TLS_ECDHE_ECDSA_WITH_"),
+        "{}",
+        rec.cipher_suite
+    );
+}
+
+#[tokio::test]
 async fn self_signed_is_unknown_authority_with_chain_kept() {
     let cert = fakes::ca::self_signed(&["self.example"]);
     let srv = fakes::tls::spawn(&cert, respond_ok()).await;
