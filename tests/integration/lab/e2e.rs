@@ -20,7 +20,6 @@ use super::world::World;
 const GATEWATCH: &str = env!("CARGO_BIN_EXE_gatewatch");
 
 #[test]
-#[ignore = "waits for the control client and the verdicts to be wired into `gatewatch run`"]
 fn the_probe_classifies_every_scenario() {
     let Some(world) = World::start_or_skip(SCENARIOS) else {
         return;
@@ -56,7 +55,6 @@ fn the_probe_classifies_every_scenario() {
 }
 
 #[test]
-#[ignore = "waits for the control client and the verdicts to be wired into `gatewatch run`"]
 fn an_unreachable_control_is_no_evidence() {
     let Some(world) = World::start_or_skip(SCENARIOS) else {
         return;

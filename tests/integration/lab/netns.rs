@@ -206,6 +206,12 @@ impl Ns {
         run(Command::new("ip").arg("-n").arg(&self.name).args(args))
     }
 
+    /// Sets a device's MTU.
+    pub fn set_mtu(&self, dev: &str, mtu: u32) -> io::Result<()> {
+        self.ip(&["link", "set", "dev", dev, "mtu", &mtu.to_string()])
+            .map(drop)
+    }
+
     /// Adds an address (CIDR) to a device, e.g. a site's `/32` on `lo`.
     pub fn add_addr(&self, dev: &str, cidr: &str) -> io::Result<()> {
         self.ip(&["addr", "add", cidr, "dev", dev]).map(drop)

@@ -59,6 +59,9 @@ pub mod addr {
     pub const PUBLIC_RANGES: [&str; 2] = ["198.51.100.0/24", "203.0.113.0/24"];
 }
 
+/// The MTU of every lab link (see [`Topology::build`]).
+pub const LINK_MTU: u32 = 9000;
+
 /// The censor's interface towards the probe (tc shapes here).
 pub const CENSOR_DOWN_IF: &str = "down0";
 
@@ -112,6 +115,21 @@ impl Topology {
             "up0",
             &format!("{CONTROL}/28"),
         )?;
+        // One segment carries a whole ClientHello (rustls sends ~1.5 KB and
+        // shuffles its extensions): at 1500 bytes the name sometimes
+        // straddles two segments and slips past the censor's per-packet
+        // string match, which would make the SNI rows flaky.
+        for (ns, devs) in [
+            (&probe, &["up0"][..]),
+            (&r1, &["down0", "up0"][..]),
+            (&censor, &[CENSOR_DOWN_IF, "up0"][..]),
+            (&internet, &["down0", "ctl0"][..]),
+            (&control, &["up0"][..]),
+        ] {
+            for dev in devs {
+                ns.set_mtu(dev, LINK_MTU)?;
+            }
+        }
         for r in [&r1, &censor, &internet] {
             r.enable_forwarding()?;
         }
