@@ -142,17 +142,25 @@ pub async fn measure(ctx: Arc<UrlContext>, entry: Entry, cancel: CancellationTok
     if let Some(why) = interrupted {
         m.test_keys.x_interrupted = Some(why.to_string());
     }
+    let mut finished = finish(&ctx, m);
     // Last, after the verdict: localise the censor of a blocked URL.
     if ctx.settings.trace_blocked && interrupted.is_none() {
         let resolver = ctx.settings.resolvers.first().copied();
-        let traced = crate::trace::forensics::trace_blocked(&entry.url, &m.test_keys, resolver);
-        tokio::select! {
+        let keys = &finished.measurement.test_keys;
+        let traced = crate::trace::forensics::trace_blocked(&entry.url, keys, resolver);
+        let x_trace = tokio::select! {
             biased;
-            _ = cancel.cancelled() => {}
-            x = traced => m.test_keys.x_trace = x,
+            _ = cancel.cancelled() => None,
+            x = traced => x,
+        };
+        if let Some(mut x) = x_trace {
+            let (_, addrs) = ctx.location();
+            scrub::scrub(&mut x, &addrs);
+            finished.json["test_keys"]["x_trace"] = x.clone();
+            finished.measurement.test_keys.x_trace = Some(x);
         }
     }
-    finish(&ctx, m)
+    finished
 }
 
 /// The web measurement of one URL.

@@ -42,7 +42,12 @@ async fn trace_on_loopback_reaches_the_site_at_ttl_one_without_raw() {
     let cert = fakes::ca::self_signed(&["127.0.0.1"]);
     let site = fakes::tls::spawn(
         &cert,
-        fakes::http::Behaviour::Respond(fakes::http::page("Site", "ok")),
+        fakes::http::Behaviour::Respond(fakes::http::response(
+            200,
+            "OK",
+            &[],
+            &fakes::http::page("Site", "ok"),
+        )),
     )
     .await;
     let url = url::Url::parse(&format!("https://127.0.0.1:{}/", site.addr.port())).unwrap();
@@ -235,15 +240,23 @@ fn trace_finds_nothing_on_a_clean_site() {
 }
 
 #[test]
-fn run_flags_the_injected_rst_by_its_ip_ttl() {
+fn run_flags_the_injected_rst_by_its_ip_ttl_and_traces_the_blocked_url() {
     let Some(lab) = TraceLab::start() else { return };
-    let dir = tempfile::tempdir().unwrap();
+    let control = lab.start_control();
+    let dir = &lab.dir;
     let out = dir.path().join("out.jsonl");
     let status = lab
         .probe
         .command(env!("CARGO_BIN_EXE_gatewatch"))
         .args(["run", "https://tlsreset.example/", "https://clean.example/"])
-        .args(["--control", "none", "--no-system-resolver"])
+        .args([
+            "--control",
+            &control,
+            "--no-system-resolver",
+            "--trace-blocked",
+        ])
+        .arg("--ca-file")
+        .arg(&lab.ca_file)
         .args(["--resolver", "203.0.113.53:53"])
         .args(["--treat-as-public", "203.0.113.0/24"])
         .args(["--treat-as-public", "192.0.2.0/24"])
@@ -307,26 +320,99 @@ fn run_flags_the_injected_rst_by_its_ip_ttl() {
         detail.contains("IP TTL 63") && detail.contains("TTL 62"),
         "{detail}"
     );
+    // --trace-blocked: the blocked URL carries its trace, hop 2.
+    let verdict = &blocked["test_keys"]["x_verdict"];
+    assert_eq!(verdict["status"], "blocked", "{verdict:#}");
+    let x_trace: TraceReport = serde_json::from_value(blocked["test_keys"]["x_trace"].clone())
+        .unwrap_or_else(|e| panic!("x_trace ({e}): {:#}", blocked["test_keys"]));
+    let tls = x_trace
+        .findings
+        .iter()
+        .find(|f| f.trigger == Trigger::TlsClientHello)
+        .unwrap_or_else(|| panic!("no TLS finding: {x_trace:#?}"));
+    assert_eq!((tls.first_hop, tls.kind.as_str()), (2, "rst"));
+    assert_eq!(x_trace.address.as_deref(), Some("203.0.113.41"));
     let clean = find("https://clean.example/");
     assert!(
         clean["test_keys"]["x_injection"].is_null(),
         "{:#}",
         clean["test_keys"]
     );
+    assert_eq!(
+        clean["test_keys"]["x_verdict"]["status"], "accessible",
+        "{:#}",
+        clean["test_keys"]
+    );
+    assert!(
+        clean["test_keys"]["x_trace"].is_null(),
+        "only blocked URLs are traced"
+    );
 }
 
 /// The trace lab: the namespaces (deleted with `lab`) and the probe's.
 struct TraceLab {
-    /// Kept for its drop: deletes the namespaces and stops the servers.
-    _lab: Lab,
+    /// Deletes the namespaces and stops the servers when dropped.
+    lab: Lab,
     probe: Ns,
+    sites: Ns,
+    /// The test CA's PEM (the sites' certificates chain to it).
+    ca_file: std::path::PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl TraceLab {
     fn start() -> Option<TraceLab> {
         let lab = Lab::new_or_skip(&["nft", "iptables"])?;
-        let probe = build(&lab).expect("build the trace lab");
-        Some(TraceLab { _lab: lab, probe })
+        let dir = tempfile::tempdir().unwrap();
+        let ca = fakes::ca::TestCa::new("gatewatch trace lab CA");
+        let ca_file = ca.write_pem(dir.path());
+        let (probe, sites) = build(&lab, &ca).expect("build the trace lab");
+        Some(TraceLab {
+            lab,
+            probe,
+            sites,
+            ca_file,
+            dir,
+        })
+    }
+
+    /// `gatewatch control serve` in the sites' namespace (its fetches never
+    /// cross r2); returns its URL once it accepts connections.
+    fn start_control(&self) -> String {
+        let listen: SocketAddr = "203.0.113.60:9000".parse().unwrap();
+        let ca = self.ca_file.display().to_string();
+        let args = [
+            "control",
+            "serve",
+            "--listen",
+            "203.0.113.60:9000",
+            "--treat-as-public",
+            "203.0.113.0/24",
+            "--ca-file",
+            &ca,
+            "--resolver",
+            "203.0.113.53:53",
+        ];
+        let exe = std::path::Path::new(env!("CARGO_BIN_EXE_gatewatch"));
+        self.lab.spawn(&self.sites, exe, &args).unwrap();
+        let up = self
+            .sites
+            .thread(move || {
+                (0..200).any(|_| {
+                    let ok =
+                        std::net::TcpStream::connect_timeout(&listen, Duration::from_millis(100))
+                            .is_ok();
+                    if !ok {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    ok
+                })
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(up, "the control server did not start");
+        format!("http://{listen}")
     }
 
     /// Runs the real binary in the probe namespace and parses its JSON.
@@ -363,7 +449,7 @@ impl TraceLab {
 
 /// Namespaces, links, routes, the middlebox and the servers; returns the
 /// probe's namespace.
-fn build(lab: &Lab) -> io::Result<Ns> {
+fn build(lab: &Lab, ca: &fakes::ca::TestCa) -> io::Result<(Ns, Ns)> {
     let p = lab.add_ns("tp")?;
     let r1 = lab.add_ns("tr1")?;
     let r2 = lab.add_ns("tr2")?;
@@ -394,6 +480,7 @@ fn build(lab: &Lab) -> io::Result<Ns> {
     s.add_addr("c1", "203.0.113.41/24")?;
     s.add_addr("c1", "203.0.113.53/24")?;
     s.add_addr("c1", "203.0.113.42/24")?;
+    s.add_addr("c1", "203.0.113.60/24")?;
     for dst in ["192.0.2.0/24", "203.0.113.0/24", "198.51.100.128/25"] {
         p.add_route(dst, "198.51.100.11")?;
     }
@@ -422,7 +509,7 @@ fn build(lab: &Lab) -> io::Result<Ns> {
          meta mark 0x4 reject with tcp reset\n    \
          ip daddr 203.0.113.42 tcp flags syn reject with tcp reset\n  }\n}\n",
     )?;
-    lab.keep(sites(&s)?);
+    lab.keep(sites(&s, ca)?);
     lab.keep(plain_http(&s)?);
     for addr in ["203.0.113.53:53", "203.0.113.40:53", "203.0.113.41:53"] {
         lab.keep(dns_server(&inj, addr, |host| {
@@ -436,26 +523,24 @@ fn build(lab: &Lab) -> io::Result<Ns> {
             Ipv4Addr::new(203, 0, 113, 41)
         })
     })?);
-    Ok(p)
+    Ok((p, s))
 }
 
 /// A real TLS server on :443 for every lab name.
-fn sites(ns: &Ns) -> io::Result<super::lab::netns::Service> {
+fn sites(ns: &Ns, ca: &fakes::ca::TestCa) -> io::Result<super::lab::netns::Service> {
     let names = [
         "blocked.example",
         "clean.example",
         "control.example",
         "tlsreset.example",
     ];
-    let key = rcgen::generate_simple_self_signed(names.map(String::from).to_vec()).unwrap();
-    let cert = key.cert.der().clone();
-    let der = rustls::pki_types::PrivateKeyDer::try_from(key.signing_key.serialize_der()).unwrap();
+    let cert = ca.issue(&names);
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
-        .with_single_cert(vec![cert], der)
+        .with_single_cert(cert.chain.clone(), cert.key.clone_key())
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     ns.serve(
@@ -468,7 +553,13 @@ fn sites(ns: &Ns) -> io::Result<super::lab::netns::Service> {
             while let Some(Ok((tcp, _))) = stop.run_until_cancelled(listener.accept()).await {
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let _ = acceptor.accept(tcp).await;
+                    if let Ok(tls) = acceptor.accept(tcp).await {
+                        let body = fakes::http::page("Site", "the same page everywhere");
+                        let html = [("Content-Type", "text/html; charset=utf-8")];
+                        let page = fakes::http::response(200, "OK", &html, &body);
+                        let log = Default::default();
+                        fakes::http::serve(tls, fakes::http::Behaviour::Respond(page), log).await;
+                    }
                 });
             }
         },
