@@ -330,6 +330,7 @@ fn run_flags_the_injected_rst_by_its_ip_ttl_and_traces_the_blocked_url() {
         .iter()
         .find(|f| f.trigger == Trigger::TlsClientHello)
         .unwrap_or_else(|| panic!("no TLS finding: {x_trace:#?}"));
+    eprintln!("{}", gatewatch::trace::render_table(&x_trace));
     assert_eq!((tls.first_hop, tls.kind.as_str()), (2, "rst"));
     assert_eq!(x_trace.address.as_deref(), Some("203.0.113.41"));
     let clean = find("https://clean.example/");
