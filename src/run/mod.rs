@@ -56,6 +56,15 @@ pub const EXIT_USAGE: u8 = 2;
 /// Interrupted by Ctrl-C or SIGTERM.
 pub const EXIT_INTERRUPTED: u8 = 130;
 
+/// The exit codes, as `gatewatch run --help` shows them.
+pub const EXIT_CODES_HELP: &str =
+    "Exit codes: 0 the run completed; 2 usage, config or input error \
+(nothing measured); 130 interrupted by Ctrl-C or SIGTERM (finished URLs are kept; \
+--resume continues); 1 any other abort.\n\
+Files: config $XDG_CONFIG_HOME/gatewatch/config.toml, results \
+$XDG_DATA_HOME/gatewatch/results/, lists from `gatewatch lists update` \
+$XDG_DATA_HOME/gatewatch/lists/.";
+
 /// Errors of `gatewatch run`.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -115,6 +124,7 @@ impl RunError {
 /// Arguments of `gatewatch run` (each also settable in the config file,
 /// same name with `_` for `-`; a flag wins).
 #[derive(Clone, Debug, Default, clap::Args)]
+#[command(after_help = EXIT_CODES_HELP)]
 pub struct RunArgs {
     /// URLs to measure (instead of, or on top of, the lists).
     #[arg(value_name = "URL")]

@@ -974,3 +974,94 @@ async fn verdicts_are_counted_and_anomalies_listed() {
         o.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactive_consent_is_asked_once_and_remembered() {
+    // `script` (util-linux) gives the child a terminal.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no `script` command to give gatewatch a terminal");
+        return;
+    }
+    let env = Env::new().await;
+    let (site, hits) = fake_site(SiteOpts::default()).await;
+    let url = format!("http://127.0.0.1:{}/consent", site.port());
+    let out_file = env.path("out.jsonl");
+    let line = format!(
+        "{} run --no-progress --control none --no-system-resolver --resolver {} \
+         --treat-as-public 127.0.0.0/8 -o {} {url}",
+        env!("CARGO_BIN_EXE_gatewatch"),
+        env.dns,
+        out_file.display()
+    );
+    let in_terminal = |answer: &'static str| {
+        let mut std_cmd = std::process::Command::new("script");
+        std_cmd
+            .args(["-qec", &line, "/dev/null"])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("XDG_CONFIG_HOME", env.path("config"))
+            .env("XDG_DATA_HOME", env.path("data"))
+            .env("HOME", env.dir.path())
+            .env("LANG", "en_US.UTF-8")
+            .env("TERM", "dumb")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut c = Command::from(std_cmd);
+        c.kill_on_drop(true);
+        async move {
+            let mut child = c.spawn().unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(answer.as_bytes()).await.unwrap();
+            let o = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+                .await
+                .expect("gatewatch under script did not finish")
+                .unwrap();
+            drop(stdin);
+            (
+                o.status.code(),
+                String::from_utf8_lossy(&o.stdout).into_owned(),
+            )
+        }
+    };
+    let consent_file = env.path("config").join("gatewatch").join("consent");
+
+    // Declining measures nothing and remembers nothing.
+    let (code, text) = in_terminal("no\n").await;
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("Article 14 of the NIG sub-decree"), "{text}");
+    assert!(text.contains("Nothing was measured."), "{text}");
+    assert!(!consent_file.exists());
+    assert_eq!(hits.load(Ordering::SeqCst), 0);
+
+    // Accepting measures and is remembered.
+    let (code, text) = in_terminal("yes\n").await;
+    assert_eq!(code, Some(0), "{text}");
+    assert!(consent_file.is_file());
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+
+    // Next time nobody is asked, even without a terminal or --yes.
+    let mut c = env.cmd();
+    c.args([
+        "run",
+        "--no-progress",
+        "--control",
+        "none",
+        "--no-system-resolver",
+    ])
+    .args([
+        "--resolver",
+        &env.dns.to_string(),
+        "--treat-as-public",
+        "127.0.0.0/8",
+    ])
+    .args(["-o", out_file.to_str().unwrap(), &url]);
+    let o = output(c).await;
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert!(!o.stderr.contains("Article 14"));
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}
