@@ -123,16 +123,19 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<String, ListsError
     resp.text().await.map_err(err)
 }
 
-/// A reqwest error with its causes (reqwest's own message is terse).
+/// A reqwest error's causes (its own top line only repeats the URL).
 fn describe(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
+    let mut parts = Vec::new();
     let mut src = std::error::Error::source(e);
     while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        parts.push(c.to_string());
         src = c.source();
     }
-    s
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
+    }
 }
 
 fn count_entries(url: &str, text: &str) -> Result<usize, ListsError> {
