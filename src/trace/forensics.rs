@@ -245,6 +245,28 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn without_raw_sockets_a_reset_is_recorded_as_not_fingerprinted() {
+        let watch = RstWatch {
+            sniffer: None,
+            reason: Some("no_cap_net_raw".into()),
+        };
+        let mut keys = WebTestKeys::default();
+        watch.annotate(&mut keys, Instant::now()).await;
+        assert!(keys.x_skipped.is_empty(), "no reset, nothing to say");
+        let mut reset = probes::records::TcpConnect {
+            ip: "203.0.113.40".into(),
+            port: 443,
+            ..Default::default()
+        };
+        reset.status.failure = Some(Failure::ConnectionRefused);
+        keys.tcp_connect = vec![reset.clone(), reset];
+        watch.annotate(&mut keys, Instant::now()).await;
+        watch.annotate(&mut keys, Instant::now()).await;
+        assert_eq!(keys.x_skipped, vec!["rst_ttl: no_cap_net_raw".to_string()]);
+        assert!(keys.x_injection.is_empty());
+    }
+
     #[test]
     fn the_address_prefers_what_the_control_resolved() {
         let mut keys = WebTestKeys::default();

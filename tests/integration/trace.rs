@@ -98,6 +98,25 @@ async fn trace_on_loopback_reaches_the_site_at_ttl_one_without_raw() {
     assert_eq!(json["series"][0]["probes"][0]["outcome"], "response");
 }
 
+/// The total time bound is honoured and said: nothing measured reads as
+/// interrupted, never as clean.
+#[tokio::test]
+async fn a_trace_out_of_time_says_so() {
+    let site = fakes::tcp::closed_port();
+    let url = url::Url::parse(&format!("https://127.0.0.1:{}/", site.port())).unwrap();
+    let settings = TraceSettings {
+        max_time: Duration::ZERO,
+        use_raw: false,
+        ..TraceSettings::default()
+    };
+    let out = gatewatch::trace::trace_url(&url, &settings).await;
+    assert!(out.interrupted.is_some(), "{out:#?}");
+    assert!(out.series.iter().all(|s| s.probes.is_empty()), "{out:#?}");
+    assert!(out.findings.is_empty());
+    let table = gatewatch::trace::render_table(&out);
+    assert!(table.contains("interrupted: max_time"), "{table}");
+}
+
 #[test]
 fn trace_localises_the_sni_reset_at_hop_two_and_the_dns_injector() {
     let Some(lab) = TraceLab::start() else { return };
