@@ -455,6 +455,7 @@ fn onset_timing(r: &CompareReport) -> Criterion {
         return c;
     }
     let (mut same_hour, mut later, mut censored) = (Vec::new(), Vec::new(), Vec::new());
+    let mut widest_same_hour = 0;
     for f in &multi {
         let onsets: Vec<i64> = f
             .seen
@@ -470,15 +471,17 @@ fn onset_timing(r: &CompareReport) -> Criterion {
             onsets.iter().max().copied().unwrap_or(0) - onsets.iter().min().copied().unwrap_or(0);
         if spread <= SAME_HOUR {
             same_hour.push(f.url.as_str());
+            widest_same_hour = widest_same_hour.max(spread);
         } else {
             later.push((f.url.as_str(), spread));
         }
     }
     if !same_hour.is_empty() {
         c.evidence.push(format!(
-            "{} URL(s) first seen blocked within the same hour at every vantage point where an \
-             accessible measurement came first{}.",
+            "{} URL(s) first seen blocked within the same hour (at most {} minutes apart) at every \
+             vantage point where an accessible measurement came first{}.",
             same_hour.len(),
+            widest_same_hour / 60,
             examples(&same_hour)
         ));
     }

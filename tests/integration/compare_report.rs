@@ -377,6 +377,18 @@ fn compare_groups_by_network_and_finds_shared_artifacts() {
     // u1's onsets at A and B (both after an accessible measurement) are
     // 35 minutes apart; C was blocked from its first measurement.
     assert_eq!(leaning(&r, "onset_timing"), Leaning::Gateway);
+    let onset = &r
+        .attribution
+        .criteria
+        .iter()
+        .find(|c| c.id == "onset_timing")
+        .expect("criterion")
+        .evidence;
+    assert_eq!(
+        onset[0],
+        "1 URL(s) first seen blocked within the same hour (at most 35 minutes apart) at every \
+         vantage point where an accessible measurement came first, e.g. https://u1.example/."
+    );
     assert_eq!(leaning(&r, "throttle_rate"), Leaning::NotMeasured);
     let evidence = &r
         .attribution
