@@ -7,23 +7,33 @@
 //! and never returns an error: whatever went wrong is a recorded failure.
 //!
 //! Per depth (depth 0 is the input URL, depth N the N-th redirect target):
-//! 1. DNS fan-out in parallel ([`dns`]): the system resolver, UDP A/AAAA to
-//!    each configured resolver, DoH A/AAAA to each DoH server.
-//! 2. Endpoint flows for every resolved address ([`endpoints`]): TCP to the
+//! 1. DNS fan-out in parallel (`dns.rs`): the system resolver, UDP A/AAAA to
+//!    each configured resolver, DoH A/AAAA to each DoH server. Flows start
+//!    once the system resolver gave a usable address or every lookup ended;
+//!    lookups still running (a UDP lookup listens `listen_after_first`
+//!    after its first reply, for injected duplicates) are recorded when they
+//!    end, and flows start for any new address they bring.
+//! 2. Endpoint flows for every resolved address (`endpoints.rs`): TCP to the
 //!    URL's port (TLS too for https), plus a TLS-only flow to the https port
 //!    for http URLs without an explicit port (to validate the address for
 //!    the name). At most [`WebSettings::max_parallel_endpoints`] at once.
-//! 3. One GET per depth ([`fetch`]) over the best connected endpoint: the
+//! 3. One GET per depth (`fetch.rs`) over the best connected endpoint: the
 //!    system resolver's addresses first, then UDP, then DoH, then addresses
 //!    only the control found.
-//! 4. A redirect (301/302/303/307/308) starts the next depth ([`redirects`]),
-//!    with the cookies the chain has set so far ([`cookies`]).
+//! 4. A redirect (301/302/303/307/308) starts the next depth (`redirects.rs`),
+//!    with the cookies the chain has set so far (`cookies.rs`).
 //!
-//! At depth 0, as soon as DNS is done, the control is asked about the URL
-//! ([`control`]) in parallel with the probe's own steps; addresses only the
+//! At depth 0, as soon as every lookup ended, the control is asked about
+//! the URL (`control.rs`) in parallel with the probe's own steps; addresses only the
 //! control found are measured too. Classic comparison keys
 //! (`dns_consistency`, `blocking`, ...) and `x_verdict` are left for the
 //! `analysis` module.
+//!
+//! Injection evidence (`x_injection`, `injection.rs`): UDP replies to one
+//! query that disagree (`dns.duplicate_replies`) or arrive with different
+//! IP TTLs (`dns.ttl_mismatch`), and, with
+//! [`WebSettings::dns_non_resolver_check`], any answer from an address that
+//! runs no DNS server (`dns.non_resolver_answer`).
 
 mod context;
 mod control;
