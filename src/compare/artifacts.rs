@@ -126,11 +126,7 @@ pub fn judge_lookup(q: &probes::records::DnsQuery, control: Option<&[String]>) -
 
 /// True when the lookup went to the system's (usually the ISP's) resolver.
 pub fn is_system_resolver(q: &probes::records::DnsQuery) -> bool {
-    q.engine == "getaddrinfo"
-        || q.resolver_address.is_empty()
-        || q.tags
-            .iter()
-            .any(|t| t.contains("system") || t.contains("isp"))
+    matches!(q.engine.as_str(), "getaddrinfo" | "system") || q.resolver_address.is_empty()
 }
 
 /// The control's addresses, when the control resolved the name.
