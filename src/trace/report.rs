@@ -325,7 +325,15 @@ pub fn render_table(r: &TraceReport) -> String {
         let _ = writeln!(out, "failed: {f}");
     }
     let headers: Vec<String> = r.series.iter().map(column_title).collect();
-    let width = |h: &String| h.len().max(8);
+    let widths: Vec<usize> = r
+        .series
+        .iter()
+        .zip(&headers)
+        .map(|(s, h)| {
+            let cells = s.probes.iter().map(|p| cell_of(p).len());
+            cells.chain([h.len(), 8]).max().unwrap_or(8)
+        })
+        .collect();
     let max_ttl = r
         .series
         .iter()
@@ -333,8 +341,8 @@ pub fn render_table(r: &TraceReport) -> String {
         .max()
         .unwrap_or(0);
     let _ = write!(out, "\n{:>3}  {:<16}", "ttl", "hop");
-    for h in &headers {
-        let _ = write!(out, "  {:<w$}", h, w = width(h));
+    for (h, w) in headers.iter().zip(&widths) {
+        let _ = write!(out, "  {h:<w$}");
     }
     out.push('\n');
     for ttl in 1..=max_ttl {
@@ -345,15 +353,17 @@ pub fn render_table(r: &TraceReport) -> String {
             .and_then(|h| h.address.clone())
             .unwrap_or_else(|| "*".to_string());
         let _ = write!(out, "{ttl:>3}  {hop:<16}");
-        for (s, h) in r.series.iter().zip(&headers) {
+        for (s, w) in r.series.iter().zip(&widths) {
             let cell = s
                 .probes
                 .iter()
                 .find(|p| p.ttl == ttl)
                 .map(cell_of)
                 .unwrap_or_default();
-            let _ = write!(out, "  {:<w$}", cell, w = width(h));
+            let _ = write!(out, "  {cell:<w$}");
         }
+        let line_end = out.trim_end_matches(' ').len();
+        out.truncate(line_end);
         out.push('\n');
     }
     out.push('\n');
@@ -429,4 +439,71 @@ fn cell_of(p: &HopProbe) -> String {
         cell.push_str("+icmp");
     }
     cell
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_has_a_row_per_ttl_and_says_what_was_found_and_skipped() {
+        let probe = |ttl, outcome, hop: Option<&str>| HopProbe {
+            ttl,
+            outcome,
+            hop: hop.map(str::to_string),
+            rst: outcome == Outcome::Rst,
+            ..HopProbe::default()
+        };
+        let r = TraceReport {
+            input: "https://blocked.example/".into(),
+            address: Some("203.0.113.40".into()),
+            port: 443,
+            control_name: "example.org".into(),
+            skipped: vec!["rst_ip_ttl: no_cap_net_raw".into()],
+            hops: vec![
+                HopAddress {
+                    ttl: 1,
+                    address: Some("198.51.100.11".into()),
+                },
+                HopAddress {
+                    ttl: 2,
+                    address: None,
+                },
+            ],
+            series: vec![Series {
+                trigger: Trigger::TlsClientHello,
+                role: Role::Test,
+                name: Some("blocked.example".into()),
+                destination: "203.0.113.40:443".into(),
+                probes: vec![
+                    probe(1, Outcome::TimeExceeded, Some("198.51.100.11")),
+                    probe(2, Outcome::Rst, None),
+                ],
+            }],
+            findings: vec![Finding {
+                trigger: Trigger::TlsClientHello,
+                name: Some("blocked.example".into()),
+                destination: "203.0.113.40:443".into(),
+                first_hop: 2,
+                hop_address: None,
+                previous_hop_address: Some("198.51.100.11".into()),
+                kind: "rst".into(),
+                path: "unknown".into(),
+                detail: "RST".into(),
+            }],
+            ..TraceReport::default()
+        };
+        let t = render_table(&r);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(
+            lines.contains(&"ttl  hop               tls blocked.example"),
+            "{t}"
+        );
+        assert!(lines.contains(&"  1  198.51.100.11     icmp"), "{t}");
+        assert!(lines.contains(&"  2  *                 RST"), "{t}");
+        assert!(t.contains(
+            "tls_client_hello blocked.example: rst first at hop 2 (address unknown), unknown"
+        ));
+        assert!(t.contains("skipped: rst_ip_ttl: no_cap_net_raw"));
+    }
 }
