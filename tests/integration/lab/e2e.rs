@@ -115,6 +115,75 @@ fn an_unreachable_control_is_no_evidence() {
 }
 
 #[test]
+fn trace_blocked_finds_the_censor_at_hop_2() {
+    let Some(world) = World::start_or_skip(SCENARIOS) else {
+        return;
+    };
+    let control = start_control(&world);
+    // (scenario, trigger that must show interference at hop 2, its kinds)
+    let cases: [(&str, &str, &[&str]); 4] = [
+        ("tls-sni-rst", "tls_client_hello", &["rst"]),
+        ("http-host-rst", "http_get", &["rst"]),
+        ("tcp-syn-rst", "tcp_syn", &["rst", "rst_unconfirmed"]),
+        ("dns-injected", "dns_non_resolver", &["forged_dns"]),
+    ];
+    let mut list: Vec<Scenario> = cases.iter().map(|c| world.find(c.0).0).collect();
+    list.push(world.find("clean").0);
+    let input = write_list(&world, "trace.txt", &list);
+    let out = world.dir.path().join("trace.jsonl");
+    let mut cmd = probe_command(&world, &input, &out, &control);
+    cmd.arg("--trace-blocked");
+    let run = cmd.output().unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let results = read_results(&out);
+    let trace = |name: &str| results[&world.find(name).0.url()]["test_keys"]["x_trace"].clone();
+    let censor = addr::CENSOR_DOWN.to_string();
+
+    for (name, trigger, kinds) in cases {
+        let t = trace(name);
+        let hit = t["findings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|f| f["trigger"] == trigger && kinds.iter().any(|k| f["kind"] == *k));
+        let Some(f) = hit else {
+            panic!("{name}: no {trigger} finding: {t:#}");
+        };
+        assert_eq!(f["first_hop"], 2, "{name}: {f:#}");
+        assert!(
+            f["hop_address"].is_null() || f["hop_address"] == censor.as_str(),
+            "{name}: {f:#}"
+        );
+        // The hop map names r1 and then the censor.
+        assert_eq!(
+            t["hops"][0]["address"],
+            addr::R1_DOWN.to_string(),
+            "{name}: {t:#}"
+        );
+    }
+    assert_eq!(trace("tls-sni-rst")["hops"][1]["address"], censor.as_str());
+    // The non-resolver check fires for the injected name only.
+    let dns = trace("dns-injected")["non_resolver_dns"].clone();
+    let by_role = |role: &str| {
+        dns.as_array()
+            .into_iter()
+            .flatten()
+            .find(|d| d["role"] == role)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {role} entry: {dns:#}"))
+    };
+    assert_eq!(by_role("test")["answered"], true, "{dns:#}");
+    assert_eq!(by_role("test")["first_hop"], 2, "{dns:#}");
+    assert_eq!(by_role("control")["answered"], false, "{dns:#}");
+    // A site that is not blocked is not traced.
+    assert!(trace("clean").is_null(), "{:#}", trace("clean"));
+}
+
+#[test]
 fn a_killed_run_resumes_with_exactly_one_line_per_url() {
     let Some(world) = World::start_or_skip(SCENARIOS) else {
         return;
