@@ -7,8 +7,10 @@
 //!   addresses; [`scenarios`]: the table of mechanisms and traps (the one
 //!   place to add one); [`world`]: starts everything from the table.
 //! - [`dns`], [`web`], [`pki`]: the lab's servers and certificates.
-//! - Tests: `netns_selftest` (the API), `mechanisms` (the lab really
-//!   censors), `e2e` (the gatewatch binary's verdicts in the lab).
+//! - Tests: `netns_selftest` (the API, cleanup, stale labs), `mechanisms`
+//!   (the lab really censors, and leaves the control alone), `e2e` (the
+//!   gatewatch binary in the lab: verdicts per scenario, the control server,
+//!   an unreachable control, `--trace-blocked` at hop 2, SIGKILL + resume).
 
 // Reusable APIs: not every item is used by this crate's tests.
 #[allow(dead_code)]

@@ -106,7 +106,7 @@ fn a_list() -> String {
 #[test]
 fn a_stale_lab_from_a_killed_run_is_removed_at_the_next_start() {
     if super::netns::unavailable(&[]).is_some() {
-        println!("lab skipped: needs root and ip");
+        println!("lab skipped: needs root and ip (here: needs root)");
         return;
     }
     // No process can have this pid (above the kernel's maximum pid_max).
