@@ -116,6 +116,12 @@ pub struct FileConfig {
     pub lang: Option<String>,
     /// Never show a progress bar.
     pub no_progress: Option<bool>,
+    /// Collector URL to upload every measurement to.
+    pub upload: Option<String>,
+    /// Record verdicts in the local history database (default true).
+    pub history: Option<bool>,
+    /// Wait a random time up to this long before starting.
+    pub random_delay: Option<String>,
 }
 
 impl FileConfig {
@@ -189,6 +195,12 @@ pub struct RunSettings {
     pub lang: Lang,
     /// `--no-progress`.
     pub no_progress: bool,
+    /// `--upload URL`.
+    pub upload: Option<String>,
+    /// Record verdicts in the history database.
+    pub history: bool,
+    /// `--random-delay` (zero: none).
+    pub random_delay: Duration,
 }
 
 impl RunSettings {
@@ -316,6 +328,26 @@ pub fn resolve(args: &RunArgs, file: FileConfig) -> Result<RunSettings, ConfigEr
             });
         }
     }
+    let upload = args.upload.clone().or(file.upload);
+    if let Some(u) = &upload {
+        match url::Url::parse(u) {
+            Ok(x) if x.scheme() == "https" || x.scheme() == "http" => {}
+            _ => {
+                return Err(ConfigError::Value {
+                    key: "upload",
+                    reason: format!("{u:?} is not an http(s) URL"),
+                })
+            }
+        }
+    }
+    let random_delay = match (args.random_delay, &file.random_delay) {
+        (Some(d), _) => d.into(),
+        (None, Some(s)) => humantime::parse_duration(s).map_err(|e| ConfigError::Value {
+            key: "random_delay",
+            reason: format!("{s:?}: {e}"),
+        })?,
+        (None, None) => Duration::ZERO,
+    };
     let lang = match args.lang.or(file
         .lang
         .as_deref()
@@ -383,6 +415,9 @@ pub fn resolve(args: &RunArgs, file: FileConfig) -> Result<RunSettings, ConfigEr
         consent: args.yes || file.consent.unwrap_or(false),
         lang,
         no_progress: args.no_progress || file.no_progress.unwrap_or(false),
+        upload,
+        history: !args.no_history && file.history.unwrap_or(true),
+        random_delay,
     })
 }
 

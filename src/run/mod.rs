@@ -23,6 +23,7 @@ pub mod scheduler;
 pub mod scrub;
 pub mod strings;
 pub mod summary;
+pub mod unattended;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -53,6 +54,8 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_ABORT: u8 = 1;
 /// Usage, config or input error; nothing was measured.
 pub const EXIT_USAGE: u8 = 2;
+/// Another run holds the lock (EX_TEMPFAIL): nothing was measured.
+pub const EXIT_BUSY: u8 = 75;
 /// Interrupted by Ctrl-C or SIGTERM.
 pub const EXIT_INTERRUPTED: u8 = 130;
 
@@ -95,6 +98,9 @@ pub enum RunError {
     /// The results file failed.
     #[error(transparent)]
     Output(#[from] OutputError),
+    /// Another run is in progress.
+    #[error(transparent)]
+    Busy(crate::schedule::ScheduleError),
     /// The JSON summary could not be written.
     #[error("cannot write the JSON summary {path}: {source}")]
     Summary {
@@ -117,6 +123,7 @@ impl RunError {
             | RunError::Control(_)
             | RunError::NoDataDir => EXIT_USAGE,
             RunError::Output(_) | RunError::Summary { .. } => EXIT_ABORT,
+            RunError::Busy(_) => EXIT_BUSY,
         }
     }
 }
@@ -168,6 +175,16 @@ pub struct RunArgs {
     /// Language of the consent text and summary [default: from the locale].
     #[arg(long, value_enum)]
     pub lang: Option<Lang>,
+    /// Upload every measurement to this OONI-compatible collector; what
+    /// fails is spooled for `gatewatch upload`.
+    #[arg(long, value_name = "URL")]
+    pub upload: Option<String>,
+    /// Do not record verdicts in the local history database.
+    #[arg(long)]
+    pub no_history: bool,
+    /// Wait a random time up to this long before starting (for cron).
+    #[arg(long, value_name = "DURATION")]
+    pub random_delay: Option<humantime::Duration>,
 }
 
 /// The measurement settings of `gatewatch run`.
@@ -228,9 +245,9 @@ pub struct ProbeArgs {
 pub async fn execute(args: RunArgs) -> Result<u8, RunError> {
     match run(args).await {
         Ok(code) => Ok(code),
-        Err(e) if e.exit_code() == EXIT_USAGE => {
+        Err(e) if matches!(e.exit_code(), EXIT_USAGE | EXIT_BUSY) => {
             eprintln!("gatewatch run: {e}");
-            Ok(EXIT_USAGE)
+            Ok(e.exit_code())
         }
         Err(e) => Err(e),
     }
@@ -263,6 +280,10 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
             ))
         }
     }
+
+    let Some(mut unattended) = unattended::Unattended::start(&settings).await? else {
+        return Ok(EXIT_INTERRUPTED);
+    };
 
     let run_start = time::OffsetDateTime::now_utc();
     let output_path = output_path(&settings, run_start)?;
@@ -318,6 +339,7 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
         |entry, token| measure::measure(ctx.clone(), entry, token),
         |f: Finished| -> Result<(), OutputError> {
             writer.write(&f.json)?;
+            unattended.finished(&f.measurement, &f.json);
             let anomalous = summary.add(&f.measurement);
             progress.finished_one(anomalous);
             Ok(())
@@ -325,6 +347,12 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
     )
     .await;
     progress.finish();
+    if let Some(up) = unattended.finish().await {
+        eprintln!(
+            "gatewatch: uploaded {}, spooled {} (retry with `gatewatch upload`), older spooled uploaded {}",
+            up.uploaded, up.spooled, up.drained
+        );
+    }
     let ended = match ended {
         Ok(e) => e,
         Err(e) => {

@@ -249,3 +249,145 @@ async fn a_collector_restart_mid_stream_loses_nothing() {
     assert_eq!(count(&c.url()).await, 6);
     c.kill().await;
 }
+
+/// `gatewatch run` with private XDG directories and the loopback-lab flags.
+fn run_cmd(home: &std::path::Path, extra: &[&str]) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatewatch"));
+    c.env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("HOME", home)
+        .env("LANG", "en_US.UTF-8")
+        .env_remove("LC_ALL")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .arg("run")
+        .args(["--yes", "--no-progress", "--control", "none"])
+        .args(["--treat-as-public", "127.0.0.0/8", "--no-system-resolver"])
+        .args(["--http-timeout", "3s"])
+        .args(extra);
+    c
+}
+
+#[tokio::test]
+async fn a_run_uploads_to_our_collector_and_records_history() {
+    use crate::fakes::http::{page, spawn, Behaviour};
+    let home = tempfile::tempdir().unwrap();
+    let c = Collector::start(home.path().join("c.sqlite").to_str().unwrap(), 0).await;
+    let site = spawn(Behaviour::Respond(page("Khmer news", "today's stories"))).await;
+    let urls: Vec<String> = (0..3)
+        .map(|i| format!("http://{}/story{i}", site.addr))
+        .collect();
+    let upload = c.url();
+    let mut args: Vec<&str> = vec!["--upload", &upload, "--tcp-timeout", "2s"];
+    let out_file = home.path().join("out.jsonl");
+    let out_s = out_file.display().to_string();
+    args.extend(["--output", &out_s]);
+    args.extend(urls.iter().map(String::as_str));
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        run_cmd(home.path(), &args).output(),
+    )
+    .await
+    .expect("run finished")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(stderr.contains("uploaded 3, spooled 0"), "stderr: {stderr}");
+    assert_eq!(count(&c.url()).await, 3);
+    let jsonl = reqwest::get(format!("{}/api/v1/measurements.jsonl", c.url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let mut inputs: Vec<String> = jsonl
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["input"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    inputs.sort();
+    assert_eq!(inputs, urls);
+    // The spool is empty and the history has one observation per URL.
+    let data = home.path().join("data").join("gatewatch");
+    assert_eq!(std::fs::read_dir(data.join("spool")).unwrap().count(), 0);
+    let db = gatewatch::history::HistoryDb::open(&data.join("history.sqlite")).unwrap();
+    let eps = db.episodes(None, None).unwrap();
+    assert!(eps.is_empty(), "nothing was blocked: {eps:?}");
+    drop(db);
+    let conn = rusqlite::Connection::open(data.join("history.sqlite")).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM observations", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 3);
+
+    // With the collector gone, the next run spools and says so.
+    let addr = c.kill().await;
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        run_cmd(home.path(), &args).output(),
+    )
+    .await
+    .expect("run finished")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    assert!(stderr.contains("uploaded 0, spooled 3"), "stderr: {stderr}");
+    assert_eq!(std::fs::read_dir(data.join("spool")).unwrap().count(), 3);
+    // `gatewatch upload` drains it once the collector is back.
+    let c = Collector::start(home.path().join("c.sqlite").to_str().unwrap(), addr.port()).await;
+    let mut up = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatewatch"));
+    up.env("XDG_DATA_HOME", home.path().join("data"))
+        .env("HOME", home.path())
+        .args(["upload", "--collector", &c.url()]);
+    let o = up.output().await.unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains("uploaded 3, still spooled 0"));
+    assert_eq!(count(&c.url()).await, 6);
+    c.kill().await;
+}
+
+#[tokio::test]
+async fn a_second_run_does_not_overlap_the_first() {
+    use crate::fakes::tcp::blackhole;
+    let home = tempfile::tempdir().unwrap();
+    // The first run waits on a connect that never completes.
+    let hole = blackhole();
+    let url = format!("http://{}/", hole.addr);
+    let mut first = run_cmd(home.path(), &["--tcp-timeout", "20s", &url])
+        .spawn()
+        .unwrap();
+    // Wait until the first run holds the lock.
+    let lock = home.path().join("data/gatewatch/run.lock");
+    for _ in 0..100 {
+        if lock.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        run_cmd(home.path(), &["--tcp-timeout", "2s", "http://127.0.0.1:9/"]).output(),
+    )
+    .await
+    .expect("second run returned")
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(75), "stderr: {stderr}");
+    assert!(
+        stderr.contains("another gatewatch run is in progress"),
+        "{stderr}"
+    );
+    first.kill().await.unwrap();
+}

@@ -1,0 +1,161 @@
+//! What an unattended run adds around the measurements: a lock so two runs
+//! never overlap, a random start delay, the local history database, and
+//! uploads to a collector (with the spool for what fails).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::config::{data_dir, RunSettings};
+use super::RunError;
+use crate::history::HistoryDb;
+use crate::model::Measurement;
+use crate::schedule::RunLock;
+use crate::upload::{drain_spool, spool_write, Uploader};
+
+/// The unattended-run machinery of one run.
+#[derive(Debug)]
+pub struct Unattended {
+    _lock: Option<RunLock>,
+    history: Option<HistoryDb>,
+    uploads: Option<Uploads>,
+}
+
+/// The uploader task and the spool it uploads from. Every measurement is
+/// written to the spool first (durable, and memory stays bounded however
+/// slow the collector is); the task uploads it and deletes the file once the
+/// collector confirmed it.
+#[derive(Debug)]
+struct Uploads {
+    spool: PathBuf,
+    tx: mpsc::UnboundedSender<PathBuf>,
+    task: JoinHandle<UploadStats>,
+}
+
+/// What the uploader did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UploadStats {
+    /// Confirmed by the collector.
+    pub uploaded: usize,
+    /// Left in the spool.
+    pub spooled: usize,
+    /// Older spooled measurements uploaded at the end of the run.
+    pub drained: usize,
+}
+
+impl Unattended {
+    /// Takes the run lock (failing at once when another run holds it), then
+    /// waits the random delay (returns `Ok(None)` if interrupted while
+    /// waiting), then opens the history database and starts the uploader.
+    pub async fn start(settings: &RunSettings) -> Result<Option<Unattended>, RunError> {
+        let dir = data_dir();
+        let lock = match &dir {
+            Some(d) => Some(RunLock::acquire(d).map_err(RunError::Busy)?),
+            None => None,
+        };
+        if !settings.random_delay.is_zero() {
+            let wait = settings
+                .random_delay
+                .mul_f64(rand::random::<f64>())
+                .min(settings.random_delay);
+            tracing::info!("random start delay: waiting {}s", wait.as_secs());
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::signal::ctrl_c() => return Ok(None),
+            }
+        }
+        let history = match (&dir, settings.history) {
+            (Some(d), true) => match HistoryDb::open(&d.join("history.sqlite")) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    eprintln!("gatewatch: warning: no history this run: {e}");
+                    None
+                }
+            },
+            _ => None,
+        };
+        let uploads = settings.upload.as_ref().map(|url| {
+            let spool = dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("."))
+                .join("spool");
+            let (tx, rx) = mpsc::unbounded_channel();
+            let task = tokio::spawn(upload_loop(url.clone(), spool.clone(), rx));
+            Uploads { spool, tx, task }
+        });
+        Ok(Some(Unattended {
+            _lock: lock,
+            history,
+            uploads,
+        }))
+    }
+
+    /// Records one finished measurement: its verdict in the history, the
+    /// (scrubbed) line to the uploader.
+    pub fn finished(&mut self, m: &Measurement, line: &serde_json::Value) {
+        if let Some(h) = &self.history {
+            if let Err(e) = h.record(m) {
+                eprintln!("gatewatch: warning: history: {e}");
+            }
+        }
+        if let Some(up) = &self.uploads {
+            match spool_write(&up.spool, line) {
+                Ok(path) => {
+                    let _ = up.tx.send(path);
+                }
+                Err(e) => eprintln!("gatewatch: warning: upload: {e}"),
+            }
+        }
+    }
+
+    /// Waits for the uploads to finish; returns what they did.
+    pub async fn finish(self) -> Option<UploadStats> {
+        let up = self.uploads?;
+        drop(up.tx);
+        up.task.await.ok()
+    }
+}
+
+async fn upload_loop(
+    url: String,
+    spool: PathBuf,
+    mut rx: mpsc::UnboundedReceiver<PathBuf>,
+) -> UploadStats {
+    let mut up = Uploader::new(&url).with_retries(3, Duration::from_millis(500));
+    let mut stats = UploadStats::default();
+    let mut collector_down = false;
+    while let Some(path) = rx.recv().await {
+        if collector_down {
+            // Don't wait on a dead collector for every measurement: it stays
+            // in the spool for `gatewatch upload`.
+            stats.spooled += 1;
+            continue;
+        }
+        let m = match std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        {
+            Some(m) => m,
+            None => continue,
+        };
+        match up.submit(&m).await {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&path);
+                stats.uploaded += 1;
+            }
+            Err(e) => {
+                eprintln!("gatewatch: upload failed, kept in {}: {e}", spool.display());
+                stats.spooled += 1;
+                collector_down = true;
+            }
+        }
+    }
+    if !collector_down {
+        if let Ok(out) = drain_spool(&mut up, &spool).await {
+            stats.drained = out.uploaded;
+        }
+    }
+    stats
+}
