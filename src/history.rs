@@ -232,12 +232,15 @@ pub struct HistoryArgs {
 /// Runs `gatewatch history`.
 pub async fn execute(args: HistoryArgs) -> Result<u8, HistoryError> {
     if let Some(s) = &args.since {
-        let ok = s.len() >= 10
-            && time::Date::parse(
-                &s[..10],
+        // `get`, not `[..10]`: a non-ASCII argument must be an error, not a
+        // panic on a char boundary.
+        let ok = s.get(..10).is_some_and(|day| {
+            time::Date::parse(
+                day,
                 time::macros::format_description!("[year]-[month]-[day]"),
             )
-            .is_ok();
+            .is_ok()
+        });
         if !ok {
             return Err(HistoryError::BadDate(s.clone()));
         }
@@ -326,5 +329,21 @@ mod tests {
         let recent = db.episodes(None, Some("2026-11-06")).unwrap();
         assert_eq!(recent.len(), 1);
         assert_eq!(recent[0].mechanisms, vec!["tls.reset"]);
+    }
+
+    #[tokio::test]
+    async fn a_since_that_is_not_a_date_is_an_error_naming_it() {
+        for bad in ["2026-11", "2026-11-0é", "ééééé-11-06"] {
+            let args = HistoryArgs {
+                url: None,
+                since: Some(bad.into()),
+                db: None,
+                json: false,
+            };
+            match execute(args).await {
+                Err(e @ HistoryError::BadDate(_)) => assert!(e.to_string().contains(bad)),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
     }
 }
