@@ -7,14 +7,13 @@
 //! the first configured UDP/TCP resolver plays its role. DNS inconsistency
 //! dominates the label: any failure label becomes `dns`.
 
-use std::net::SocketAddr;
-
+use crate::control::protocol::ControlHop;
 use crate::model::Blocking;
 
 use super::dnscheck::DnsView;
 use super::httpdiff::Diff;
 use super::observe::{Control, Target};
-use super::outcome::{Outcome, Step};
+use super::outcome::{Failed, Outcome, Step};
 use super::AnalysisContext;
 
 /// The classic keys.
@@ -122,14 +121,7 @@ pub(crate) fn compute(
                     }
                 }
                 Step::Tls => {
-                    let res: Vec<bool> = if depth0 {
-                        f.endpoints
-                            .iter()
-                            .filter_map(|ep| ctl.tls(*ep, &f.hop.host).map(|t| t.status))
-                            .collect()
-                    } else {
-                        hop_tls(ctl, f.hop.host.as_str(), &f.endpoints)
-                    };
+                    let res = control_tls(ctl, f, depth0);
                     if !res.is_empty() && res.iter().all(|ok| !ok) {
                         down(&mut c);
                     } else {
@@ -137,14 +129,7 @@ pub(crate) fn compute(
                     }
                 }
                 Step::Tcp => {
-                    let res: Vec<bool> = if depth0 {
-                        f.endpoints
-                            .iter()
-                            .filter_map(|ep| ctl.tcp(*ep).map(|t| t.status))
-                            .collect()
-                    } else {
-                        hop_tcp(ctl, f.hop.host.as_str(), &f.endpoints)
-                    };
+                    let res = control_tcp(ctl, f, depth0);
                     if res.is_empty() {
                         set(&mut c, Blocking::HttpFailure);
                     } else if res.iter().any(|ok| *ok) {
@@ -178,30 +163,48 @@ pub(crate) fn page_diff(outcome: &Outcome<'_>, control: Option<Control<'_>>) -> 
     }
 }
 
-/// The control's TLS results for a redirect hop's endpoints (our
-/// `x_redirect_chain`).
-pub(crate) fn hop_tls(ctl: Control<'_>, host: &str, eps: &[SocketAddr]) -> Vec<bool> {
-    ctl.r
-        .x_redirect_chain
-        .iter()
-        .filter(|h| Target::parse(&h.url).is_some_and(|t| t.host == host))
-        .flat_map(|h| {
-            eps.iter()
-                .filter_map(|ep| h.tls_handshake.get(&ep.to_string()).map(|t| t.status))
-                .collect::<Vec<_>>()
-        })
-        .collect()
+/// The control's TLS results (`status` per endpoint) for the endpoints a
+/// failed TLS step tried: the top-level ones at depth 0, else those of the
+/// matching hop in the control's `x_redirect_chain`.
+pub(crate) fn control_tls(ctl: Control<'_>, f: &Failed, depth0: bool) -> Vec<bool> {
+    if depth0 {
+        f.endpoints
+            .iter()
+            .filter_map(|ep| ctl.tls(*ep, &f.hop.host).map(|t| t.status))
+            .collect()
+    } else {
+        hop_results(ctl, f, |h, ep| h.tls_handshake.get(ep).map(|t| t.status))
+    }
 }
 
-/// The control's TCP results for a redirect hop's endpoints.
-pub(crate) fn hop_tcp(ctl: Control<'_>, host: &str, eps: &[SocketAddr]) -> Vec<bool> {
+/// The control's TCP results for the endpoints a failed TCP step tried, as
+/// [`control_tls`] does for TLS.
+pub(crate) fn control_tcp(ctl: Control<'_>, f: &Failed, depth0: bool) -> Vec<bool> {
+    if depth0 {
+        f.endpoints
+            .iter()
+            .filter_map(|ep| ctl.tcp(*ep).map(|t| t.status))
+            .collect()
+    } else {
+        hop_results(ctl, f, |h, ep| h.tcp_connect.get(ep).map(|t| t.status))
+    }
+}
+
+/// `status(hop, "ip:port")` for each of the failed step's endpoints on each
+/// control redirect hop to the same host.
+fn hop_results(
+    ctl: Control<'_>,
+    f: &Failed,
+    status: impl Fn(&ControlHop, &str) -> Option<bool>,
+) -> Vec<bool> {
     ctl.r
         .x_redirect_chain
         .iter()
-        .filter(|h| Target::parse(&h.url).is_some_and(|t| t.host == host))
+        .filter(|h| Target::parse(&h.url).is_some_and(|t| t.host == f.hop.host))
         .flat_map(|h| {
-            eps.iter()
-                .filter_map(|ep| h.tcp_connect.get(&ep.to_string()).map(|t| t.status))
+            f.endpoints
+                .iter()
+                .filter_map(|ep| status(h, &ep.to_string()))
                 .collect::<Vec<_>>()
         })
         .collect()

@@ -13,7 +13,7 @@ use probes::failure::Failure;
 
 use crate::model::{Measurement, Verdict, VerdictStatus};
 
-use super::classic::{hop_tcp, hop_tls};
+use super::classic::{control_tcp, control_tls};
 use super::dnscheck::DnsView;
 use super::fingerprints::FingerprintMatch;
 use super::httpdiff::{self, Diff};
@@ -485,26 +485,12 @@ fn compare_failure(i: &Inputs<'_>, f: &Failed, mut ev: Vec<String>) -> Verdict {
             }
         }
         Step::Tcp => {
-            let res: Vec<bool> = if depth0 {
-                f.endpoints
-                    .iter()
-                    .filter_map(|ep| ctl.tcp(*ep).map(|t| t.status))
-                    .collect()
-            } else {
-                hop_tcp(ctl, &f.hop.host, &f.endpoints)
-            };
+            let res = control_tcp(ctl, f, depth0);
             let mech = tcp_mechanism(&f.failure);
             compare_step(ctl, &res, what, mech, "connected", ev, unexplained)
         }
         Step::Tls => {
-            let res: Vec<bool> = if depth0 {
-                f.endpoints
-                    .iter()
-                    .filter_map(|ep| ctl.tls(*ep, &f.hop.host).map(|t| t.status))
-                    .collect()
-            } else {
-                hop_tls(ctl, &f.hop.host, &f.endpoints)
-            };
+            let res = control_tls(ctl, f, depth0);
             if f.failure.is_certificate_error() {
                 let mut v = compare_step(
                     ctl,
