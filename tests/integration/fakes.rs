@@ -432,29 +432,13 @@ pub mod tls {
 
     /// A rustls server config presenting `cert`, offering ALPN `http/1.1`.
     pub fn server_config(cert: &TestCert) -> Arc<rustls::ServerConfig> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("protocol versions")
-            .with_no_client_auth()
-            .with_single_cert(cert.chain.clone(), cert.key.clone_key())
-            .expect("server cert");
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Arc::new(cfg)
+        config_with_versions(cert, rustls::DEFAULT_VERSIONS)
     }
 
     /// The same as [`server_config`] but TLS 1.2 only (an old server or
     /// middlebox).
     pub fn server_config_tls12(cert: &TestCert) -> Arc<rustls::ServerConfig> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS12])
-            .expect("protocol versions")
-            .with_no_client_auth()
-            .with_single_cert(cert.chain.clone(), cert.key.clone_key())
-            .expect("server cert");
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Arc::new(cfg)
+        config_with_versions(cert, &[&rustls::version::TLS12])
     }
 
     /// Starts a TLS server presenting `cert` that then behaves as
@@ -487,6 +471,23 @@ pub mod tls {
             }
         });
         HttpFake { addr, requests }
+    }
+
+    /// A server config presenting `cert` with these protocol versions,
+    /// offering ALPN `http/1.1`.
+    fn config_with_versions(
+        cert: &TestCert,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<rustls::ServerConfig> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(cert.chain.clone(), cert.key.clone_key())
+            .expect("server cert");
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(cfg)
     }
 }
 
