@@ -270,6 +270,18 @@ fn run_cmd(home: &std::path::Path, extra: &[&str]) -> tokio::process::Command {
     c
 }
 
+/// Runs [`run_cmd`] to the end (within 120 s), asserts it exited 0 and
+/// returns its stderr.
+async fn run_ok(home: &std::path::Path, extra: &[&str]) -> String {
+    let out = tokio::time::timeout(Duration::from_secs(120), run_cmd(home, extra).output())
+        .await
+        .expect("run finished")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    stderr
+}
+
 #[tokio::test]
 async fn a_run_uploads_to_our_collector_and_records_history() {
     use crate::fakes::http::{page, spawn, Behaviour};
@@ -285,15 +297,7 @@ async fn a_run_uploads_to_our_collector_and_records_history() {
     let out_s = out_file.display().to_string();
     args.extend(["--output", &out_s]);
     args.extend(urls.iter().map(String::as_str));
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        run_cmd(home.path(), &args).output(),
-    )
-    .await
-    .expect("run finished")
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    let stderr = run_ok(home.path(), &args).await;
     assert!(stderr.contains("uploaded 3, spooled 0"), "stderr: {stderr}");
     assert_eq!(count(&c.url()).await, 3);
     let jsonl = reqwest::get(format!("{}/api/v1/measurements.jsonl", c.url()))
@@ -328,15 +332,7 @@ async fn a_run_uploads_to_our_collector_and_records_history() {
 
     // With the collector gone, the next run spools and says so.
     let addr = c.kill().await;
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        run_cmd(home.path(), &args).output(),
-    )
-    .await
-    .expect("run finished")
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "stderr: {stderr}");
+    let stderr = run_ok(home.path(), &args).await;
     assert!(stderr.contains("uploaded 0, spooled 3"), "stderr: {stderr}");
     assert_eq!(std::fs::read_dir(data.join("spool")).unwrap().count(), 3);
     // `gatewatch upload` drains it once the collector is back.
