@@ -67,6 +67,18 @@ fn failure<T: ToString>(f: &Option<T>) -> Option<String> {
     f.as_ref().map(|f| f.to_string())
 }
 
+/// One TCP connect, failed with `f`, no HTTP request, and `f` as the
+/// experiment's failure.
+fn assert_only_connect_failed(k: &WebTestKeys, f: &str) {
+    assert_eq!(k.tcp_connect.len(), 1);
+    assert_eq!(
+        failure(&k.tcp_connect[0].status.failure).as_deref(),
+        Some(f)
+    );
+    assert!(k.requests.is_empty());
+    assert_eq!(k.http_experiment_failure.as_deref(), Some(f));
+}
+
 fn body_text(k: &WebTestKeys, i: usize) -> String {
     String::from_utf8(k.requests[i].response.body.to_bytes()).unwrap()
 }
@@ -369,17 +381,8 @@ async fn racing_forged_dns_reply_is_injection_evidence() {
         .detail
         .starts_with("replies arrived with IP TTLs {64, 200}: "));
     // Nothing serves the forged address.
-    assert_eq!(k.tcp_connect.len(), 1);
+    assert_only_connect_failed(&k, "connection_refused");
     assert_eq!(k.tcp_connect[0].ip, "127.0.0.2");
-    assert_eq!(
-        failure(&k.tcp_connect[0].status.failure).as_deref(),
-        Some("connection_refused")
-    );
-    assert!(k.requests.is_empty());
-    assert_eq!(
-        k.http_experiment_failure.as_deref(),
-        Some("connection_refused")
-    );
 }
 
 #[tokio::test]
@@ -454,16 +457,7 @@ async fn connect_timeout_is_recorded() {
 
     let k = measure(&url, &s, None).await;
 
-    assert_eq!(k.tcp_connect.len(), 1);
-    assert_eq!(
-        failure(&k.tcp_connect[0].status.failure).as_deref(),
-        Some("generic_timeout_error")
-    );
-    assert!(k.requests.is_empty());
-    assert_eq!(
-        k.http_experiment_failure.as_deref(),
-        Some("generic_timeout_error")
-    );
+    assert_only_connect_failed(&k, "generic_timeout_error");
 }
 
 #[tokio::test]
