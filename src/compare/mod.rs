@@ -43,8 +43,8 @@ pub enum CompareError {
     /// Nothing usable in the inputs.
     #[error("no measurement could be read from {0}")]
     Empty(String),
-    /// Writing the output failed.
-    #[error("cannot write the output: {0}")]
+    /// Writing to standard output failed.
+    #[error("cannot write to standard output: {0}")]
     Write(#[from] std::io::Error),
     /// Encoding JSON failed.
     #[error("cannot encode JSON: {0}")]
@@ -69,9 +69,11 @@ pub struct CompareArgs {
 
 /// Runs the command; returns the process exit code.
 pub async fn execute(args: CompareArgs) -> Result<u8, CompareError> {
+    // A panic in the task is a bug: re-raise it rather than report it as
+    // a write error.
     tokio::task::spawn_blocking(move || run(&args))
         .await
-        .unwrap_or_else(|e| Err(CompareError::Write(std::io::Error::other(e.to_string()))))
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 fn run(args: &CompareArgs) -> Result<u8, CompareError> {

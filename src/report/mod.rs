@@ -50,14 +50,11 @@ pub struct ReportArgs {
 
 /// Runs the command; returns the process exit code.
 pub async fn execute(args: ReportArgs) -> Result<u8, ReportError> {
+    // A panic in the task is a bug: re-raise it rather than report it as
+    // a write error.
     tokio::task::spawn_blocking(move || run(&args))
         .await
-        .unwrap_or_else(|e| {
-            Err(ReportError::Write {
-                path: PathBuf::new(),
-                source: std::io::Error::other(e.to_string()),
-            })
-        })
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 fn run(args: &ReportArgs) -> Result<u8, ReportError> {
