@@ -23,8 +23,13 @@ pub use validate::{validate_measurement, ValidationError};
 #[derive(Debug, thiserror::Error)]
 pub enum CollectorError {
     /// The database could not be opened.
-    #[error("cannot open the collector database: {0}")]
-    Store(#[from] StoreError),
+    #[error("cannot open the collector database {database}: {source}")]
+    Open {
+        /// The `--database` value, without any password in it.
+        database: String,
+        /// Why.
+        source: StoreError,
+    },
     /// The listening socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -72,9 +77,11 @@ async fn serve(args: ServeArgs) -> Result<u8, CollectorError> {
         Some(d) => d,
         None => default_sqlite_path().display().to_string(),
     };
+    let database = without_password(&db);
     let store = tokio::task::spawn_blocking(move || Store::open(&db))
         .await
-        .map_err(|e| StoreError::Backend(e.to_string()))??;
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        .map_err(|source| CollectorError::Open { database, source })?;
     let state = CollectorState::new(store, args.max_body);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -88,6 +95,19 @@ async fn serve(args: ServeArgs) -> Result<u8, CollectorError> {
         .await
         .map_err(CollectorError::Serve)?;
     Ok(0)
+}
+
+/// A database spec fit for an error message: a URL's `user:password@` is
+/// left out.
+fn without_password(spec: &str) -> String {
+    let Some((scheme, rest)) = spec.split_once("://") else {
+        return spec.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => spec.to_string(),
+    }
 }
 
 fn default_sqlite_path() -> PathBuf {
@@ -107,5 +127,39 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_is_left_out_of_a_database_url() {
+        assert_eq!(
+            without_password("postgres://gw:s3cret@db.example:5432/gw"),
+            "postgres://db.example:5432/gw"
+        );
+        assert_eq!(
+            without_password("postgresql://db.example/gw"),
+            "postgresql://db.example/gw"
+        );
+        assert_eq!(
+            without_password("/var/lib/gw/a@b.sqlite"),
+            "/var/lib/gw/a@b.sqlite"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unopenable_database_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("missing-dir").join("c.sqlite");
+        let args = ServeArgs {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            database: Some(db.display().to_string()),
+            max_body: 1024,
+        };
+        let e = serve(args).await.unwrap_err();
+        assert!(e.to_string().contains(&db.display().to_string()), "{e}");
     }
 }
