@@ -266,10 +266,17 @@ pub async fn trace_url(url: &url::Url, settings: &TraceSettings) -> TraceReport 
         .unwrap_or(settings.max_ttl);
 
     let (trigger, payload_test, payload_control) = if https {
+        // A ClientHello that cannot be built (a name rustls refuses) is a
+        // skipped series, said so in the report.
+        let mut hello = |name: &str| {
+            trigger::client_hello(name)
+                .map_err(|e| report.skipped.push(format!("stream: {e}")))
+                .ok()
+        };
         (
             Trigger::TlsClientHello,
-            trigger::client_hello(&host).ok(),
-            trigger::client_hello(&settings.control_name).ok(),
+            hello(&host),
+            hello(&settings.control_name),
         )
     } else {
         let path = match url.query() {

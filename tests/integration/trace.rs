@@ -117,6 +117,32 @@ async fn a_trace_out_of_time_says_so() {
     assert!(table.contains("interrupted: max_time"), "{table}");
 }
 
+/// A control name no ClientHello can carry is a skipped TLS series, said
+/// in the report, not a silent gap.
+#[tokio::test]
+async fn an_unusable_control_name_is_a_listed_skip() {
+    let site = fakes::tcp::closed_port();
+    let url = url::Url::parse(&format!("https://127.0.0.1:{}/", site.port())).unwrap();
+    let settings = TraceSettings {
+        max_time: Duration::ZERO,
+        control_name: "not a name!".into(),
+        use_raw: false,
+        ..TraceSettings::default()
+    };
+    let out = gatewatch::trace::trace_url(&url, &settings).await;
+    assert!(
+        out.skipped
+            .iter()
+            .any(|s| s == "stream: invalid DNS name \"not a name!\""),
+        "{:?}",
+        out.skipped
+    );
+    assert!(!out
+        .series
+        .iter()
+        .any(|s| s.trigger == Trigger::TlsClientHello));
+}
+
 #[test]
 fn trace_localises_the_sni_reset_at_hop_two_and_the_dns_injector() {
     let Some(lab) = TraceLab::start() else { return };
