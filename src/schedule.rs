@@ -60,7 +60,10 @@ impl RunLock {
             .map_err(io)?;
         match file.try_lock() {
             Ok(()) => Ok(RunLock { _file: file, path }),
-            Err(_) => Err(ScheduleError::Busy(path)),
+            Err(std::fs::TryLockError::WouldBlock) => Err(ScheduleError::Busy(path)),
+            // Locking itself failed (e.g. a file system without locks): say
+            // so rather than claim another run holds it.
+            Err(std::fs::TryLockError::Error(source)) => Err(io(source)),
         }
     }
 
