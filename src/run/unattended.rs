@@ -138,7 +138,11 @@ async fn upload_loop(
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         {
             Some(m) => m,
-            None => continue,
+            // It stays in the spool; `gatewatch upload` sets a bad one aside.
+            None => {
+                stats.spooled += 1;
+                continue;
+            }
         };
         match up.submit(&m).await {
             Ok(_) => {
