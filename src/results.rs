@@ -174,7 +174,7 @@ pub fn read_lines<R: BufRead>(
             );
             continue;
         }
-        let line = trim_ascii(&buf);
+        let line = buf.trim_ascii();
         if line.is_empty() {
             continue;
         }
@@ -221,20 +221,6 @@ fn discard_rest_of_line<R: BufRead>(reader: &mut R) -> io::Result<()> {
         reader.consume(used);
         if done {
             return Ok(());
-        }
-    }
-}
-
-fn trim_ascii(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace());
-    match start {
-        None => &[],
-        Some(s) => {
-            let end = b
-                .iter()
-                .rposition(|c| !c.is_ascii_whitespace())
-                .unwrap_or(s);
-            &b[s..=end]
         }
     }
 }
