@@ -111,32 +111,25 @@ pub fn read_file(
     warn: &mut dyn FnMut(&LineWarning),
     each: &mut dyn FnMut(Measurement),
 ) -> Result<ReadStats, ResultsError> {
-    let name = path.display().to_string();
-    if name == "-" {
-        let stdin = io::stdin();
-        return read_lines(stdin.lock(), &name, path, warn, each);
+    if path == Path::new("-") {
+        return read_lines(io::stdin().lock(), path, warn, each);
     }
     let file = File::open(path).map_err(|source| ResultsError::Open {
         path: path.to_path_buf(),
         source,
     })?;
-    read_lines(
-        BufReader::with_capacity(1 << 16, file),
-        &name,
-        path,
-        warn,
-        each,
-    )
+    read_lines(BufReader::with_capacity(1 << 16, file), path, warn, each)
 }
 
-/// Reads JSONL from any buffered reader; `name` is used in warnings.
+/// Reads JSONL from any buffered reader; `path` names it in warnings and
+/// errors.
 pub fn read_lines<R: BufRead>(
     mut reader: R,
-    name: &str,
     path: &Path,
     warn: &mut dyn FnMut(&LineWarning),
     each: &mut dyn FnMut(Measurement),
 ) -> Result<ReadStats, ResultsError> {
+    let name = path.display().to_string();
     let mut stats = ReadStats::default();
     let mut buf = Vec::with_capacity(1 << 16);
     loop {
@@ -234,7 +227,6 @@ mod tests {
         let mut inputs = Vec::new();
         let stats = read_lines(
             text.as_bytes(),
-            "f.jsonl",
             Path::new("f.jsonl"),
             &mut |w| warnings.push(w.to_string()),
             &mut |m| inputs.push(m.input),
