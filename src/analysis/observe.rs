@@ -229,7 +229,7 @@ fn pick_failure(qs: &[&DnsQuery]) -> Failure {
     for q in qs {
         if let Some(f) = &q.failure {
             let prefer = q.query_type != "AAAA" || best.is_none();
-            if prefer && (best.is_none() || *best.unwrap() == Failure::DnsNoAnswer) {
+            if prefer && best.is_none_or(|b| *b == Failure::DnsNoAnswer) {
                 best = Some(f);
             }
         }
