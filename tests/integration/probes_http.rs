@@ -30,6 +30,17 @@ async fn plain(trace: &Trace, addr: SocketAddr, p: &HttpParams) -> HttpTransacti
     get(trace, tcp.expect("connect"), addr, "", p).await
 }
 
+/// A GET of `http://site.example/` from `addr` (2 s timeout, 1 KiB body
+/// cap), on a fresh trace.
+async fn get_site(addr: SocketAddr) -> HttpTransaction {
+    plain(
+        &Trace::new(),
+        addr,
+        &params("http://site.example/", 2000, 1024),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn blockpage_title_and_host_header_independent_of_ip() {
     let srv = fakes::http::spawn(Behaviour::Respond(fakes::http::blockpage(
@@ -119,12 +130,7 @@ async fn redirect_is_reported_not_followed() {
         b"",
     )))
     .await;
-    let tx = plain(
-        &Trace::new(),
-        srv.addr,
-        &params("http://site.example/", 2000, 1024),
-    )
-    .await;
+    let tx = get_site(srv.addr).await;
     assert_eq!(tx.failure, None);
     assert_eq!(tx.response.code, 302);
     assert_eq!(tx.location(), Some("http://blocked.example/warning"));
@@ -134,12 +140,7 @@ async fn redirect_is_reported_not_followed() {
 #[tokio::test]
 async fn eof_after_request_is_eof_error() {
     let srv = fakes::http::spawn(Behaviour::CloseAfterRequest).await;
-    let tx = plain(
-        &Trace::new(),
-        srv.addr,
-        &params("http://site.example/", 2000, 1024),
-    )
-    .await;
+    let tx = get_site(srv.addr).await;
     assert_eq!(tx.failure, Some(Failure::Eof));
     assert_eq!(tx.response.code, 0);
 }
@@ -147,12 +148,7 @@ async fn eof_after_request_is_eof_error() {
 #[tokio::test]
 async fn rst_after_request_is_connection_reset() {
     let srv = fakes::http::spawn(Behaviour::ResetAfterRequest).await;
-    let tx = plain(
-        &Trace::new(),
-        srv.addr,
-        &params("http://site.example/", 2000, 1024),
-    )
-    .await;
+    let tx = get_site(srv.addr).await;
     assert_eq!(tx.failure, Some(Failure::ConnectionReset));
     assert_eq!(tx.response.code, 0);
 }
@@ -198,12 +194,7 @@ async fn headers_one_byte_a_second_time_out() {
 #[tokio::test]
 async fn garbage_response_is_http_request_failed() {
     let srv = fakes::http::spawn(Behaviour::Respond(b"SSH-2.0-OpenSSH_9.6\r\n\r\n".to_vec())).await;
-    let tx = plain(
-        &Trace::new(),
-        srv.addr,
-        &params("http://site.example/", 2000, 1024),
-    )
-    .await;
+    let tx = get_site(srv.addr).await;
     assert_eq!(tx.failure, Some(Failure::HttpRequestFailed));
 }
 
@@ -213,12 +204,7 @@ async fn short_body_is_eof_error_and_keeps_partial_body() {
         b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n<title>cut</title>".to_vec(),
     ))
     .await;
-    let tx = plain(
-        &Trace::new(),
-        srv.addr,
-        &params("http://site.example/", 2000, 1024),
-    )
-    .await;
+    let tx = get_site(srv.addr).await;
     assert_eq!(tx.failure, Some(Failure::Eof));
     assert_eq!(tx.response.code, 200);
     assert_eq!(tx.response.body.to_bytes(), b"<title>cut</title>");
