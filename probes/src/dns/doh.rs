@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::wire::{self, WireQuery};
-use super::{apply_reply, blank_query, DnsOptions, QueryType};
+use super::{apply_reply, start_query, DnsOptions, QueryType};
 use crate::failure::Failure;
 use crate::records::{DnsQuery, Trace};
 use crate::tcp::{self, TcpOptions};
@@ -49,14 +49,9 @@ pub async fn query(
     roots: &TrustRoots,
     opts: &DnsOptions,
 ) -> DnsQuery {
-    let t0 = trace.clock.now();
-    let mut q = blank_query(trace, "doh", server.url.clone(), host, qtype, t0);
-    let wq = match wire::build_query(host, qtype, Some(0)) {
-        Ok(wq) => wq,
-        Err(f) => {
-            q.failure = Some(f);
-            return q;
-        }
+    let (mut q, wq) = start_query(trace, "doh", server.url.clone(), host, qtype, Some(0));
+    let Some(wq) = wq else {
+        return q;
     };
     let roots = Arc::new(TrustRoots {
         store: Arc::clone(&roots.store),

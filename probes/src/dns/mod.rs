@@ -50,18 +50,20 @@ impl Default for DnsOptions {
     }
 }
 
-/// A [`DnsQuery`] for `host`/`qtype` to `resolver_address` with `engine`,
-/// stamped from `trace`, started at `t0` and ending now, with no answers
-/// yet.
-pub(crate) fn blank_query(
+/// Starts a lookup of `host`/`qtype` to `resolver_address` with `engine`:
+/// the record (stamped from `trace`, `t0` and `t` now, no answers yet) and
+/// the wire query with `id` (random when `None`). When `host` cannot be
+/// put in a query there is no wire query and the record has that failure.
+pub(crate) fn start_query(
     trace: &Trace,
     engine: &str,
     resolver_address: String,
     host: &str,
     qtype: QueryType,
-    t0: f64,
-) -> DnsQuery {
-    DnsQuery {
+    id: Option<u16>,
+) -> (DnsQuery, Option<wire::WireQuery>) {
+    let t0 = trace.clock.now();
+    let mut q = DnsQuery {
         engine: engine.to_string(),
         hostname: host.to_string(),
         query_type: qtype.as_str().to_string(),
@@ -71,6 +73,13 @@ pub(crate) fn blank_query(
         tags: trace.tags.clone(),
         transaction_id: trace.transaction_id,
         ..DnsQuery::default()
+    };
+    match wire::build_query(host, qtype, id) {
+        Ok(wq) => (q, Some(wq)),
+        Err(f) => {
+            q.failure = Some(f);
+            (q, None)
+        }
     }
 }
 

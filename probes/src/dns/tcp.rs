@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::wire::{self, WireQuery};
-use super::{apply_reply, blank_query, DnsOptions, QueryType};
+use super::{apply_reply, start_query, DnsOptions, QueryType};
 use crate::failure::Failure;
 use crate::records::{DnsQuery, Trace};
 
@@ -28,14 +28,9 @@ pub async fn query(
     qtype: QueryType,
     opts: &DnsOptions,
 ) -> DnsQuery {
-    let t0 = trace.clock.now();
-    let mut q = blank_query(trace, "tcp", resolver.to_string(), host, qtype, t0);
-    let wq = match wire::build_query(host, qtype, None) {
-        Ok(wq) => wq,
-        Err(f) => {
-            q.failure = Some(f);
-            return q;
-        }
+    let (mut q, wq) = start_query(trace, "tcp", resolver.to_string(), host, qtype, None);
+    let Some(wq) = wq else {
+        return q;
     };
     match tokio::time::timeout(opts.timeout, exchange(resolver, &wq)).await {
         Err(_) => q.failure = Some(Failure::GenericTimeout),

@@ -19,7 +19,7 @@ use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
 use super::wire::{self, WireQuery};
-use super::{apply_reply, blank_query, DnsOptions, QueryType};
+use super::{apply_reply, start_query, DnsOptions, QueryType};
 use crate::failure::Failure;
 use crate::records::{DnsQuery, Trace};
 
@@ -58,14 +58,9 @@ pub async fn query(
     qtype: QueryType,
     opts: &DnsOptions,
 ) -> DnsQuery {
-    let t0 = trace.clock.now();
-    let mut q = blank_query(trace, "udp", resolver.to_string(), host, qtype, t0);
-    let wq = match wire::build_query(host, qtype, None) {
-        Ok(wq) => wq,
-        Err(f) => {
-            q.failure = Some(f);
-            return q;
-        }
+    let (mut q, wq) = start_query(trace, "udp", resolver.to_string(), host, qtype, None);
+    let Some(wq) = wq else {
+        return q;
     };
     let sock = match open_socket(resolver).await {
         Ok(s) => s,
@@ -88,7 +83,7 @@ pub async fn query(
         Some(i) if replies[i].truncated => {
             let mut via_tcp = super::tcp::query(trace, resolver, host, qtype, opts).await;
             via_tcp.engine = "udp+tcp".to_string();
-            via_tcp.t0 = t0;
+            via_tcp.t0 = q.t0;
             via_tcp.x_replies = std::mem::take(&mut q.x_replies);
             return via_tcp;
         }
