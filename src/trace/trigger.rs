@@ -100,8 +100,11 @@ pub fn describe_response(data: &[u8]) -> String {
         _ if data.starts_with(b"HTTP/") => {
             let text = String::from_utf8_lossy(data);
             let status = text.lines().next().unwrap_or_default().to_string();
-            match title_of(&text) {
-                Some(t) => format!("{status}; title {t:?}"),
+            match probes::http::extract_title(data) {
+                Some(t) => {
+                    let t: String = mask_addresses(&t).chars().take(120).collect();
+                    format!("{status}; title {t:?}")
+                }
                 None => status,
             }
         }
@@ -109,16 +112,46 @@ pub fn describe_response(data: &[u8]) -> String {
     }
 }
 
-fn title_of(text: &str) -> Option<String> {
-    let lower = text.to_ascii_lowercase();
-    let start = lower.find("<title>")? + "<title>".len();
-    let end = start + lower[start..].find("</title>")?;
-    Some(text.get(start..end)?.trim().chars().take(120).collect())
+/// Replaces anything that reads as an IP address with `[scrubbed]`: a
+/// blockpage may echo the visitor's address, and a standalone trace does not
+/// know the probe's public address to scrub it precisely.
+fn mask_addresses(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut token = String::new();
+    let flush = |token: &mut String, out: &mut String| {
+        let has_digit = token.chars().any(|c| c.is_ascii_digit());
+        if has_digit && token.parse::<std::net::IpAddr>().is_ok() {
+            out.push_str("[scrubbed]");
+        } else {
+            out.push_str(token);
+        }
+        token.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_hexdigit() || c == '.' || c == ':' {
+            token.push(c);
+        } else {
+            flush(&mut token, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut token, &mut out);
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn titles_do_not_carry_addresses() {
+        let page =
+            b"HTTP/1.1 200 OK\r\n\r\n<title>Blocked :: for 198.51.100.7 (2001:db8::1)</title>";
+        assert_eq!(
+            describe_response(page),
+            "HTTP/1.1 200 OK; title \"Blocked :: for [scrubbed] ([scrubbed])\""
+        );
+    }
 
     #[test]
     fn the_client_hello_carries_the_sni() {
