@@ -122,6 +122,8 @@ pub struct FileConfig {
     pub history: Option<bool>,
     /// Wait a random time up to this long before starting.
     pub random_delay: Option<String>,
+    /// A directory of OONI-format blocking fingerprints.
+    pub fingerprints: Option<PathBuf>,
 }
 
 impl FileConfig {
@@ -201,6 +203,8 @@ pub struct RunSettings {
     pub history: bool,
     /// `--random-delay` (zero: none).
     pub random_delay: Duration,
+    /// `--fingerprints DIR`.
+    pub fingerprints: Option<PathBuf>,
 }
 
 impl RunSettings {
@@ -418,6 +422,7 @@ pub fn resolve(args: &RunArgs, file: FileConfig) -> Result<RunSettings, ConfigEr
         upload,
         history: !args.no_history && file.history.unwrap_or(true),
         random_delay,
+        fingerprints: args.probe.fingerprints.clone().or(file.fingerprints),
     })
 }
 

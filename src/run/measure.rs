@@ -90,6 +90,13 @@ impl UrlContext {
         }
     }
 
+    /// Uses these blocking fingerprints (the shipped ones plus a user's
+    /// directory) instead of the shipped set alone.
+    pub fn with_fingerprints(mut self, fingerprints: crate::analysis::Fingerprints) -> UrlContext {
+        self.analysis.fingerprints = fingerprints;
+        self
+    }
+
     /// Learns a public address: looks it up once and remembers it for
     /// scrubbing.
     pub fn learn_addr(&self, ip: IpAddr) {

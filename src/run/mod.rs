@@ -9,7 +9,7 @@
 //! ([`scrub`]) before a measurement leaves [`measure`].
 //!
 //! Exit codes: 0 the run completed; 2 usage, config or input error (nothing
-//! measured); 130 interrupted (Ctrl-C or SIGTERM; finished URLs are kept,
+//! measured); 75 another run holds the lock; 130 interrupted (Ctrl-C or SIGTERM; finished URLs are kept,
 //! `--resume` continues); 1 any other abort (e.g. the results file cannot be
 //! written).
 
@@ -62,8 +62,8 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 /// The exit codes, as `gatewatch run --help` shows them.
 pub const EXIT_CODES_HELP: &str =
     "Exit codes: 0 the run completed; 2 usage, config or input error \
-(nothing measured); 130 interrupted by Ctrl-C or SIGTERM (finished URLs are kept; \
---resume continues); 1 any other abort.\n\
+(nothing measured); 75 another run holds the lock (nothing measured); 130 interrupted \
+by Ctrl-C or SIGTERM (finished URLs are kept; --resume continues); 1 any other abort.\n\
 Files: config $XDG_CONFIG_HOME/gatewatch/config.toml, results \
 $XDG_DATA_HOME/gatewatch/results/, lists from `gatewatch lists update` \
 $XDG_DATA_HOME/gatewatch/lists/.";
@@ -77,6 +77,9 @@ pub enum RunError {
     /// Bad inputs.
     #[error(transparent)]
     Input(#[from] InputError),
+    /// A fingerprint directory cannot be used.
+    #[error(transparent)]
+    Fingerprints(#[from] crate::analysis::FingerprintError),
     /// A geo database could not be opened.
     #[error(transparent)]
     Geo(#[from] GeoError),
@@ -118,6 +121,7 @@ impl RunError {
             RunError::Config(_)
             | RunError::Input(_)
             | RunError::Geo(_)
+            | RunError::Fingerprints(_)
             | RunError::CaFile { .. }
             | RunError::Consent(_)
             | RunError::Control(_)
@@ -238,6 +242,10 @@ pub struct ProbeArgs {
     /// Localise the censoring hop of URLs found blocked.
     #[arg(long)]
     pub trace_blocked: bool,
+    /// A directory with OONI-format `fingerprints_dns.csv` and/or
+    /// `fingerprints_http.csv`, used besides the shipped fingerprints.
+    #[arg(long, value_name = "DIR")]
+    pub fingerprints: Option<PathBuf>,
 }
 
 /// Runs the command; returns the process exit code. Usage, config and input
@@ -265,6 +273,10 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
         &settings.categories,
     )?;
     let geo = GeoDb::open(settings.asn_db.as_deref(), settings.country_db.as_deref())?;
+    let fingerprints = match &settings.fingerprints {
+        Some(dir) => Some(crate::analysis::Fingerprints::load_dir(dir)?),
+        None => None,
+    };
     let web = web_settings(&settings)?;
     let control = control_client(&settings)?;
 
@@ -312,13 +324,17 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
     let stream = plan.open(done)?;
 
     let mut writer = ResultsWriter::open(&output_path, settings.resume)?;
-    let ctx = Arc::new(UrlContext::new(
+    let mut ctx = UrlContext::new(
         settings.clone(),
         web,
         control,
         geo,
         measure::utc_string(run_start),
-    ));
+    );
+    if let Some(f) = fingerprints {
+        ctx = ctx.with_fingerprints(f);
+    }
+    let ctx = Arc::new(ctx);
     let cancel = CancellationToken::new();
     spawn_signal_watch(cancel.clone());
 

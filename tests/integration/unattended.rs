@@ -284,10 +284,16 @@ async fn run_ok(home: &std::path::Path, extra: &[&str]) -> String {
 
 #[tokio::test]
 async fn a_run_uploads_to_our_collector_and_records_history() {
-    use crate::fakes::http::{page, spawn, Behaviour};
+    use crate::fakes::http::{page, response, spawn, Behaviour};
     let home = tempfile::tempdir().unwrap();
     let c = Collector::start(home.path().join("c.sqlite").to_str().unwrap(), 0).await;
-    let site = spawn(Behaviour::Respond(page("Khmer news", "today's stories"))).await;
+    let site = spawn(Behaviour::Respond(response(
+        200,
+        "OK",
+        &[("Content-Type", "text/html")],
+        &page("Khmer news", "today's stories"),
+    )))
+    .await;
     let urls: Vec<String> = (0..3)
         .map(|i| format!("http://{}/story{i}", site.addr))
         .collect();
@@ -324,11 +330,31 @@ async fn a_run_uploads_to_our_collector_and_records_history() {
     let eps = db.episodes(None, None).unwrap();
     assert!(eps.is_empty(), "nothing was blocked: {eps:?}");
     drop(db);
+    // The history holds each URL's verdict, as in the results file.
     let conn = rusqlite::Connection::open(data.join("history.sqlite")).unwrap();
-    let n: i64 = conn
-        .query_row("SELECT count(*) FROM observations", [], |r| r.get(0))
+    let mut st = conn
+        .prepare("SELECT input, status FROM observations ORDER BY input")
         .unwrap();
-    assert_eq!(n, 3);
+    let history: Vec<(String, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut results: Vec<(String, String)> = std::fs::read_to_string(&out_file)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let m: Value = serde_json::from_str(l).unwrap();
+            let status = m["test_keys"]["x_verdict"]["status"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            (m["input"].as_str().unwrap().to_string(), status)
+        })
+        .collect();
+    results.sort();
+    assert_eq!(history.len(), 3);
+    assert_eq!(history, results);
 
     // With the collector gone, the next run spools and says so.
     let addr = c.kill().await;
@@ -386,4 +412,65 @@ async fn a_second_run_does_not_overlap_the_first() {
         "{stderr}"
     );
     first.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_users_fingerprint_directory_is_used_and_a_bad_one_refused() {
+    use crate::fakes::http::{page, response, spawn, Behaviour};
+    let home = tempfile::tempdir().unwrap();
+    let site = spawn(Behaviour::Respond(response(
+        200,
+        "OK",
+        &[("Content-Type", "text/html")],
+        &page(
+            "Notice",
+            "This website has been seized by order of the lab ministry",
+        ),
+    )))
+    .await;
+    let fp = home.path().join("fp");
+    std::fs::create_dir_all(&fp).unwrap();
+    std::fs::write(
+        fp.join("fingerprints_http.csv"),
+        "name,scope,other_names,location_found,pattern_type,pattern,confidence_no_fp,expected_countries,source,exp_url,notes\n\
+         lab.seized,nat,,body,contains,seized by order of the lab ministry,9,KH,lab,,a test blockpage\n",
+    )
+    .unwrap();
+    let url = format!("http://{}/", site.addr);
+    let out_file = home.path().join("out.jsonl");
+    let (fp_s, out_s) = (fp.display().to_string(), out_file.display().to_string());
+    run_ok(
+        home.path(),
+        &[
+            "--fingerprints",
+            &fp_s,
+            "--tcp-timeout",
+            "2s",
+            "--output",
+            &out_s,
+            &url,
+        ],
+    )
+    .await;
+    let line = std::fs::read_to_string(&out_file).unwrap();
+    let m: Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    let v = &m["test_keys"]["x_verdict"];
+    assert_eq!(v["fingerprints"], json!(["lab.seized"]), "{v}");
+    assert_eq!(v["status"], "blocked", "{v}");
+    assert_eq!(v["mechanism"], "http.blockpage", "{v}");
+
+    // A malformed row names the file and line, and nothing is measured.
+    std::fs::write(
+        fp.join("fingerprints_dns.csv"),
+        "name,scope,other_names,location_found,pattern_type,pattern,confidence_no_fp,expected_countries,source,exp_url,notes\n\
+         broken-row-with-too-few-columns\n",
+    )
+    .unwrap();
+    let out = run_cmd(home.path(), &["--fingerprints", &fp_s, &url])
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("fingerprints_dns.csv:2"), "{stderr}");
 }
