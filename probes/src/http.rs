@@ -157,11 +157,7 @@ where
         (Some(a), Some(b)) => (b - a).max(0.0),
         _ => 0.0,
     };
-    let rate_bps = if body_seconds >= MIN_RATE_WINDOW {
-        body.len() as f64 / body_seconds
-    } else {
-        0.0
-    };
+    let rate_bps = rate_lower_bound(body.len() as u64, body_seconds);
     let response = match progress.head {
         Some((code, headers_list)) => HttpResponseRecord {
             body: MaybeBinary::from_bytes(&body),
@@ -195,8 +191,22 @@ where
     }
 }
 
-/// Below this many seconds of body transfer, `rate_bps` is left at 0.
-const MIN_RATE_WINDOW: f64 = 0.01;
+/// The shortest body transfer (seconds) a rate is computed over: a body that
+/// arrives faster than this (often in one read, `body_seconds` 0) is rated
+/// as if it took this long, so its `rate_bps` is a lower bound.
+pub const MIN_RATE_WINDOW_S: f64 = 0.01;
+
+/// `bytes / max(body_seconds, MIN_RATE_WINDOW_S)`, or 0 without a body.
+///
+/// Exact when the body took at least [`MIN_RATE_WINDOW_S`]; below that the
+/// clock cannot tell the rate and the result is a lower bound (never above
+/// the true rate).
+pub fn rate_lower_bound(bytes: u64, body_seconds: f64) -> f64 {
+    if bytes == 0 {
+        return 0.0;
+    }
+    bytes as f64 / body_seconds.max(MIN_RATE_WINDOW_S)
+}
 
 /// What a round trip got before it ended (kept when the deadline cuts it).
 #[derive(Default)]
@@ -324,6 +334,15 @@ fn first_values(list: &[(String, String)]) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_is_a_lower_bound_below_the_window() {
+        assert_eq!(rate_lower_bound(0, 0.0), 0.0);
+        assert_eq!(rate_lower_bound(0, 2.0), 0.0);
+        assert_eq!(rate_lower_bound(1000, 0.0), 100_000.0);
+        assert_eq!(rate_lower_bound(1000, 0.004), 100_000.0);
+        assert_eq!(rate_lower_bound(1000, 0.5), 2000.0);
+    }
 
     #[test]
     fn titles() {

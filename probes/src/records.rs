@@ -427,7 +427,13 @@ pub struct TransferStats {
     pub body_seconds: f64,
     /// Body bytes read.
     pub bytes: u64,
-    /// bytes / body_seconds, 0 when too short to tell.
+    /// Body bytes per second: `bytes / max(body_seconds, 0.01)`
+    /// ([`crate::http::rate_lower_bound`]), 0 only when no body byte arrived.
+    /// When `body_seconds` is under 10 ms (a small body, often one read) the
+    /// clock cannot time it and the value is a lower bound of the true rate.
+    /// A bound is safe for throttling checks: on the control's side it can
+    /// only make the control look slower, and on the probe's side any body
+    /// big enough to be judged (64 KiB) gets a bound of at least 6.5 MB/s.
     pub rate_bps: f64,
 }
 

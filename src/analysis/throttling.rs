@@ -73,6 +73,10 @@ pub(crate) fn check(m: &Measurement, tx: &HttpTransaction, ctl: &ControlResponse
 }
 
 fn rate_signal(tx: &HttpTransaction, ctl: &ControlResponse) -> Option<String> {
+    // 0 is "unknown". A body too quick to time carries a lower bound (see
+    // `TransferStats::rate_bps`): on the control's side it can only hide a
+    // verdict; on the probe's side it is far above MAX_THROTTLED_RATE_BPS
+    // for any body of MIN_BODY_BYTES.
     let probe_rate = tx.x_transfer.rate_bps;
     let ctl_rate = ctl.x_transfer_rate_bps?;
     let bytes = observe::body_len(tx).max(tx.x_transfer.bytes);

@@ -78,7 +78,9 @@ async fn measures_an_allowed_http_site() {
     );
     assert_eq!(r.x_client_addr.as_deref(), Some("127.0.0.1"));
     assert!(r.x_refused.is_empty(), "{:?}", r.x_refused);
-    assert!(r.x_transfer_rate_bps.is_some());
+    // A small loopback page arrives too fast to time: the rate is the
+    // documented lower bound, not 0 ("unknown").
+    assert!(r.x_transfer_rate_bps.is_some_and(|bps| bps > 0.0));
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use probes::http::{default_headers, get, HttpParams};
+use probes::http::{default_headers, get, HttpParams, MIN_RATE_WINDOW_S};
 use probes::records::{HttpTransaction, MaybeBinary};
 use probes::tcp::{connect, TcpOptions};
 use probes::tls::{handshake, TlsParams};
@@ -98,6 +98,23 @@ async fn blockpage_title_and_host_header_independent_of_ip() {
     assert!(events
         .iter()
         .any(|e| e.operation == "read" && e.num_bytes > Some(0)));
+}
+
+#[tokio::test]
+async fn small_quick_body_has_a_nonzero_lower_bound_rate() {
+    let srv = fakes::http::spawn(Behaviour::Respond(fakes::http::blockpage("Quick"))).await;
+    let tx = get_site(srv.addr).await;
+    assert_eq!(tx.failure, None);
+    let t = &tx.x_transfer;
+    assert!(t.bytes > 0);
+    assert_eq!(t.bytes, tx.response.x_body_length);
+    // Exactly bytes / max(body_seconds, 10 ms): the bound when the body was
+    // too quick to time, the measured rate otherwise; never 0 with a body.
+    assert_eq!(
+        t.rate_bps,
+        t.bytes as f64 / t.body_seconds.max(MIN_RATE_WINDOW_S)
+    );
+    assert!(t.rate_bps > 0.0);
 }
 
 #[tokio::test]
