@@ -670,7 +670,10 @@ async fn stops_on_the_shutdown_signal_and_rejects_a_bad_tls_identity() {
 const PAGE: &str = "<html><head><title>Allowed site</title></head>\
 <body><p>Hello from the allowed site on 127.0.0.2.</p></body></html>";
 
-fn config(dns: SocketAddr, allow: &[&str]) -> ServerConfig {
+/// A control server configuration for loopback tests: resolver `dns`, the
+/// networks in `allow` treated as public, no rate limit, short step timeouts.
+/// verdicts.rs starts its control world from it too.
+pub(crate) fn config(dns: SocketAddr, allow: &[&str]) -> ServerConfig {
     ServerConfig {
         resolver: ResolverSpec::Udp(dns),
         treat_as_public: allow.iter().map(|c| c.parse().unwrap()).collect(),

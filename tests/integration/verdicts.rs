@@ -1506,9 +1506,7 @@ mod pipeline {
 
     use gatewatch::analysis::{analyze, AnalysisContext};
     use gatewatch::control::client::ControlClient;
-    use gatewatch::control::server::measure::StepTimeouts;
-    use gatewatch::control::server::resolver::ResolverSpec;
-    use gatewatch::control::server::{serve, ServerConfig};
+    use gatewatch::control::server::serve;
     use gatewatch::model::{Blocking, Measurement, VerdictStatus};
     use gatewatch::web::{measure, WebSettings};
     use tokio::net::TcpListener;
@@ -1547,20 +1545,10 @@ mod pipeline {
         let dir = tempfile::tempdir().unwrap();
         let pem = ca.write_pem(dir.path());
         let honest = fdns::spawn(Script::always(honest)).await;
-        let cfg = ServerConfig {
-            resolver: ResolverSpec::Udp(honest.addr),
-            treat_as_public: public(),
-            ca_files: vec![pem],
-            rate_per_minute: 0,
-            deadline: Duration::from_secs(20),
-            steps: StepTimeouts {
-                dns: Duration::from_secs(3),
-                connect: Duration::from_secs(3),
-                tls: Duration::from_secs(3),
-                http: Duration::from_secs(5),
-            },
-            ..ServerConfig::default()
-        };
+        let mut cfg = crate::control::config(honest.addr, &[]);
+        cfg.treat_as_public = public();
+        cfg.ca_files = vec![pem];
+        cfg.steps.http = Duration::from_secs(5);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
