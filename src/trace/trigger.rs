@@ -46,18 +46,21 @@ pub fn parse_dns_reply(wire: &[u8], id: u16) -> Option<DnsReply> {
     if m.metadata.id != id || m.metadata.message_type != MessageType::Response {
         return None;
     }
-    let addresses = m
-        .answers
+    Some(DnsReply {
+        rcode: format!("{:?}", m.metadata.response_code),
+        addresses: a_records(&m),
+    })
+}
+
+/// The A addresses of `m`'s answer section, in order.
+pub fn a_records(m: &Message) -> Vec<Ipv4Addr> {
+    m.answers
         .iter()
         .filter_map(|r| match &r.data {
             RData::A(a) => Some(a.0),
             _ => None,
         })
-        .collect();
-    Some(DnsReply {
-        rcode: format!("{:?}", m.metadata.response_code),
-        addresses,
-    })
+        .collect()
 }
 
 /// The first flight of a TLS handshake for `sni` (no SNI when it is an IP

@@ -7,8 +7,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use gatewatch::trace::trigger::a_records;
 use hickory_proto::op::{Message, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::rr::{Name, RecordType};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
@@ -333,15 +334,7 @@ async fn ask(
         if m.metadata.id != q.metadata.id {
             continue;
         }
-        let ips = m
-            .answers
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::A(a) => Some(a.0),
-                _ => None,
-            })
-            .collect();
-        out.push((m.metadata.response_code, ips));
+        out.push((m.metadata.response_code, a_records(&m)));
     }
     Ok(out)
 }
