@@ -58,8 +58,15 @@ pub enum TlsIdentityError {
         reason: String,
     },
     /// rustls refused the pair.
-    #[error("invalid TLS certificate/key pair: {0}")]
-    Config(String),
+    #[error("TLS certificate {cert} and key {key} are not a usable pair: {reason}")]
+    Config {
+        /// The certificate file.
+        cert: String,
+        /// The key file.
+        key: String,
+        /// What rustls said.
+        reason: String,
+    },
 }
 
 /// Builds a TLS acceptor from a PEM chain (leaf first) and a PEM key.
@@ -75,6 +82,11 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsIdentityError
     if chain.is_empty() {
         return Err(cert_err("no certificate in the file".into()));
     }
+    let pair_err = |e: rustls::Error| TlsIdentityError::Config {
+        cert: cert.display().to_string(),
+        key: key.display().to_string(),
+        reason: e.to_string(),
+    };
     let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsIdentityError::Key {
         path: key.display().to_string(),
         reason: e.to_string(),
@@ -82,10 +94,10 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsIdentityError
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsIdentityError::Config(e.to_string()))?
+        .map_err(pair_err)?
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .map_err(|e| TlsIdentityError::Config(e.to_string()))?;
+        .map_err(pair_err)?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(cfg)))
 }
