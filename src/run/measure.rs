@@ -311,6 +311,7 @@ mod tests {
         let f = finish(&ctx, m);
         let text = f.json.to_string();
         assert!(!text.contains("198.51.100.23"), "{text}");
+        assert!(!text.contains("x_client_addr"), "{text}");
         assert_eq!(
             f.json["test_keys"]["control_failure"],
             "seen from [scrubbed]"

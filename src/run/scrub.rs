@@ -4,7 +4,8 @@
 //! (`x_client_addr`). That address is used once for the ASN/country lookup
 //! and is then replaced by `[scrubbed]` everywhere in the measurement: every
 //! string (bodies, headers, failure strings, DNS answers), every object key,
-//! and the bytes inside base64 bodies. `x_client_addr` itself is removed.
+//! and the bytes inside base64 bodies. `x_client_addr` itself is taken out
+//! of the measurement before (`run::measure`).
 
 use std::net::IpAddr;
 
@@ -13,14 +14,6 @@ use serde_json::Value;
 
 /// What replaces the address.
 pub const SCRUBBED: &str = "[scrubbed]";
-
-/// Removes `control.x_client_addr` from serialized test keys and returns it.
-pub fn take_client_addr(measurement: &mut Value) -> Option<IpAddr> {
-    let control = measurement.get_mut("test_keys")?.get_mut("control")?;
-    let obj = control.as_object_mut()?;
-    let v = obj.remove("x_client_addr")?;
-    parse_addr(v.as_str()?)
-}
 
 /// Parses `ip`, `ip:port` or `[v6]:port`.
 pub fn parse_addr(s: &str) -> Option<IpAddr> {
@@ -160,12 +153,12 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn address_is_scrubbed_everywhere_and_removed() {
+    fn address_is_scrubbed_everywhere() {
         let body = b"<p>Your address is 203.0.113.7.</p>\xff";
         let mut m = json!({
             "probe_ip": "127.0.0.1",
             "test_keys": {
-                "control": {"x_client_addr": "203.0.113.7:41234", "dns": {"addrs": ["203.0.113.70"]}},
+                "control": {"dns": {"addrs": ["203.0.113.70"]}},
                 "requests": [{
                     "failure": "connection to 203.0.113.7 refused",
                     "response": {
@@ -176,11 +169,9 @@ mod tests {
                 "tcp_connect": {"203.0.113.7:80": true, "1203.0.113.7:80": false}
             }
         });
-        let addr = take_client_addr(&mut m).unwrap();
+        let addr = parse_addr("203.0.113.7:41234").unwrap();
         assert_eq!(addr, "203.0.113.7".parse::<IpAddr>().unwrap());
         scrub(&mut m, &[addr]);
-        let text = m.to_string();
-        assert!(!text.contains("x_client_addr"), "{text}");
         let r = &m["test_keys"]["requests"][0];
         assert_eq!(r["failure"], "connection to [scrubbed] refused");
         assert_eq!(
