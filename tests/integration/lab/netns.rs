@@ -324,54 +324,29 @@ impl Ns {
         F: FnOnce(T, CancellationToken) -> Fut + Send + 'static,
         Fut: Future<Output = ()>,
     {
-        let stop = CancellationToken::new();
-        let token = stop.clone();
-        let (tx, rx) = mpsc::channel::<io::Result<()>>();
-        let handle = self.thread(move || {
-            let rt = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-            };
-            // Bind inside the runtime so `bind` may also create tokio sockets.
-            let bound = {
-                let _guard = rt.enter();
-                bind()
-            };
-            let value = match bound {
-                Ok(v) => {
-                    let _ = tx.send(Ok(()));
-                    v
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(e));
-                    return;
-                }
-            };
-            rt.block_on(async {
-                tokio::select! {
-                    () = run(value, token.clone()) => {}
-                    () = token.cancelled() => {}
-                }
-            });
-        })?;
-        match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(Ok(())) => Ok(Service {
-                stop,
-                handle: Some(handle),
-            }),
-            Ok(Err(e)) => {
-                let _ = handle.join();
-                Err(e)
-            }
-            Err(_) => Err(io::Error::other("server did not start")),
-        }
+        self.serve_blocking(
+            move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                // Bind inside the runtime so `bind` may also create tokio sockets.
+                let value = {
+                    let _guard = rt.enter();
+                    bind()?
+                };
+                Ok((rt, value))
+            },
+            move |(rt, value), token| {
+                rt.block_on(async {
+                    tokio::select! {
+                        () = run(value, token.clone()) => {}
+                        () = token.cancelled() => {}
+                    }
+                });
+            },
+        )
     }
+
     /// Like [`Ns::serve`] for blocking code: `run` gets the bound value and
     /// the stop token on the namespace's thread, and must return soon after
     /// the token is cancelled (poll it between blocking calls with a
