@@ -327,6 +327,13 @@ fn csv_row(url: &str, cat: &str) -> String {
     format!("{url},{cat},x,2026-11-27,test,\n")
 }
 
+/// A Citizen Lab list: the header, then one row per (url, category).
+fn csv_list(rows: &[(&str, &str)]) -> String {
+    rows.iter().fold(HEADER.to_string(), |list, (url, cat)| {
+        list + &csv_row(url, cat)
+    })
+}
+
 // ----------------------------------------------------------------- tests --
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -338,12 +345,7 @@ async fn one_line_per_url_with_the_base_keys() {
     let b = format!("http://127.0.0.1:{port}/b/two");
     let list = env.write(
         "l.csv",
-        &format!(
-            "{HEADER}{}{}{}",
-            csv_row(&a, "NEWS"),
-            csv_row(&b, "HUMR"),
-            csv_row(&a, "NEWS")
-        ),
+        &csv_list(&[(&a, "NEWS"), (&b, "HUMR"), (&a, "NEWS")]),
     );
     let out_file = env.path("out.jsonl");
     let summary = env.path("summary.json");
@@ -473,12 +475,7 @@ async fn category_filter_keeps_only_those_codes() {
     );
     let list = env.write(
         "l.csv",
-        &format!(
-            "{HEADER}{}{}{}",
-            csv_row(&n, "NEWS"),
-            csv_row(&h, "HUMR"),
-            csv_row(&a, "ANON")
-        ),
+        &csv_list(&[(&n, "NEWS"), (&h, "HUMR"), (&a, "ANON")]),
     );
     let out_file = env.path("out.jsonl");
     let o = output(env.run_cmd(&[
@@ -738,11 +735,8 @@ async fn lists_update_downloads_and_run_uses_the_copy() {
     let (site, _) = fake_site(SiteOpts::default()).await;
     let p = site.port();
     let kh_url = format!("http://127.0.0.1:{p}/kh1");
-    let kh = format!("{HEADER}{}", csv_row(&kh_url, "NEWS"));
-    let global = format!(
-        "{HEADER}{}",
-        csv_row(&format!("http://127.0.0.1:{p}/g1"), "SRCH")
-    );
+    let kh = csv_list(&[(&kh_url, "NEWS")]);
+    let global = csv_list(&[(&format!("http://127.0.0.1:{p}/g1"), "SRCH")]);
     let lists = fake_list_server(kh, global).await;
 
     let mut c = env.cmd();
