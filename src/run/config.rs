@@ -285,31 +285,21 @@ pub fn resolve(args: &RunArgs, file: FileConfig) -> Result<RunSettings, ConfigEr
         })
         .collect::<Result<Vec<_>, _>>()?;
     let doh = pick(args.probe.doh.clone(), file.doh);
-    for d in &doh {
-        match url::Url::parse(d) {
-            Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
-            _ => {
-                return Err(ConfigError::Value {
-                    key: "doh",
-                    reason: format!("{d:?} is not an http(s) URL"),
-                })
-            }
-        }
+    if let Some(d) = doh.iter().find(|d| !is_http_url(d)) {
+        return Err(ConfigError::Value {
+            key: "doh",
+            reason: format!("{d:?} is not an http(s) URL"),
+        });
     }
     let control = pick(args.probe.control.clone(), file.control);
-    for c in &control {
-        if c.eq_ignore_ascii_case("none") {
-            continue;
-        }
-        match url::Url::parse(c) {
-            Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
-            _ => {
-                return Err(ConfigError::Value {
-                    key: "control",
-                    reason: format!("{c:?} is neither an http(s) URL nor `none`"),
-                })
-            }
-        }
+    if let Some(c) = control
+        .iter()
+        .find(|c| !c.eq_ignore_ascii_case("none") && !is_http_url(c))
+    {
+        return Err(ConfigError::Value {
+            key: "control",
+            reason: format!("{c:?} is neither an http(s) URL nor `none`"),
+        });
     }
     let probe_asn = args.probe.probe_asn.clone().or(file.probe_asn);
     if let Some(a) = &probe_asn {
@@ -333,16 +323,11 @@ pub fn resolve(args: &RunArgs, file: FileConfig) -> Result<RunSettings, ConfigEr
         }
     }
     let upload = args.upload.clone().or(file.upload);
-    if let Some(u) = &upload {
-        match url::Url::parse(u) {
-            Ok(x) if x.scheme() == "https" || x.scheme() == "http" => {}
-            _ => {
-                return Err(ConfigError::Value {
-                    key: "upload",
-                    reason: format!("{u:?} is not an http(s) URL"),
-                })
-            }
-        }
+    if let Some(u) = upload.as_ref().filter(|u| !is_http_url(u)) {
+        return Err(ConfigError::Value {
+            key: "upload",
+            reason: format!("{u:?} is not an http(s) URL"),
+        });
     }
     let random_delay = match (args.random_delay, &file.random_delay) {
         (Some(d), _) => d.into(),
@@ -424,6 +409,11 @@ pub fn resolve(args: &RunArgs, file: FileConfig) -> Result<RunSettings, ConfigEr
         random_delay,
         fingerprints: args.probe.fingerprints.clone().or(file.fingerprints),
     })
+}
+
+/// True for an `http://` or `https://` URL.
+fn is_http_url(s: &str) -> bool {
+    url::Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
 }
 
 /// Parses `IP[:PORT]` (`[v6]:port` for IPv6 with a port); the port
