@@ -9,7 +9,7 @@ use probes::failure::Failure;
 use probes::records::{DnsQuery, HttpTransaction, TcpConnect, TlsHandshake};
 use url::Url;
 
-use crate::control::protocol::{ControlResponse, ControlTcp, ControlTls};
+use crate::control::protocol::{ControlIpInfo, ControlResponse, ControlTcp, ControlTls};
 use crate::model::Measurement;
 
 use super::AnalysisContext;
@@ -379,7 +379,7 @@ impl<'a> Control<'a> {
         self.r
             .ip_info
             .get(&ip.to_string())
-            .is_some_and(|i| i.flags & 8 != 0)
+            .is_some_and(|i| i.flags & ControlIpInfo::FLAG_TLS_VALID != 0)
             || self.tls_of_ip(ip, name).any(|t| t.status)
     }
 

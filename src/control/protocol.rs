@@ -153,8 +153,20 @@ pub struct ControlDns {
 pub struct ControlIpInfo {
     /// ASN, 0 when unknown.
     pub asn: u32,
-    /// 1 probe, 2 control, 4 bogon, 8 TLS-valid for the domain.
+    /// 1 probe, 2 control, 4 bogon, 8 TLS-valid for the domain (the
+    /// `FLAG_*` constants of [`ControlIpInfo`]).
     pub flags: u32,
+}
+
+impl ControlIpInfo {
+    /// `flags` bit: the probe resolved this address.
+    pub const FLAG_PROBE: u32 = 1;
+    /// `flags` bit: the control resolved this address.
+    pub const FLAG_CONTROL: u32 = 2;
+    /// `flags` bit: a special-purpose (bogon) address.
+    pub const FLAG_BOGON: u32 = 4;
+    /// `flags` bit: a TLS handshake for the URL's name verified on it.
+    pub const FLAG_TLS_VALID: u32 = 8;
 }
 
 /// One hop of the control's redirect chain.

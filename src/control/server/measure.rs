@@ -264,16 +264,16 @@ impl Measurer {
         for ip in probe_ips.union(&own) {
             let mut flags = 0;
             if probe_ips.contains(ip) {
-                flags |= 1;
+                flags |= ControlIpInfo::FLAG_PROBE;
             }
             if own.contains(ip) {
-                flags |= 2;
+                flags |= ControlIpInfo::FLAG_CONTROL;
             }
             if !self.policy.is_public(*ip) {
-                flags |= 4;
+                flags |= ControlIpInfo::FLAG_BOGON;
             }
             if tls_ok.contains(ip) {
-                flags |= 8;
+                flags |= ControlIpInfo::FLAG_TLS_VALID;
             }
             resp.ip_info.insert(
                 ip.to_string(),
