@@ -333,12 +333,7 @@ impl Measurer {
     /// The ASN of a public address, 0 when unknown.
     fn asn(&self, ip: IpAddr) -> u32 {
         match &self.geo {
-            Some(g) if self.policy.is_public(ip) => g
-                .lookup(ip)
-                .asn
-                .trim_start_matches("AS")
-                .parse()
-                .unwrap_or(0),
+            Some(g) if self.policy.is_public(ip) => g.asn(ip).unwrap_or(0),
             _ => 0,
         }
     }
