@@ -11,6 +11,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use ipnet::IpNet;
+use probes::ipclass::parse_ip_lenient;
 use url::Url;
 
 /// The operator's address policy.
@@ -88,7 +89,7 @@ pub fn target_host(url: &Url) -> Option<TargetHost> {
         url::Host::Ipv6(a) => Some(TargetHost::Ip(IpAddr::V6(a).to_canonical())),
         url::Host::Domain(d) => {
             let d = d.trim_end_matches('.');
-            match lenient_ip(d) {
+            match parse_ip_lenient(d) {
                 Some(ip) => Some(TargetHost::Ip(ip.to_canonical())),
                 None => Some(TargetHost::Name(d.to_ascii_lowercase())),
             }
@@ -122,13 +123,8 @@ pub fn parse_endpoint(s: &str) -> Result<SocketAddr, Refusal> {
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    let ip = lenient_ip(host).ok_or_else(bad)?;
+    let ip = parse_ip_lenient(host).ok_or_else(bad)?;
     Ok(SocketAddr::new(ip.to_canonical(), port))
-}
-
-/// An IP address in any spelling a URL parser or `inet_aton` accepts.
-fn lenient_ip(s: &str) -> Option<IpAddr> {
-    probes::ipclass::parse_ip_lenient(s)
 }
 
 #[cfg(test)]
