@@ -226,7 +226,8 @@ pub struct DnsReply {
     pub ip_ttl: Option<u8>,
     /// DNS message id.
     pub id: u16,
-    /// Response code (numeric, as OONI's `rcode`).
+    /// Response code (numeric, as OONI's `rcode`); 0 and meaningless when
+    /// the reply did not decode (`failure` then says so).
     pub rcode: u16,
     /// Decoded answers.
     pub answers: Vec<DnsAnswer>,
@@ -255,7 +256,9 @@ pub struct DnsQuery {
     /// The reply's raw bytes, base64 (not for getaddrinfo).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_response: Option<String>,
-    /// The reply's rcode (not for getaddrinfo).
+    /// The rcode of the reply used (not for getaddrinfo). Unset when no
+    /// reply could be used (undecodable, wrong id or question): a decoded
+    /// unusable reply's rcode is in `x_replies`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rcode: Option<u16>,
     /// `ip:port` of the resolver, a DoH URL, or empty for the system resolver.
@@ -270,7 +273,9 @@ pub struct DnsQuery {
     /// Transaction id.
     #[serde(default)]
     pub transaction_id: u64,
-    /// Every reply datagram received (UDP), in arrival order.
+    /// Every reply datagram received (UDP), in arrival order; for TCP and
+    /// DoH, the reply when it decoded but could not be used (wrong id or
+    /// question), with its failure.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub x_replies: Vec<DnsReply>,
 }

@@ -4,8 +4,11 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use hickory_proto::op::{Message, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{rdata, Name, RData, Record, RecordType};
 use probes::dns::doh::{self, DohServer};
 use probes::dns::{system, tcp, udp, DnsOptions, QueryType};
+use probes::records::{BinaryData, DnsQuery};
 use probes::{Failure, Trace};
 
 use crate::fakes::{
@@ -283,6 +286,159 @@ async fn doh_nxdomain() {
     )
     .await;
     assert_eq!(q.failure, Some(Failure::DnsNxdomain));
+}
+
+/// One rule for a reply that cannot be used, whatever the transport: it is
+/// the `raw_response` and the failure says why; the lookup has no `rcode`
+/// and no answers; a decoded reply keeps its rcode and answers in
+/// `x_replies`, an undecodable one has no rcode anywhere.
+fn assert_unused(q: &DnsQuery, failure: &Failure, bytes: Option<&[u8]>) {
+    assert_eq!(q.failure.as_ref(), Some(failure));
+    assert_eq!(q.rcode, None, "no rcode from a reply that was not used");
+    assert!(q.answers.is_empty());
+    assert!(q.raw_response.is_some());
+    if let Some(b) = bytes {
+        assert_eq!(q.raw_response, Some(BinaryData::new(b).data));
+    }
+}
+
+/// A reply with message id `id` and `rcode` to `name`/A, with one answer
+/// when `answer` is given.
+fn reply_message(id: u16, name: &str, rcode: u16, answer: Option<&str>) -> Vec<u8> {
+    let name = Name::from_ascii(name).unwrap();
+    let mut m = Message::response(id, OpCode::Query);
+    m.add_query(Query::query(name.clone(), RecordType::A));
+    m.metadata.response_code = <ResponseCode as From<u16>>::from(rcode);
+    if let Some(a) = answer {
+        m.add_answer(Record::from_rdata(
+            name,
+            60,
+            RData::A(rdata::A(a.parse().unwrap())),
+        ));
+    }
+    m.to_vec().unwrap()
+}
+
+#[tokio::test]
+async fn tcp_unusable_replies_have_no_rcode() {
+    let wrong = fakes::dns::spawn(Script {
+        udp: vec![],
+        tcp: Some(Reply::WrongId(vec![ip("198.51.100.66")])),
+    })
+    .await;
+    let q = tcp::query(
+        &Trace::new(),
+        wrong.addr,
+        "t.example",
+        QueryType::A,
+        &opts(),
+    )
+    .await;
+    assert_unused(&q, &Failure::DnsWrongQueryId, None);
+    assert_eq!(q.x_replies.len(), 1, "the wrong-id reply is the context");
+    assert_eq!(q.x_replies[0].failure, Some(Failure::DnsWrongQueryId));
+    assert_eq!(q.x_replies[0].rcode, 0);
+    assert_eq!(
+        q.x_replies[0].answers[0].ipv4.as_deref(),
+        Some("198.51.100.66")
+    );
+
+    let garbage = [0xde, 0xad, 0xbe];
+    let raw = fakes::dns::spawn(Script {
+        udp: vec![],
+        tcp: Some(Reply::Raw(garbage.to_vec())),
+    })
+    .await;
+    let q = tcp::query(&Trace::new(), raw.addr, "t.example", QueryType::A, &opts()).await;
+    let Some(Failure::Unknown(why)) = &q.failure else {
+        panic!("undecodable reply: {:?}", q.failure);
+    };
+    assert!(why.starts_with("undecodable DNS reply"), "{why}");
+    assert_unused(&q, &q.failure.clone().unwrap(), Some(&garbage));
+    assert!(q.x_replies.is_empty(), "an undecodable reply has no rcode");
+}
+
+#[tokio::test]
+async fn truncated_udp_then_wrong_id_tcp_keeps_both_replies() {
+    let fake = fakes::dns::spawn(Script {
+        udp: vec![(Duration::ZERO, Reply::Truncated)],
+        tcp: Some(Reply::WrongId(vec![ip("198.51.100.66")])),
+    })
+    .await;
+    let q = udp::query(
+        &Trace::new(),
+        fake.addr,
+        "big.example",
+        QueryType::A,
+        &opts(),
+    )
+    .await;
+    assert_eq!(q.engine, "udp+tcp");
+    assert_unused(&q, &Failure::DnsWrongQueryId, None);
+    assert_eq!(q.x_replies.len(), 2);
+    assert_eq!(q.x_replies[0].failure, None, "the truncated UDP reply");
+    assert_eq!(q.x_replies[1].failure, Some(Failure::DnsWrongQueryId));
+}
+
+#[tokio::test]
+async fn doh_unusable_replies_follow_the_tcp_rule() {
+    let ca = TestCa::new("gatewatch test CA");
+    let cert = ca.issue(&["doh.example"]);
+    let lookup = |reply: Reply| {
+        let (ca, cert) = (&ca, &cert);
+        async move {
+            let fake = fakes::doh::spawn(cert, "doh.example", reply).await;
+            let server = DohServer {
+                url: fake.url.clone(),
+                addr: Some(fake.addr),
+            };
+            doh::query(
+                &Trace::new(),
+                &server,
+                "gone.example",
+                QueryType::A,
+                &ca.roots(),
+                &opts(),
+            )
+            .await
+        }
+    };
+
+    // DoH asks with id 0: an NXDOMAIN with id 7 is not the answer, and its
+    // rcode stays with the reply, not the lookup.
+    let bytes = reply_message(7, "gone.example.", 3, None);
+    let q = lookup(Reply::Raw(bytes.clone())).await;
+    assert_unused(&q, &Failure::DnsWrongQueryId, Some(&bytes));
+    assert_eq!(q.x_replies.len(), 1);
+    assert_eq!(q.x_replies[0].id, 7);
+    assert_eq!(q.x_replies[0].rcode, 3);
+
+    // Right id, another question: its answer is not ours.
+    let bytes = reply_message(0, "other.example.", 0, Some("198.51.100.9"));
+    let q = lookup(Reply::Raw(bytes.clone())).await;
+    let other = Failure::Unknown("DNS reply for another question".to_string());
+    assert_unused(&q, &other, Some(&bytes));
+    assert_eq!(q.x_replies.len(), 1);
+    assert_eq!(
+        q.x_replies[0].answers[0].ipv4.as_deref(),
+        Some("198.51.100.9")
+    );
+
+    // Not a DNS message at all: no rcode anywhere.
+    let q = lookup(Reply::Raw(b"<html>".to_vec())).await;
+    assert!(
+        matches!(&q.failure, Some(Failure::Unknown(w)) if w.starts_with("undecodable DNS reply")),
+        "{:?}",
+        q.failure
+    );
+    assert_eq!(q.rcode, None);
+    assert!(q.x_replies.is_empty());
+
+    // The used reply sets the rcode.
+    let q = lookup(Reply::Rcode(3)).await;
+    assert_eq!(q.failure, Some(Failure::DnsNxdomain));
+    assert_eq!(q.rcode, Some(3));
+    assert!(q.x_replies.is_empty());
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::wire::{self, WireQuery};
-use super::{apply_reply, start_query, DnsOptions, QueryType};
+use super::{start_query, DnsOptions, QueryType};
 use crate::failure::Failure;
 use crate::records::{DnsQuery, Trace};
 use crate::tcp::{self, TcpOptions};
@@ -59,15 +59,7 @@ pub async fn query(
     match tokio::time::timeout(opts.timeout, exchange(trace, server, &wq, roots, opts)).await {
         Err(_) => q.failure = Some(Failure::GenericTimeout),
         Ok(Err(f)) => q.failure = Some(f),
-        Ok(Ok(bytes)) => {
-            let read = wire::read_reply(&bytes, &wq);
-            if read.valid {
-                apply_reply(&mut q, &read.reply, read.outcome);
-            } else {
-                q.raw_response = Some(read.reply.raw.clone());
-                q.failure = read.reply.failure;
-            }
-        }
+        Ok(Ok(bytes)) => wire::record_single_reply(&mut q, wire::read_reply(&bytes, &wq)),
     }
     q.t = trace.clock.now();
     q

@@ -9,8 +9,7 @@ pub mod wire;
 
 use std::time::Duration;
 
-use crate::failure::Failure;
-use crate::records::{DnsQuery, DnsReply, Trace};
+use crate::records::{DnsQuery, Trace};
 
 /// The query types we ask for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -81,12 +80,4 @@ pub(crate) fn start_query(
             (q, None)
         }
     }
-}
-
-/// Fills the reply-derived fields of `q` from a valid reply.
-pub(crate) fn apply_reply(q: &mut DnsQuery, reply: &DnsReply, outcome: Option<Failure>) {
-    q.answers = reply.answers.clone();
-    q.rcode = Some(reply.rcode);
-    q.raw_response = Some(reply.raw.clone());
-    q.failure = outcome;
 }

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::wire::{self, WireQuery};
-use super::{apply_reply, start_query, DnsOptions, QueryType};
+use super::{start_query, DnsOptions, QueryType};
 use crate::failure::Failure;
 use crate::records::{DnsQuery, Trace};
 
@@ -35,16 +35,7 @@ pub async fn query(
     match tokio::time::timeout(opts.timeout, exchange(resolver, &wq)).await {
         Err(_) => q.failure = Some(Failure::GenericTimeout),
         Ok(Err(e)) => q.failure = Some(Failure::from_io(&e)),
-        Ok(Ok(bytes)) => {
-            let read = wire::read_reply(&bytes, &wq);
-            if read.valid {
-                apply_reply(&mut q, &read.reply, read.outcome);
-            } else {
-                q.raw_response = Some(read.reply.raw.clone());
-                q.rcode = Some(read.reply.rcode);
-                q.failure = read.reply.failure;
-            }
-        }
+        Ok(Ok(bytes)) => wire::record_single_reply(&mut q, wire::read_reply(&bytes, &wq)),
     }
     q.t = trace.clock.now();
     q

@@ -19,7 +19,7 @@ use tokio::net::UdpSocket;
 use tokio::time::Instant;
 
 use super::wire::{self, WireQuery};
-use super::{apply_reply, start_query, DnsOptions, QueryType};
+use super::{start_query, DnsOptions, QueryType};
 use crate::failure::Failure;
 use crate::records::{DnsQuery, Trace};
 
@@ -50,7 +50,9 @@ const MAX_RECV_ERRORS: usize = 16;
 ///   window; the record then has engine `udp+tcp`, the TCP reply's
 ///   answers/rcode/raw_response/failure, `t` at the end of the TCP
 ///   exchange, and the UDP datagrams (the truncated one included) in
-///   `x_replies`.
+///   `x_replies`, followed by the TCP reply when it could not be used.
+/// - Which reply fields reach the record follows
+///   [`wire::record_reply`], the rule shared with TCP and DoH.
 pub async fn query(
     trace: &Trace,
     resolver: SocketAddr,
@@ -84,12 +86,14 @@ pub async fn query(
             let mut via_tcp = super::tcp::query(trace, resolver, host, qtype, opts).await;
             via_tcp.engine = "udp+tcp".to_string();
             via_tcp.t0 = q.t0;
-            via_tcp.x_replies = std::mem::take(&mut q.x_replies);
+            let mut replies = std::mem::take(&mut q.x_replies);
+            replies.append(&mut via_tcp.x_replies);
+            via_tcp.x_replies = replies;
             return via_tcp;
         }
         Some(i) => {
             let read = &replies[i];
-            apply_reply(&mut q, &read.reply, read.outcome.clone());
+            wire::record_reply(&mut q, read);
             q.t = read.reply.t;
             return q;
         }

@@ -6,7 +6,7 @@ use hickory_proto::rr::{Name, RData, RecordType};
 
 use super::QueryType;
 use crate::failure::Failure;
-use crate::records::{DnsAnswer, DnsReply};
+use crate::records::{DnsAnswer, DnsQuery, DnsReply};
 
 /// The EDNS UDP payload size we advertise (the DNS Flag Day 2020 value).
 pub const EDNS_PAYLOAD: u16 = 1232;
@@ -67,6 +67,9 @@ pub struct ReadReply {
     pub reply: DnsReply,
     /// True when the reply answers our query (right id and question).
     pub valid: bool,
+    /// The decoded rcode; `None` when the bytes are not a DNS message
+    /// (`reply.rcode` is then a meaningless 0).
+    pub rcode: Option<u16>,
     /// The TC bit.
     pub truncated: bool,
     /// What the reply means for the lookup: the rcode failure, or
@@ -89,6 +92,7 @@ pub fn read_reply(bytes: &[u8], query: &WireQuery) -> ReadReply {
             return ReadReply {
                 reply,
                 valid: false,
+                rcode: None,
                 truncated: false,
                 outcome: None,
             };
@@ -119,9 +123,47 @@ pub fn read_reply(bytes: &[u8], query: &WireQuery) -> ReadReply {
     };
     ReadReply {
         valid: reply.failure.is_none(),
+        rcode: Some(reply.rcode),
         reply,
         truncated: msg.metadata.truncation,
         outcome,
+    }
+}
+
+/// Fills the reply-derived fields of `q` from `read`, the reply the lookup
+/// ends on. The one rule UDP, TCP and DoH share:
+///
+/// - `raw_response` is the reply's bytes, whatever they are.
+/// - A **valid** reply (right id and question) is used: its `answers`, its
+///   `rcode`, and `failure` from its rcode (or `dns_no_answer`).
+/// - An **unusable** reply (undecodable, not a response, wrong id, another
+///   question) gives no `answers` and no `rcode`; `failure` says why it
+///   could not be used.
+///
+/// UDP already keeps every datagram in `x_replies`; single-reply engines
+/// add the unusable reply with [`keep_unused`].
+pub fn record_reply(q: &mut DnsQuery, read: &ReadReply) {
+    q.raw_response = Some(read.reply.raw.clone());
+    if read.valid {
+        q.answers = read.reply.answers.clone();
+        q.rcode = read.rcode;
+        q.failure = read.outcome.clone();
+    } else {
+        q.answers.clear();
+        q.rcode = None;
+        q.failure = read.reply.failure.clone();
+    }
+}
+
+/// [`record_reply`] for an engine that gets exactly one reply (TCP, DoH):
+/// a reply that decoded but could not be used (wrong id or question, not a
+/// response) also goes to `x_replies`, so its id, rcode and answers stay on
+/// the record as the context of the failure. An undecodable reply is only
+/// in `raw_response`: it has no rcode.
+pub fn record_single_reply(q: &mut DnsQuery, read: ReadReply) {
+    record_reply(q, &read);
+    if !read.valid && read.rcode.is_some() {
+        q.x_replies.push(read.reply);
     }
 }
 
