@@ -3,8 +3,9 @@
 //! loses nothing already finished and leaves at most one torn last line.
 //!
 //! `--resume` reads the file back: complete measurements are kept and their
-//! URLs skipped; a torn last line and measurements cut short by Ctrl-C are
-//! dropped (those URLs are measured again).
+//! URLs skipped; a torn last line and measurements cut short (any
+//! `x_interrupted`: Ctrl-C or the per-URL deadline) are dropped (those URLs
+//! are measured again).
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
