@@ -52,11 +52,6 @@ impl ResultsWriter {
         })
     }
 
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Writes one measurement as one line, in one `write` call.
     pub fn write(&mut self, m: &serde_json::Value) -> Result<(), OutputError> {
         let mut line = serde_json::to_vec(m).map_err(|e| OutputError {

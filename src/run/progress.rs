@@ -77,14 +77,6 @@ impl Progress {
         }
     }
 
-    /// Prints a message without breaking the bar.
-    pub fn println(&self, msg: &str) {
-        match &self.kind {
-            Kind::Bar(b) => b.println(msg),
-            _ => eprintln!("{msg}"),
-        }
-    }
-
     /// Removes the bar (the summary follows).
     pub fn finish(&mut self) {
         if let Kind::Bar(b) = &self.kind {
