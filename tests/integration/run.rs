@@ -270,14 +270,21 @@ impl Env {
 
     /// `gatewatch run` with the test-lab flags and `extra`.
     fn run_cmd(&self, extra: &[&str]) -> Command {
-        let mut c = self.cmd();
-        c.arg("run")
-            .args(["--yes", "--no-progress", "--control", "none"])
-            .args(["--treat-as-public", "127.0.0.0/8", "--no-system-resolver"])
-            .args(["--resolver", &self.dns.to_string()])
+        let mut c = self.run_base();
+        c.args(["--yes", "--control", "none"])
             .args(["--dns-timeout", "2s", "--tcp-timeout", "2s"])
             .args(["--tls-timeout", "2s"])
             .args(extra);
+        c
+    }
+
+    /// `gatewatch run` resolving through the fake DNS only, loopback
+    /// treated as public, no progress bar; no consent, no control chosen.
+    fn run_base(&self) -> Command {
+        let mut c = self.cmd();
+        c.args(["run", "--no-progress", "--no-system-resolver"])
+            .args(["--treat-as-public", "127.0.0.0/8"])
+            .args(["--resolver", &self.dns.to_string()]);
         c
     }
 
@@ -689,21 +696,8 @@ async fn exit_codes_and_consent() {
     assert!(o.stderr.contains("invalid config file"), "{}", o.stderr);
 
     // No consent and nobody to ask: 2, nothing measured.
-    let mut c = env.cmd();
-    c.args([
-        "run",
-        "--no-progress",
-        "--control",
-        "none",
-        "--no-system-resolver",
-    ])
-    .args([
-        "--resolver",
-        &env.dns.to_string(),
-        "--treat-as-public",
-        "127.0.0.0/8",
-    ])
-    .args(["-o", out, &url]);
+    let mut c = env.run_base();
+    c.args(["--control", "none", "-o", out, &url]);
     let o = output(c).await;
     assert_eq!(o.code, Some(2));
     assert!(
@@ -874,11 +868,8 @@ async fn the_public_address_from_the_control_is_scrubbed() {
     let control_url = format!("http://{control}/");
     let url = format!("http://127.0.0.1:{}/echo", site.port());
     let out_file = env.path("out.jsonl");
-    let mut c = env.cmd();
-    c.args(["run", "--yes", "--no-progress", "--no-system-resolver"])
-        .args(["--treat-as-public", "127.0.0.0/8"])
-        .args(["--resolver", &env.dns.to_string()])
-        .args(["--control", &control_url])
+    let mut c = env.run_base();
+    c.args(["--yes", "--control", &control_url])
         .args(["-o", out_file.to_str().unwrap(), &url]);
     let o = output(c).await;
     assert_eq!(o.code, Some(0), "{}", o.stderr);
@@ -939,11 +930,8 @@ async fn verdicts_are_counted_and_anomalies_listed() {
     let control = fake_control("198.51.100.1", answers).await;
     let out_file = env.path("out.jsonl");
     let summary = env.path("s.json");
-    let mut c = env.cmd();
-    c.args(["run", "--yes", "--no-progress", "--no-system-resolver"])
-        .args(["--treat-as-public", "127.0.0.0/8"])
-        .args(["--resolver", &env.dns.to_string()])
-        .args(["--control", &format!("http://{control}/")])
+    let mut c = env.run_base();
+    c.args(["--yes", "--control", &format!("http://{control}/")])
         .args(["--json-summary", summary.to_str().unwrap()])
         .args(["-o", out_file.to_str().unwrap(), &ok, &refused]);
     let o = output(c).await;
@@ -1039,21 +1027,8 @@ async fn interactive_consent_is_asked_once_and_remembered() {
     assert_eq!(hits.load(Ordering::SeqCst), 1);
 
     // Next time nobody is asked, even without a terminal or --yes.
-    let mut c = env.cmd();
-    c.args([
-        "run",
-        "--no-progress",
-        "--control",
-        "none",
-        "--no-system-resolver",
-    ])
-    .args([
-        "--resolver",
-        &env.dns.to_string(),
-        "--treat-as-public",
-        "127.0.0.0/8",
-    ])
-    .args(["-o", out_file.to_str().unwrap(), &url]);
+    let mut c = env.run_base();
+    c.args(["--control", "none", "-o", out_file.to_str().unwrap(), &url]);
     let o = output(c).await;
     assert_eq!(o.code, Some(0), "{}", o.stderr);
     assert!(!o.stderr.contains("Article 14"));
