@@ -203,10 +203,7 @@ impl Measurer {
             }
         }
 
-        let host_str = match &host {
-            TargetHost::Ip(ip) => ip.to_string(),
-            TargetHost::Name(n) => n.clone(),
-        };
+        let host_str = host.to_string();
         let tls_port = if url.scheme() == "https" {
             url.port_or_known_default()
         } else {
@@ -480,10 +477,7 @@ impl Measurer {
         };
         let port = url.port_or_known_default().unwrap_or(80);
         let https = url.scheme() == "https";
-        let host_str = match &host {
-            TargetHost::Ip(ip) => ip.to_string(),
-            TargetHost::Name(n) => n.clone(),
-        };
+        let host_str = host.to_string();
 
         let mut any_allowed = false;
         let mut last_tcp_failure: Option<Failure> = None;

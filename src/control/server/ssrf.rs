@@ -80,6 +80,16 @@ pub enum TargetHost {
     Name(String),
 }
 
+impl fmt::Display for TargetHost {
+    /// The address in its canonical form, or the name.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetHost::Ip(ip) => write!(f, "{ip}"),
+            TargetHost::Name(n) => f.write_str(n),
+        }
+    }
+}
+
 /// The host of an http(s) URL, with every IPv4 spelling recognised as an
 /// address (the WHATWG parser already normalises most; names that still
 /// parse as numbers are caught here). `None` for a URL without a host.
