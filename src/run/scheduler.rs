@@ -91,8 +91,10 @@ where
             Some(Ok((id, out))) => (id, Some(out)),
             // A task that panicked: its URL is lost, the run goes on. This
             // does not happen with measurement code that records failures.
+            // `gatewatch run` installs no tracing subscriber, so say it on
+            // stderr like the run's other warnings.
             Some(Err(e)) => {
-                tracing::error!("a measurement task failed: {e}");
+                eprintln!("gatewatch: warning: a measurement failed ({e}); its URL has no result");
                 (e.id(), None)
             }
             None => continue,
