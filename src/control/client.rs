@@ -184,13 +184,9 @@ impl ControlClient {
         let mut attempts: JoinSet<Result<ControlResponse, ControlError>> = JoinSet::new();
         let mut errors = Vec::new();
         let mut next = 0;
+        self.start(&mut attempts, &mut next, &body);
         let hedge = tokio::time::sleep(self.hedge_delay);
         tokio::pin!(hedge);
-
-        self.start(&mut attempts, &mut next, &body);
-        hedge
-            .as_mut()
-            .reset(tokio::time::Instant::now() + self.hedge_delay);
         loop {
             tokio::select! {
                 Some(done) = attempts.join_next() => {
