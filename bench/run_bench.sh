@@ -69,7 +69,7 @@ measure() { # list parallel -> "seconds rss_kib lines"
     local list="$1" par="$2" out="$work/out.jsonl" tv="$work/time.txt"
     rm -f "$out"
     XDG_CONFIG_HOME="$work/config" XDG_DATA_HOME="$work/data" \
-        /usr/bin/time -v -o "$tv" "$bin" run --yes --no-progress --control none \
+        /usr/bin/time -v -o "$tv" "$bin" run --yes --no-progress --control none --stun none \
         --no-system-resolver --resolver "127.0.0.1:$dns_port" \
         --treat-as-public 127.0.0.0/8 --tcp-timeout "$tcp_timeout" \
         --parallel "$par" -i "$list" -o "$out" >/dev/null 2>"$work/stderr" || {

@@ -124,6 +124,8 @@ pub struct FileConfig {
     pub random_delay: Option<String>,
     /// A directory of OONI-format blocking fingerprints.
     pub fingerprints: Option<PathBuf>,
+    /// STUN server for learning the public address, or `none`.
+    pub stun: Option<String>,
 }
 
 impl FileConfig {
@@ -205,6 +207,8 @@ pub struct RunSettings {
     pub random_delay: Duration,
     /// `--fingerprints DIR`.
     pub fingerprints: Option<PathBuf>,
+    /// The STUN server to ask for the public address (`None`: don't).
+    pub stun: Option<String>,
 }
 
 impl RunSettings {
@@ -408,6 +412,11 @@ pub fn resolve(args: &RunArgs, file: FileConfig) -> Result<RunSettings, ConfigEr
         history: !args.no_history && file.history.unwrap_or(true),
         random_delay,
         fingerprints: args.probe.fingerprints.clone().or(file.fingerprints),
+        stun: match args.probe.stun.clone().or(file.stun) {
+            Some(s) if s.eq_ignore_ascii_case("none") => None,
+            Some(s) => Some(s),
+            None => Some(super::publicip::DEFAULT_STUN.to_string()),
+        },
     })
 }
 

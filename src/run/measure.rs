@@ -107,6 +107,15 @@ impl UrlContext {
         }
     }
 
+    /// Remembers an address of this machine for scrubbing only (no geo
+    /// lookup: an interface address need not be the public one).
+    pub fn learn_scrub_only(&self, ip: IpAddr) {
+        let mut st = self.where_.lock().unwrap_or_else(|e| e.into_inner());
+        if !st.addrs.contains(&ip) {
+            st.addrs.push(ip);
+        }
+    }
+
     fn location(&self) -> (ProbeLocation, Vec<IpAddr>) {
         let st = self.where_.lock().unwrap_or_else(|e| e.into_inner());
         let mut loc = st.location.clone().unwrap_or_default();

@@ -19,6 +19,7 @@ pub mod inputs;
 pub mod measure;
 pub mod output;
 pub mod progress;
+pub mod publicip;
 pub mod scheduler;
 pub mod scrub;
 pub mod strings;
@@ -246,6 +247,11 @@ pub struct ProbeArgs {
     /// `fingerprints_http.csv`, used besides the shipped fingerprints.
     #[arg(long, value_name = "DIR")]
     pub fingerprints: Option<PathBuf>,
+    /// STUN server asked for the probe's public address, so it can be
+    /// scrubbed when the control does not report it [default:
+    /// stun.l.google.com:19302]; `none` to skip.
+    #[arg(long, value_name = "HOST:PORT|none")]
+    pub stun: Option<String>,
 }
 
 /// Runs the command; returns the process exit code. Usage, config and input
@@ -333,6 +339,16 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
     );
     if let Some(f) = fingerprints {
         ctx = ctx.with_fingerprints(f);
+    }
+    // The probe's own addresses, for scrubbing even when the control does
+    // not report the public one.
+    for ip in publicip::global_interface_addrs() {
+        ctx.learn_scrub_only(ip);
+    }
+    if let Some(server) = &settings.stun {
+        if let Some(ip) = publicip::stun_lookup(server, std::time::Duration::from_secs(3)).await {
+            ctx.learn_addr(ip);
+        }
     }
     let ctx = Arc::new(ctx);
     let cancel = CancellationToken::new();

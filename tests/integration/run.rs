@@ -282,9 +282,15 @@ impl Env {
     /// treated as public, no progress bar; no consent, no control chosen.
     fn run_base(&self) -> Command {
         let mut c = self.cmd();
-        c.args(["run", "--no-progress", "--no-system-resolver"])
-            .args(["--treat-as-public", "127.0.0.0/8"])
-            .args(["--resolver", &self.dns.to_string()]);
+        c.args([
+            "run",
+            "--no-progress",
+            "--no-system-resolver",
+            "--stun",
+            "none",
+        ])
+        .args(["--treat-as-public", "127.0.0.0/8"])
+        .args(["--resolver", &self.dns.to_string()]);
         c
     }
 
@@ -711,7 +717,7 @@ async fn exit_codes_and_consent() {
     let cfg = env.write(
         "ok.toml",
         &format!(
-            "consent = true\ncontrol = [\"none\"]\nsystem_resolver = false\nresolver = [\"{}\"]\ntreat_as_public = [\"127.0.0.0/8\"]\nno_progress = true\nlang = \"km\"\n",
+            "consent = true\ncontrol = [\"none\"]\nstun = \"none\"\nsystem_resolver = false\nresolver = [\"{}\"]\ntreat_as_public = [\"127.0.0.0/8\"]\nno_progress = true\nlang = \"km\"\n",
             env.dns
         ),
     );
@@ -973,7 +979,7 @@ async fn interactive_consent_is_asked_once_and_remembered() {
     let url = format!("http://127.0.0.1:{}/consent", site.port());
     let out_file = env.path("out.jsonl");
     let line = format!(
-        "{} run --no-progress --control none --no-system-resolver --resolver {} \
+        "{} run --no-progress --control none --stun none --no-system-resolver --resolver {} \
          --treat-as-public 127.0.0.0/8 -o {} {url}",
         env!("CARGO_BIN_EXE_gatewatch"),
         env.dns,

@@ -263,7 +263,14 @@ fn run_cmd(home: &std::path::Path, extra: &[&str]) -> tokio::process::Command {
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .arg("run")
-        .args(["--yes", "--no-progress", "--control", "none"])
+        .args([
+            "--yes",
+            "--no-progress",
+            "--control",
+            "none",
+            "--stun",
+            "none",
+        ])
         .args(["--treat-as-public", "127.0.0.0/8", "--no-system-resolver"])
         .args(["--http-timeout", "3s"])
         .args(extra);
@@ -473,4 +480,78 @@ async fn a_users_fingerprint_directory_is_used_and_a_bad_one_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("fingerprints_dns.csv:2"), "{stderr}");
+}
+
+/// A STUN server on 127.0.0.1 that says the client's address is `mapped`.
+async fn fake_stun(mapped: std::net::Ipv4Addr) -> SocketAddr {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = sock.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = sock.recv_from(&mut buf).await {
+            if n < 20 {
+                continue;
+            }
+            let cookie = [0x21, 0x12, 0xA4, 0x42];
+            let mut v = vec![0x01, 0x01, 0, 12];
+            v.extend_from_slice(&cookie);
+            v.extend_from_slice(&buf[8..20]);
+            v.extend_from_slice(&[0x00, 0x20, 0, 8, 0, 1, 0x12, 0x34]);
+            v.extend(mapped.octets().iter().zip(cookie).map(|(a, b)| a ^ b));
+            let _ = sock.send_to(&v, from).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn the_address_stun_reports_is_scrubbed_without_a_control() {
+    use crate::fakes::http::{response, spawn, Behaviour};
+    let home = tempfile::tempdir().unwrap();
+    // The site echoes "the visitor's address" in a header and the body.
+    let public = "198.51.100.77";
+    let site = spawn(Behaviour::Respond(response(
+        200,
+        "OK",
+        &[("X-Your-Address", public)],
+        format!("<html><title>Blocked</title>Your address is {public}.</html>").as_bytes(),
+    )))
+    .await;
+    let stun = fake_stun(public.parse().unwrap()).await.to_string();
+    let url = format!("http://{}/", site.addr);
+    let out_file = home.path().join("out.jsonl");
+    let out_s = out_file.display().to_string();
+    // run_cmd says `--stun none`; a later --stun would clash, so build the
+    // command here.
+    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_gatewatch"));
+    c.env("XDG_CONFIG_HOME", home.path().join("config"))
+        .env("XDG_DATA_HOME", home.path().join("data"))
+        .env("HOME", home.path())
+        .args(["run", "--yes", "--no-progress", "--control", "none"])
+        .args(["--stun", &stun, "--treat-as-public", "127.0.0.0/8"])
+        .args([
+            "--no-system-resolver",
+            "--tcp-timeout",
+            "2s",
+            "-o",
+            &out_s,
+            &url,
+        ]);
+    let out = c.output().await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&out_file).unwrap();
+    assert!(!text.contains(public), "the public address leaked: {text}");
+    let m: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let resp = &m["test_keys"]["requests"][0]["response"];
+    assert_eq!(resp["headers"]["x-your-address"], "[scrubbed]");
+    assert!(resp["body"]
+        .as_str()
+        .unwrap()
+        .contains("Your address is [scrubbed]."));
+    assert_eq!(m["probe_ip"], "127.0.0.1");
 }
