@@ -157,7 +157,12 @@ impl InputStream {
     }
 
     fn keep(&mut self, e: &Entry) -> bool {
-        if !self.categories.is_empty() && !self.categories.contains(&e.category_code) {
+        // URLs without a category (given on the command line, or from a
+        // plain-text list) are not filtered out: the user asked for them.
+        if !self.categories.is_empty()
+            && !e.category_code.is_empty()
+            && !self.categories.contains(&e.category_code)
+        {
             return false;
         }
         let k = url_key(&e.url);

@@ -149,7 +149,8 @@ pub struct RunArgs {
     /// given: our curated `kh` list.
     #[arg(long, value_name = "NAME")]
     pub list: Option<String>,
-    /// Keep only these category codes (e.g. `NEWS,HUMR`).
+    /// Keep only these category codes (e.g. `NEWS,HUMR`); URLs without a
+    /// category (command line, plain-text lists) are always kept.
     #[arg(long, value_delimiter = ',', value_name = "CODES")]
     pub category: Vec<String>,
     /// URLs measured at a time [default: 16].

@@ -498,10 +498,12 @@ async fn category_filter_keeps_only_those_codes() {
         out_file.to_str().unwrap(),
         "--category",
         "news,HUMR",
+        &format!("http://127.0.0.1:{p}/cli"),
     ]))
     .await;
     assert_eq!(o.code, Some(0), "stderr: {}", o.stderr);
-    let mut want = vec![h, n];
+    // The URL given on the command line has no category and is kept.
+    let mut want = vec![format!("http://127.0.0.1:{p}/cli"), h, n];
     want.sort();
     assert_eq!(inputs(&lines(&out_file)), want);
 }
