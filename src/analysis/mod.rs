@@ -87,20 +87,26 @@
 //!     asn_db: Some(Arc::new(|_ip| None)), // e.g. the --asn-db lookup
 //!     probe_cc: "KH".into(),
 //!     treat_as_public: vec![],
+//!     clusters: None, // or one shared gatewatch::analysis::cluster::Registry per run
 //! };
 //! analyze(m, &ctx);
 //! # Ok(()) }
 //! ```
 
 mod classic;
+pub mod cluster;
 pub mod fingerprints;
 pub mod flags;
+pub mod lexicon;
+pub mod pagetext;
 pub mod throttling;
 
 mod dnscheck;
+mod hopdns;
 mod httpdiff;
 mod observe;
 mod outcome;
+mod pagecmp;
 mod verdict;
 
 use std::fmt;
@@ -126,6 +132,9 @@ pub struct AnalysisContext {
     pub probe_cc: String,
     /// Ranges treated as public (not loopback, not bogons).
     pub treat_as_public: Vec<ipnet::IpNet>,
+    /// The run's registry of probe-side pages, for clustering blockpages
+    /// across sites ([`cluster`]); `None` judges each URL alone.
+    pub clusters: Option<Arc<cluster::Registry>>,
 }
 
 impl Default for AnalysisContext {
@@ -135,6 +144,7 @@ impl Default for AnalysisContext {
             asn_db: None,
             probe_cc: "ZZ".into(),
             treat_as_public: Vec::new(),
+            clusters: None,
         }
     }
 }
@@ -147,6 +157,7 @@ impl fmt::Debug for AnalysisContext {
             .field("asn_db", &self.asn_db.is_some())
             .field("probe_cc", &self.probe_cc)
             .field("treat_as_public", &self.treat_as_public)
+            .field("clusters", &self.clusters.is_some())
             .finish()
     }
 }
@@ -187,7 +198,12 @@ pub fn analyze(m: &mut Measurement, ctx: &AnalysisContext) {
         if classic.diff.is_none() {
             classic.diff = classic::page_diff(&outcome, control);
         }
+        let page = match &outcome {
+            outcome::Outcome::Page { tx, .. } => Some(pagecmp::compare(tx, control.map(|c| c.r))),
+            _ => None,
+        };
         let inputs = verdict::Inputs {
+            page: page.as_ref(),
             m,
             ctx,
             target: &target,
