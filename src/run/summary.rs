@@ -49,6 +49,16 @@ pub struct Summary {
     pub anomalies: Vec<Anomaly>,
     /// True when the run stopped early.
     pub aborted: bool,
+    /// Measurements per interference kind recorded beside the status
+    /// (e.g. `dns.diverted`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub interference: BTreeMap<String, u64>,
+    /// Probe-side pages served for two or more unrelated sites in this run
+    /// (blockpages found by clustering), with every site. The first site
+    /// of a cluster was written before the cluster was known: this list is
+    /// where it is named.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub page_clusters: Vec<crate::analysis::cluster::ClusterInfo>,
 }
 
 impl Summary {
@@ -60,6 +70,9 @@ impl Summary {
             return false;
         }
         let v = m.test_keys.x_verdict.as_ref();
+        for k in v.iter().flat_map(|v| v.interference.iter()) {
+            *self.interference.entry(k.clone()).or_default() += 1;
+        }
         let key = v.map_or("unclassified", |v| v.status.as_str());
         *self.verdicts.entry(key.to_string()).or_default() += 1;
         match v {
@@ -141,6 +154,18 @@ impl Summary {
                     strings::status_name(lang, st)
                 );
             }
+        }
+        for (k, n) in &self.interference {
+            let _ = writeln!(s, "  {k}: {n}");
+        }
+        for c in &self.page_clusters {
+            let _ = writeln!(
+                s,
+                "  blockpage {} ({} sites): {}",
+                c.page_sha256.chars().take(16).collect::<String>(),
+                c.sites,
+                c.hosts.join(", ")
+            );
         }
         let _ = writeln!(
             s,

@@ -69,7 +69,7 @@ fn measurement(asn: &str, net: &str, url: &str, time: &str, seen: Seen) -> Measu
                 evidence: vec![format!(
                     "The system resolver answered {ip}; the control resolved {control_ip}."
                 )],
-                fingerprints: Vec::new(),
+                ..Verdict::default()
             }
         }
         Seen::Reset => {
@@ -91,7 +91,7 @@ fn measurement(asn: &str, net: &str, url: &str, time: &str, seen: Seen) -> Measu
                 confidence: Some("likely".to_string()),
                 nig_article6: Some("disconnect".to_string()),
                 evidence: vec!["The TLS handshake was reset after the ClientHello.".to_string()],
-                fingerprints: Vec::new(),
+                ..Verdict::default()
             }
         }
     };
