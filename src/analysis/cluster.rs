@@ -156,7 +156,11 @@ impl Registry {
                 vantages: p.vantages.iter().cloned().collect(),
             })
             .collect();
-        out.sort_by(|a, b| b.sites.cmp(&a.sites).then(a.page_sha256.cmp(&b.page_sha256)));
+        out.sort_by(|a, b| {
+            b.sites
+                .cmp(&a.sites)
+                .then(a.page_sha256.cmp(&b.page_sha256))
+        });
         out
     }
 }
@@ -169,7 +173,9 @@ impl Registry {
 pub fn page_key_of(m: &Measurement) -> Option<(String, PageKey, PageKey)> {
     let v = m.test_keys.x_verdict.as_ref()?;
     let http_block = v.status == VerdictStatus::Blocked
-        && v.mechanism.as_deref().is_some_and(|s| s.starts_with("http.") || s == "tls.mitm");
+        && v.mechanism
+            .as_deref()
+            .is_some_and(|s| s.starts_with("http.") || s == "tls.mitm");
     if !(http_block || v.status == VerdictStatus::Inconclusive || v.cluster.is_some()) {
         return None;
     }
@@ -192,7 +198,11 @@ pub fn page_key_of(m: &Measurement) -> Option<(String, PageKey, PageKey)> {
         return None;
     }
     let control = PageKey {
-        sha256: ctl.x_body.as_ref().map(|b| b.sha256.clone()).unwrap_or_default(),
+        sha256: ctl
+            .x_body
+            .as_ref()
+            .map(|b| b.sha256.clone())
+            .unwrap_or_default(),
         sketch: ctext.sketch.clone(),
     };
     let host = url::Url::parse(m.input.as_deref()?)
@@ -222,7 +232,12 @@ mod tests {
         assert_eq!(r.add(&key(BLOCK), "a.example", &site_a, ""), None);
         // Near-identical text (the blocked URL named in the page) clusters.
         let c = r
-            .add(&key(&format!("{BLOCK} b.example")), "b.example", &site_b, "")
+            .add(
+                &key(&format!("{BLOCK} b.example")),
+                "b.example",
+                &site_b,
+                "",
+            )
             .unwrap();
         assert_eq!(c.sites, 2);
         assert_eq!(c.page_sha256, key(BLOCK).sha256);

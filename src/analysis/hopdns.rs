@@ -72,7 +72,12 @@ pub(crate) fn find(
         else {
             continue;
         };
-        let ctl_addrs: Vec<IpAddr> = hop.dns.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+        let ctl_addrs: Vec<IpAddr> = hop
+            .dns
+            .addrs
+            .iter()
+            .filter_map(|a| a.parse().ok())
+            .collect();
         if ctl_addrs.is_empty() {
             continue;
         }
@@ -111,8 +116,7 @@ pub(crate) fn find(
                 Some("dns.localhost")
             } else if view.any_bogon(p) && !view.bogon_shared_with_control(p) {
                 Some("dns.bogon")
-            } else if !fps.is_empty()
-                || (!view.validity(p).any() && view.cert_failure(p).is_some())
+            } else if !fps.is_empty() || (!view.validity(p).any() && view.cert_failure(p).is_some())
             {
                 Some("dns.sinkhole")
             } else {
@@ -128,7 +132,10 @@ pub(crate) fn find(
                 join_ips(&ctl_addrs)
             ));
             if !fps.is_empty() {
-                ev.push(format!("a known blocking address (fingerprint {})", join_words(&fps)));
+                ev.push(format!(
+                    "a known blocking address (fingerprint {})",
+                    join_words(&fps)
+                ));
             }
             if let Some((ip, f)) = view.cert_failure(p) {
                 ev.push(format!(

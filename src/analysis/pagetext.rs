@@ -374,7 +374,10 @@ mod tests {
         let other = sim(&site, &page(99, 400));
         println!("40% changed: {lo:.2}..{hi:.2}; blockpage vs site {bp:.2}; two sites {other:.2}");
         assert!(lo >= SAME_TEXT + 0.05, "dynamic {lo}");
-        assert!(bp < SAME_TEXT - 0.1 && other < SAME_TEXT - 0.05, "{bp} {other}");
+        assert!(
+            bp < SAME_TEXT - 0.1 && other < SAME_TEXT - 0.05,
+            "{bp} {other}"
+        );
         // A blockpage naming the blocked URL still clusters with its twin.
         let mut twin = blockpage.clone();
         twin.push("news.example".into());

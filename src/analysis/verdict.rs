@@ -21,8 +21,8 @@ use super::observe::{self, join_ips, join_words, Control, Lookup, ResolverKind, 
 use super::outcome::{Failed, Outcome, Step};
 use super::pagecmp::PageCmp;
 use super::pagetext::{SAME_TEXT, SAME_TITLE};
-use super::{cluster, hopdns, throttling};
 use super::AnalysisContext;
+use super::{cluster, hopdns, throttling};
 
 /// Status codes a site (or its CDN) uses to refuse or challenge a client.
 const SERVER_REFUSAL_CODES: [i64; 5] = [401, 403, 406, 429, 503];
@@ -985,8 +985,18 @@ fn text_differs(
     let shared = match (&i.ctx.clusters, i.control) {
         (Some(reg), Some(ctl)) => {
             let control = cluster::PageKey {
-                sha256: ctl.r.x_body.as_ref().map(|b| b.sha256.clone()).unwrap_or_default(),
-                sketch: ctl.r.x_body_text.as_ref().map(|t| t.sketch.clone()).unwrap_or_default(),
+                sha256: ctl
+                    .r
+                    .x_body
+                    .as_ref()
+                    .map(|b| b.sha256.clone())
+                    .unwrap_or_default(),
+                sketch: ctl
+                    .r
+                    .x_body_text
+                    .as_ref()
+                    .map(|t| t.sketch.clone())
+                    .unwrap_or_default(),
             };
             reg.add(&cmp.key, &i.target.host, &control, "")
         }

@@ -121,7 +121,10 @@ pub fn judge_lookup(q: &probes::records::DnsQuery, control: Option<&[String]>) -
 /// Judges one resolver's lookup of one name (its A, AAAA or getaddrinfo
 /// queries together): the addresses it found decide (a good A answer beside
 /// an empty AAAA is clean); with none, the queries' failures do.
-pub fn judge_name(qs: &[&probes::records::DnsQuery], control: Option<&[String]>) -> LookupJudgement {
+pub fn judge_name(
+    qs: &[&probes::records::DnsQuery],
+    control: Option<&[String]>,
+) -> LookupJudgement {
     let control = control.filter(|c| !c.is_empty());
     let mut addrs: Vec<IpAddr> = Vec::new();
     for q in qs {
@@ -175,14 +178,20 @@ pub fn control_addrs_for<'a>(m: &'a Measurement, host: &str) -> Option<&'a [Stri
         .input
         .as_deref()
         .and_then(|u| url::Url::parse(u).ok())
-        .and_then(|u| u.host_str().map(|h| h.trim_end_matches('.').to_ascii_lowercase()));
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+        });
     if input_host.as_deref() == Some(host.as_str()) {
         return control_addrs(m);
     }
     let hop = c.x_redirect_chain.iter().find(|h| {
         url::Url::parse(&h.url)
             .ok()
-            .and_then(|u| u.host_str().map(|x| x.trim_end_matches('.').to_ascii_lowercase()))
+            .and_then(|u| {
+                u.host_str()
+                    .map(|x| x.trim_end_matches('.').to_ascii_lowercase())
+            })
             .as_deref()
             == Some(host.as_str())
     })?;

@@ -21,8 +21,8 @@ use url::Url;
 use super::resolver::{self, ResolverSpec};
 use super::ssrf::{self, AddressPolicy, Refusal, TargetHost};
 use crate::control::protocol::{
-    ControlBody, ControlDns, ControlText, ControlHop, ControlHttp, ControlIpInfo, ControlRequest,
-    ControlResponse, ControlTcp, ControlTls,
+    ControlBody, ControlDns, ControlHop, ControlHttp, ControlIpInfo, ControlRequest,
+    ControlResponse, ControlTcp, ControlText, ControlTls,
 };
 
 /// At most this many `tcp_connect` entries per request.
