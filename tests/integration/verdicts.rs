@@ -1901,4 +1901,6 @@ mod pipeline {
         assert_eq!(m.test_keys.requests.len(), 2);
         let _: SocketAddr = m.test_keys.requests[0].address.parse().unwrap();
     }
+
+    mod real_pages;
 }
