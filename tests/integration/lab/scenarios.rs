@@ -49,6 +49,13 @@ pub enum Site {
     Down,
     /// The name does not exist anywhere (NXDOMAIN from every resolver).
     NoSuchName,
+    /// A small page (about 680 bytes), like a small site's front page.
+    Small,
+    /// A page where a block of 40 % of the words changes on every request.
+    Dynamic40,
+    /// :80 answers 301 to `http://<name>-next.example/`, a second name of
+    /// the same site (same address), which serves the page.
+    RedirectToNext,
 }
 
 /// The censor's action, made by real tools in the censor namespace.
@@ -93,6 +100,13 @@ pub enum Censor {
     /// :80 of the site is redirected to a box that reads the request and
     /// closes the connection (EOF).
     EofAfterRequest,
+    /// :80 of the site is redirected to a box answering a short 200 page
+    /// titled "Access Denied - Website Blocked", from the same server
+    /// software as the sites (a transparent proxy on the site's address).
+    LookalikeBlockpage,
+    /// The ISP resolver answers NXDOMAIN for `<name>-next.example`, the
+    /// name the site redirects to (not for the input's name).
+    DnsNxdomainNext,
     /// The site's traffic towards the probe is shaped to this rate (tc htb).
     Throttle {
         /// Rate in kbit/s.
@@ -172,6 +186,13 @@ pub const SCENARIOS: &[Scenario] = &[
     row("http-host-rst", "http", Site::Static, Censor::HostRst, blocked("http", "http-failure", "http.reset")),
     row("http-blockpage", "http", Site::Static, Censor::Blockpage, blocked("http", "http-diff", "http.blockpage")),
     row("http-eof", "http", Site::Static, Censor::EofAfterRequest, blocked("http", "http-failure", "http.eof")),
+    // Issue 13: a blockpage that looks like the site (200, same server,
+    // 490 vs 680 bytes), and NXDOMAIN from the ISP resolver for a redirect
+    // target only (the public resolver's answer lets the fetch go on).
+    // OONI's classic rule calls the look-alike page the same page (same
+    // status, lengths within 0.7): its `blocking` stays false.
+    row("http-lookalike", "http", Site::Small, Censor::LookalikeBlockpage, blocked("http", "false", "http.blockpage")),
+    row("dns-redirect-hop", "http", Site::RedirectToNext, Censor::DnsNxdomainNext, blocked("dns", "false", "dns.nxdomain")),
     // Degradation: 160 KiB at 512 kbit/s (the verdict's threshold is < 1/5
     // of the control's rate and < 1 Mbit/s on >= 64 KiB).
     row("throttled", "https", Site::Big(160 * 1024), Censor::Throttle { kbit: 512 }, SLOWED),
@@ -182,6 +203,9 @@ pub const SCENARIOS: &[Scenario] = &[
     row("client-dependent", "https", Site::ClientDependent, Censor::None, OPEN),
     row("http-to-https", "http", Site::RedirectToHttps, Censor::None, OPEN),
     row("slow", "https", Site::Slow(1500), Censor::None, OPEN),
+    row("small-site", "http", Site::Small, Censor::None, OPEN),
+    row("dynamic-40", "http", Site::Dynamic40, Censor::None, OPEN),
+    row("redirect-hop-clean", "http", Site::RedirectToNext, Censor::None, OPEN),
 ];
 
 const fn row(
@@ -210,6 +234,12 @@ impl Scenario {
     pub fn url(&self) -> String {
         format!("{}://{}/", self.scheme, self.host())
     }
+}
+
+/// The second name of a [`Site::RedirectToNext`] site:
+/// `<name>-next.example` for `<name>.example`.
+pub fn next_host(host: &str) -> String {
+    format!("{}-next.example", host.trim_end_matches(".example"))
 }
 
 /// The genuine address of scenario number `i` (each has its own).
@@ -326,6 +356,13 @@ impl Censor {
                 "ip daddr {ip} tcp dport 80 redirect to :{}",
                 addr::BLOCKPAGE_PORT
             )),
+            Censor::LookalikeBlockpage => p.nft_redirect.push(format!(
+                "ip daddr {ip} tcp dport 80 redirect to :{}",
+                addr::LOOKALIKE_PORT
+            )),
+            Censor::DnsNxdomainNext => {
+                p.lies.insert(next_host(host), Lie::Nxdomain);
+            }
             Censor::EofAfterRequest => p.nft_redirect.push(format!(
                 "ip daddr {ip} tcp dport 80 redirect to :{}",
                 addr::EOF_PORT

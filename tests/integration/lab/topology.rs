@@ -55,6 +55,9 @@ pub mod addr {
     pub const BLOCKPAGE_PORT: u16 = 8080;
     /// In the censor: the box that closes after the request.
     pub const EOF_PORT: u16 = 8081;
+    /// In the censor: the look-alike blockpage box (a short 200 page from
+    /// the sites' own server software).
+    pub const LOOKALIKE_PORT: u16 = 8082;
     /// The ranges the probe and the control must treat as public.
     pub const PUBLIC_RANGES: [&str; 2] = ["198.51.100.0/24", "203.0.113.0/24"];
 }

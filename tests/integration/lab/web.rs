@@ -86,10 +86,21 @@ pub fn censor_boxes(ns: &Ns, mitm: Arc<ServerConfig>) -> io::Result<Service> {
                 listen((Ipv4Addr::UNSPECIFIED, addr::BLOCKPAGE_PORT).into())?,
                 listen((Ipv4Addr::UNSPECIFIED, addr::EOF_PORT).into())?,
                 listen((Ipv4Addr::UNSPECIFIED, addr::MITM_PORT).into())?,
+                listen((Ipv4Addr::UNSPECIFIED, addr::LOOKALIKE_PORT).into())?,
             ])
         },
-        move |[sinkhole, redirected, eof, mitm_l], stop| async move {
+        move |[sinkhole, redirected, eof, mitm_l, lookalike], stop| async move {
             let mut tasks = tokio::task::JoinSet::new();
+            tasks.spawn(accept_loop(
+                lookalike,
+                stop.clone(),
+                |mut conn, _| async move {
+                    if read_head(&mut conn).await.is_some() {
+                        let _ = conn.write_all(&lookalike_blockpage()).await;
+                        let _ = conn.shutdown().await;
+                    }
+                },
+            ));
             for l in [sinkhole, redirected] {
                 tasks.spawn(accept_loop(l, stop.clone(), |mut conn, _| async move {
                     if read_head(&mut conn).await.is_some() {
@@ -144,7 +155,7 @@ where
     }
 }
 
-/// Reads up to the end of the request head; returns the request line.
+/// Reads up to the end of the request head; returns the head.
 async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Option<String> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 2048];
@@ -161,8 +172,20 @@ async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Option<String> {
     tokio::time::timeout(Duration::from_secs(10), read)
         .await
         .ok()??;
-    let text = String::from_utf8_lossy(&buf);
-    Some(text.lines().next().unwrap_or_default().to_string())
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// The `Host` header of a request head (lower case, without a port).
+fn host_of(head: &str) -> String {
+    head.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("host")
+                .then(|| v.trim().to_ascii_lowercase())
+        })
+        .map(|h| h.split(':').next().unwrap_or_default().to_string())
+        .unwrap_or_default()
 }
 
 async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
@@ -172,11 +195,25 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     peer: IpAddr,
     counter: &AtomicU64,
 ) {
-    if read_head(&mut s).await.is_none() {
+    let Some(head) = read_head(&mut s).await else {
         return;
-    }
+    };
     let n = counter.fetch_add(1, Ordering::Relaxed);
     let out = match site.site {
+        Site::RedirectToNext => {
+            let next = super::scenarios::next_host(&site.host);
+            if host_of(&head) == next {
+                page_response(site, page(&next, "", 0))
+            } else {
+                response(
+                    "301 Moved Permanently",
+                    &[("Location", format!("http://{next}/"))],
+                    b"",
+                )
+            }
+        }
+        Site::Small => page_response(site, small_page(&site.host)),
+        Site::Dynamic40 => page_response(site, dynamic40_page(&site.host, n)),
         Site::RedirectToHttps if !tls => response(
             "301 Moved Permanently",
             &[("Location", format!("https://{}/", site.host))],
@@ -241,6 +278,55 @@ fn page(host: &str, extra: &str, min_len: usize) -> String {
     }
     body.push_str("</body></html>\n");
     body
+}
+
+/// A small site's front page (about 680 bytes).
+fn small_page(host: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html><head><title>{host} - community radio</title></head>\n<body>\n\
+         <h1>{host}</h1>\n<p>Listen live every evening from seven: local music, farming advice, \
+         and a call-in hour where listeners from the provinces ask the guests their questions.</p>\n\
+         <p>This week: the rice harvest, school fees, and a conversation about the new market in \
+         the district town. Schedule and archive below.</p>\n<ul><li>Monday: music</li>\
+         <li>Tuesday: farming</li><li>Wednesday: call-in</li></ul>\n</body></html>\n"
+    )
+}
+
+/// A 300-word page where a block of 40 % of the words is new on every
+/// request (headlines, ids and adverts that rotate).
+fn dynamic40_page(host: &str, n: u64) -> String {
+    let mut s: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut words: Vec<String> = (0..300)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            format!("story{}", s % 50_000)
+        })
+        .collect();
+    let start = usize::try_from(n * 37 % 180).unwrap_or(0);
+    for (i, w) in words[start..start + 120].iter_mut().enumerate() {
+        *w = format!("r{n}w{i}x{:x}", rand::random::<u16>());
+    }
+    format!(
+        "<!DOCTYPE html>\n<html><head><title>{host} - live</title></head>\n<body>\n<p>{}</p>\n</body></html>\n",
+        words.join(" ")
+    )
+}
+
+/// The look-alike blockpage: a short 200 page (about 490 bytes) from the
+/// sites' own server software.
+fn lookalike_blockpage() -> Vec<u8> {
+    let body = "<!DOCTYPE html>\n<html><head><title>Access Denied - Website Blocked</title></head>\n\
+        <body>\n<h1>Access Denied</h1>\n<p>The website you are trying to visit has been blocked \
+        in accordance with the regulations of the Kingdom. If you believe this is a mistake, contact \
+        your internet service provider's customer care centre and quote the reference below.</p>\n\
+        <p>Reference: KH-7731</p>\n</body></html>\n";
+    response(
+        "200 OK",
+        &[("Content-Type", "text/html; charset=utf-8".into())],
+        body.as_bytes(),
+    )
 }
 
 fn blockpage() -> Vec<u8> {

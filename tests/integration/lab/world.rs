@@ -59,6 +59,9 @@ impl World {
             if sc.site != Site::NoSuchName {
                 zone.a.insert(sc.host(), ip);
             }
+            if sc.site == Site::RedirectToNext {
+                zone.a.insert(super::scenarios::next_host(&sc.host()), ip);
+            }
             specs.push(SiteSpec {
                 host: sc.host(),
                 ip,
