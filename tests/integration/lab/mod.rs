@@ -30,4 +30,5 @@ pub mod world;
 
 mod e2e;
 mod mechanisms;
+mod mmdb;
 mod netns_selftest;
