@@ -139,7 +139,9 @@ fn the_probe_reads_the_lab_asn_database() {
     assert_eq!(db.asn("203.0.113.200".parse().unwrap()), None);
     assert_eq!(db.asn("198.51.100.1".parse().unwrap()), None);
     assert_eq!(
-        db.lookup("203.0.113.250".parse().unwrap()).network_name.as_deref(),
+        db.lookup("203.0.113.250".parse().unwrap())
+            .network_name
+            .as_deref(),
         Some("Lab ISP boxes")
     );
 }

@@ -107,6 +107,14 @@ pub enum Censor {
     /// The ISP resolver answers NXDOMAIN for `<name>-next.example`, the
     /// name the site redirects to (not for the input's name).
     DnsNxdomainNext,
+    /// The ISP resolver answers the censor's proxy address
+    /// ([`addr::PROXY`], another network), where a transparent proxy
+    /// splices :80 and :443 to the genuine site: TLS passes through, the
+    /// site's own certificate verifies.
+    DnsDivert,
+    /// Not censorship: the ISP resolver answers another node of the site
+    /// itself ([`second_node`], the site's own network).
+    DnsOtherNode,
     /// The site's traffic towards the probe is shaped to this rate (tc htb).
     Throttle {
         /// Rate in kbit/s.
@@ -193,6 +201,12 @@ pub const SCENARIOS: &[Scenario] = &[
     // status, lengths within 0.7): its `blocking` stays false.
     row("http-lookalike", "http", Site::Small, Censor::LookalikeBlockpage, blocked("http", "false", "http.blockpage")),
     row("dns-redirect-hop", "http", Site::RedirectToNext, Censor::DnsNxdomainNext, blocked("dns", "false", "dns.nxdomain")),
+    // A name diverted to a box that passes the site through: accessible
+    // (`x_verdict.interference: ["dns.diverted"]` once ASN data tells the
+    // networks apart: `lab::e2e::a_diverted_name_is_reported_with_asn_data`);
+    // its twin, another node of the site's own network, has no flag.
+    row("dns-diverted", "https", Site::Static, Censor::DnsDivert, OPEN),
+    row("dns-other-node", "https", Site::Static, Censor::DnsOtherNode, OPEN),
     // Degradation: 160 KiB at 512 kbit/s (the verdict's threshold is < 1/5
     // of the control's rate and < 1 Mbit/s on >= 64 KiB).
     row("throttled", "https", Site::Big(160 * 1024), Censor::Throttle { kbit: 512 }, SLOWED),
@@ -242,6 +256,13 @@ pub fn next_host(host: &str) -> String {
     format!("{}-next.example", host.trim_end_matches(".example"))
 }
 
+/// A second address of the site at `ip`, in the sites' own network
+/// (203.0.113.128/26): another node of the same site.
+pub fn second_node(ip: Ipv4Addr) -> Ipv4Addr {
+    let o = ip.octets();
+    Ipv4Addr::new(o[0], o[1], o[2], 128 + (o[3] - 10) % 64)
+}
+
 /// The genuine address of scenario number `i` (each has its own).
 pub fn site_ip(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(
@@ -287,6 +308,9 @@ pub struct CensorPlan {
     pub lies: BTreeMap<String, Lie>,
     /// Hosts the on-path injector forges answers for.
     pub inject: BTreeSet<String>,
+    /// The site the censor's transparent proxy ([`addr::PROXY`]) splices
+    /// to.
+    pub divert_to: Option<Ipv4Addr>,
 }
 
 impl Censor {
@@ -362,6 +386,14 @@ impl Censor {
             )),
             Censor::DnsNxdomainNext => {
                 p.lies.insert(next_host(host), Lie::Nxdomain);
+            }
+            Censor::DnsDivert => {
+                assert!(p.divert_to.is_none(), "one DnsDivert row per lab");
+                p.lies.insert(host.into(), Lie::Answer(addr::PROXY));
+                p.divert_to = Some(ip);
+            }
+            Censor::DnsOtherNode => {
+                p.lies.insert(host.into(), Lie::Answer(second_node(ip)));
             }
             Censor::EofAfterRequest => p.nft_redirect.push(format!(
                 "ip daddr {ip} tcp dport 80 redirect to :{}",

@@ -31,6 +31,8 @@ pub struct SiteSpec {
     pub ip: Ipv4Addr,
     /// How it behaves.
     pub site: Site,
+    /// A second address it also serves on (another node of the site).
+    pub also: Option<Ipv4Addr>,
 }
 
 /// Starts every site (except [`Site::Down`] and [`Site::NoSuchName`], which
@@ -43,9 +45,12 @@ pub fn sites(ns: &Ns, list: Vec<SiteSpec>, tls: Arc<ServerConfig>) -> io::Result
                 .into_iter()
                 .filter(|s| !matches!(s.site, Site::Down | Site::NoSuchName))
             {
-                let plain = listen((s.ip, 80).into())?;
-                let secure = listen((s.ip, 443).into())?;
-                bound.push((Arc::new(s), plain, secure));
+                let s = Arc::new(s);
+                for ip in std::iter::once(s.ip).chain(s.also) {
+                    let plain = listen((ip, 80).into())?;
+                    let secure = listen((ip, 443).into())?;
+                    bound.push((Arc::clone(&s), plain, secure));
+                }
             }
             Ok(bound)
         },
@@ -78,19 +83,46 @@ pub fn sites(ns: &Ns, list: Vec<SiteSpec>, tls: Arc<ServerConfig>) -> io::Result
 /// :80 and on [`addr::BLOCKPAGE_PORT`] for redirected traffic), the EOF box
 /// ([`addr::EOF_PORT`]) and the TLS-interception box ([`addr::MITM_PORT`],
 /// certificate from the untrusted censor CA).
-pub fn censor_boxes(ns: &Ns, mitm: Arc<ServerConfig>) -> io::Result<Service> {
+pub fn censor_boxes(
+    ns: &Ns,
+    mitm: Arc<ServerConfig>,
+    divert_to: Option<Ipv4Addr>,
+) -> io::Result<Service> {
     ns.serve(
-        || {
-            Ok([
-                listen((addr::SINKHOLE, 80).into())?,
-                listen((Ipv4Addr::UNSPECIFIED, addr::BLOCKPAGE_PORT).into())?,
-                listen((Ipv4Addr::UNSPECIFIED, addr::EOF_PORT).into())?,
-                listen((Ipv4Addr::UNSPECIFIED, addr::MITM_PORT).into())?,
-                listen((Ipv4Addr::UNSPECIFIED, addr::LOOKALIKE_PORT).into())?,
-            ])
+        move || {
+            let proxy = match divert_to {
+                Some(site) => vec![
+                    (listen((addr::PROXY, 80).into())?, (site, 80)),
+                    (listen((addr::PROXY, 443).into())?, (site, 443)),
+                ],
+                None => Vec::new(),
+            };
+            Ok((
+                proxy,
+                [
+                    listen((addr::SINKHOLE, 80).into())?,
+                    listen((Ipv4Addr::UNSPECIFIED, addr::BLOCKPAGE_PORT).into())?,
+                    listen((Ipv4Addr::UNSPECIFIED, addr::EOF_PORT).into())?,
+                    listen((Ipv4Addr::UNSPECIFIED, addr::MITM_PORT).into())?,
+                    listen((Ipv4Addr::UNSPECIFIED, addr::LOOKALIKE_PORT).into())?,
+                ],
+            ))
         },
-        move |[sinkhole, redirected, eof, mitm_l, lookalike], stop| async move {
+        move |(proxy, [sinkhole, redirected, eof, mitm_l, lookalike]), stop| async move {
             let mut tasks = tokio::task::JoinSet::new();
+            // The transparent proxy: each connection spliced to the site.
+            for (l, to) in proxy {
+                tasks.spawn(accept_loop(
+                    l,
+                    stop.clone(),
+                    move |mut conn, _| async move {
+                        let to = SocketAddr::from(to);
+                        if let Ok(mut up) = tokio::net::TcpStream::connect(to).await {
+                            let _ = tokio::io::copy_bidirectional(&mut conn, &mut up).await;
+                        }
+                    },
+                ));
+            }
             tasks.spawn(accept_loop(
                 lookalike,
                 stop.clone(),
