@@ -4,8 +4,9 @@
 //! page that already differs in text from the control's, is short (a notice,
 //! not a full page where "blocked" may be one article's subject), and only
 //! when the control's page lacks the term. Challenge terms (CAPTCHA,
-//! "checking your browser") mark a site's or its CDN's own page: they count
-//! against blocking.
+//! "checking your browser", "not available in your country") mark a site's
+//! or its CDN's own page: they count against blocking, and such a page is
+//! never clustered.
 //!
 //! Terms are matched as substrings of the lower-case visible text, so they
 //! work for scripts written without spaces. The Khmer, Thai, Vietnamese,
@@ -64,9 +65,13 @@ pub const BLOCK_TERMS: &[(&str, &str)] = &[
     ("lo", "ຫ້າມເຂົ້າ"),
 ];
 
-/// Phrases of challenge and anti-bot pages (a site's or its CDN's own
-/// answer), lower case.
+/// Phrases of challenge, anti-bot and geo-restriction pages (a site's or
+/// its CDN's own answer), lower case.
 pub const CHALLENGE_TERMS: &[&str] = &[
+    "not available in your country",
+    "not available in your region",
+    "in your country",
+    "in your region",
     "captcha",
     "checking your browser",
     "verify you are human",
@@ -133,6 +138,11 @@ mod tests {
         assert_eq!(
             challenge_terms(&cf),
             vec!["checking your browser", "just a moment"]
+        );
+        let geo = visible_text("<p>This programme is not available in your country.</p>");
+        assert_eq!(
+            challenge_terms(&geo),
+            vec!["not available in your country", "in your country"]
         );
     }
 }

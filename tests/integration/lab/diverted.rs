@@ -50,7 +50,9 @@ fn a_diverted_name_is_reported_with_asn_data() {
         String::from_utf8_lossy(&run.stderr)
     );
     let results = read_results(&out);
-    let verdict = |name: &str| -> (String, Vec<String>, String) {
+    // status, interference, evidence.
+    type Seen = (String, Vec<String>, String);
+    let verdict = |name: &str| -> Seen {
         let v = &results[&format!("https://{name}.example/")]["test_keys"]["x_verdict"];
         let interference = v["interference"]
             .as_array()
@@ -76,11 +78,10 @@ fn a_diverted_name_is_reported_with_asn_data() {
             evidence,
         )
     };
-    let table: Vec<(&str, (String, Vec<String>, String))> =
-        ["clean", "dns-diverted", "dns-other-node"]
-            .into_iter()
-            .map(|n| (n, verdict(n)))
-            .collect();
+    let table: Vec<(&str, Seen)> = ["clean", "dns-diverted", "dns-other-node"]
+        .into_iter()
+        .map(|n| (n, verdict(n)))
+        .collect();
     for (n, (st, i, _)) in &table {
         println!("{n:<16} {st:<12} interference {i:?}");
     }
