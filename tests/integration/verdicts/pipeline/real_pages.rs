@@ -26,9 +26,18 @@ async fn run_with(
     replies: Vec<Reply>,
     asns: &'static [(Ipv4Addr, u32)],
 ) -> Measurement {
-    let mut fakes = Vec::new();
+    // Without a system resolver the analysis takes the UDP resolver whose
+    // address sorts first as the headline one: spawn them in that order.
+    let mut fakes: Vec<fdns::DnsFake> = Vec::new();
     for r in replies {
-        fakes.push(fdns::spawn(Script::always(r)).await);
+        let mut f = fdns::spawn(Script::always(r.clone())).await;
+        while fakes
+            .last()
+            .is_some_and(|p| p.addr.to_string() >= f.addr.to_string())
+        {
+            f = fdns::spawn(Script::always(r.clone())).await;
+        }
+        fakes.push(f);
     }
     let s = WebSettings {
         resolvers: fakes.iter().map(|f| f.addr).collect(),
