@@ -28,6 +28,7 @@ pub mod web;
 #[allow(dead_code)]
 pub mod world;
 
+mod clusters;
 mod diverted;
 mod e2e;
 mod mechanisms;

@@ -104,6 +104,10 @@ pub enum Censor {
     /// titled "Access Denied - Website Blocked", from the same server
     /// software as the sites (a transparent proxy on the site's address).
     LookalikeBlockpage,
+    /// :80 of the site is redirected to a box answering a short 200 notice
+    /// with no blocking words and no fingerprint: only clustering (the same
+    /// page for unrelated sites) tells it is a blockpage.
+    NoticePage,
     /// The ISP resolver answers NXDOMAIN for `<name>-next.example`, the
     /// name the site redirects to (not for the input's name).
     DnsNxdomainNext,
@@ -383,6 +387,10 @@ impl Censor {
             Censor::LookalikeBlockpage => p.nft_redirect.push(format!(
                 "ip daddr {ip} tcp dport 80 redirect to :{}",
                 addr::LOOKALIKE_PORT
+            )),
+            Censor::NoticePage => p.nft_redirect.push(format!(
+                "ip daddr {ip} tcp dport 80 redirect to :{}",
+                addr::NOTICE_PORT
             )),
             Censor::DnsNxdomainNext => {
                 p.lies.insert(next_host(host), Lie::Nxdomain);

@@ -60,6 +60,8 @@ pub mod addr {
     /// In the censor: the look-alike blockpage box (a short 200 page from
     /// the sites' own server software).
     pub const LOOKALIKE_PORT: u16 = 8082;
+    /// In the censor: the notice box (a 200 page with no blocking words).
+    pub const NOTICE_PORT: u16 = 8083;
     /// The ranges the probe and the control must treat as public.
     pub const PUBLIC_RANGES: [&str; 2] = ["198.51.100.0/24", "203.0.113.0/24"];
 }

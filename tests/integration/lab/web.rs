@@ -105,11 +105,22 @@ pub fn censor_boxes(
                     listen((Ipv4Addr::UNSPECIFIED, addr::EOF_PORT).into())?,
                     listen((Ipv4Addr::UNSPECIFIED, addr::MITM_PORT).into())?,
                     listen((Ipv4Addr::UNSPECIFIED, addr::LOOKALIKE_PORT).into())?,
+                    listen((Ipv4Addr::UNSPECIFIED, addr::NOTICE_PORT).into())?,
                 ],
             ))
         },
-        move |(proxy, [sinkhole, redirected, eof, mitm_l, lookalike]), stop| async move {
+        move |(proxy, [sinkhole, redirected, eof, mitm_l, lookalike, notice]), stop| async move {
             let mut tasks = tokio::task::JoinSet::new();
+            tasks.spawn(accept_loop(
+                notice,
+                stop.clone(),
+                |mut conn, _| async move {
+                    if read_head(&mut conn).await.is_some() {
+                        let _ = conn.write_all(&notice_page()).await;
+                        let _ = conn.shutdown().await;
+                    }
+                },
+            ));
             // The transparent proxy: each connection spliced to the site.
             for (l, to) in proxy {
                 tasks.spawn(accept_loop(
@@ -357,6 +368,17 @@ fn lookalike_blockpage() -> Vec<u8> {
     response(
         "200 OK",
         &[("Content-Type", "text/html; charset=utf-8".into())],
+        body.as_bytes(),
+    )
+}
+
+/// A notice with no blocking words: the same page for every site.
+fn notice_page() -> Vec<u8> {
+    let body = "<html><head><title>Notice</title></head><body><p>The page you requested is \
+        unavailable on this network at the moment. Reference 5521.</p></body></html>\n";
+    response(
+        "200 OK",
+        &[("Content-Type", "text/html".into())],
         body.as_bytes(),
     )
 }
