@@ -4,9 +4,9 @@
 //! page that already differs in text from the control's, is short (a notice,
 //! not a full page where "blocked" may be one article's subject), and only
 //! when the control's page lacks the term. Challenge terms (CAPTCHA,
-//! "checking your browser", "not available in your country") mark a site's
-//! or its CDN's own page: they count against blocking, and such a page is
-//! never clustered.
+//! "checking your browser", "not available in your country") on a short
+//! page mark a site's or its CDN's own page: they count against blocking,
+//! and such a page is never clustered.
 //!
 //! Terms are matched as substrings of the lower-case visible text, so they
 //! work for scripts written without spaces. The Khmer, Thai, Vietnamese,
@@ -70,8 +70,6 @@ pub const BLOCK_TERMS: &[(&str, &str)] = &[
 pub const CHALLENGE_TERMS: &[&str] = &[
     "not available in your country",
     "not available in your region",
-    "in your country",
-    "in your region",
     "captcha",
     "checking your browser",
     "verify you are human",
@@ -140,9 +138,6 @@ mod tests {
             vec!["checking your browser", "just a moment"]
         );
         let geo = visible_text("<p>This programme is not available in your country.</p>");
-        assert_eq!(
-            challenge_terms(&geo),
-            vec!["not available in your country", "in your country"]
-        );
+        assert_eq!(challenge_terms(&geo), vec!["not available in your country"]);
     }
 }

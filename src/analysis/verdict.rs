@@ -55,7 +55,14 @@ pub(crate) fn decide(i: &Inputs<'_>) -> Verdict {
     // Every redirect hop's name gets the input's DNS judgement.
     if let Some(h) = hopdns::find(i.m, i.ctx, i.control, i.target) {
         if v.status == VerdictStatus::Blocked {
-            v.evidence.extend(h.evidence);
+            // A fetch that stopped at that hop's DNS already says so.
+            if !v
+                .mechanism
+                .as_deref()
+                .is_some_and(|m| m.starts_with("dns."))
+            {
+                v.evidence.extend(h.evidence);
+            }
         } else {
             let mut e = h.evidence;
             e.extend(std::mem::take(&mut v.evidence));
@@ -968,7 +975,7 @@ fn text_differs(
     mut ev: Vec<String>,
 ) -> Verdict {
     let differ = format!("{pages}; the pages differ ({})", cmp.describe());
-    if !cmp.challenge_terms.is_empty() {
+    if !cmp.challenge_terms.is_empty() && cmp.short() {
         ev.push(format!(
             "{differ}; the probe's page is a challenge (\"{}\"), the site's or its CDN's own answer",
             cmp.challenge_terms.join("\", \"")
