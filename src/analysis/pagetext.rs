@@ -24,9 +24,9 @@
 //! So [`SAME_TEXT`] = 0.25 sits between the two, ≥ 0.1 from each. Pages
 //! near-identical as blockpages ([`SAME_BLOCKPAGE`] = 0.8) differ by the
 //! blocked URL a page names. A page is "full" at [`FULL_PAGE_WORDS`] = 120
-//! visible words: blockpages are notices (the shipped fingerprints' pages and
-//! the 490-byte "Access Denied" page have 5–60 words), a site's front
-//! page has hundreds. Blocking words (see [`super::lexicon`]) count only on a
+//! visible words: blockpages are notices (Cogetel's "ERROR: Forbidden" page
+//! has 6 visible words, the lab's blockpage 17, its 490-byte look-alike
+//! "Access Denied" page 45), a site's front page has hundreds. Blocking words (see [`super::lexicon`]) count only on a
 //! page shorter than that, where they are the page's message and not one
 //! article's subject. Both sides of each threshold are tested (here and in
 //! `tests/integration/verdicts.rs`, `qa_table_page_text`).

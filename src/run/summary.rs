@@ -228,4 +228,30 @@ mod tests {
         let km = s.render(Lang::Km);
         assert!(km.contains("ត្រូវបានបិទ"), "{km}");
     }
+
+    #[test]
+    fn counts_diverted_names_and_lists_clusters() {
+        let mut s = Summary::default();
+        let mut d = m("https://d.example/", Some(VerdictStatus::Accessible));
+        if let Some(v) = d.test_keys.x_verdict.as_mut() {
+            v.interference = vec!["dns.diverted".into()];
+        }
+        assert!(!s.add(&d));
+        assert!(!s.add(&m("https://e.example/", Some(VerdictStatus::Accessible))));
+        assert_eq!(s.interference.get("dns.diverted"), Some(&1));
+        s.page_clusters = vec![crate::analysis::cluster::ClusterInfo {
+            page_sha256: "ab".repeat(32),
+            sites: 2,
+            hosts: vec!["a.example".into(), "b.example".into()],
+            vantages: Vec::new(),
+        }];
+        let en = s.render(Lang::En);
+        assert!(en.contains("  dns.diverted: 1\n"), "{en}");
+        assert!(
+            en.contains("blockpage abababababababab (2 sites): a.example, b.example"),
+            "{en}"
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["page_clusters"][0]["sites"], 2);
+    }
 }
