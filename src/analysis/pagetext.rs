@@ -25,8 +25,9 @@
 //! near-identical as blockpages ([`SAME_BLOCKPAGE`] = 0.8) differ by the
 //! blocked URL a page names. A page is "full" at [`FULL_PAGE_WORDS`] = 120
 //! visible words: blockpages are notices (Cogetel's "ERROR: Forbidden" page
-//! has 6 visible words, the lab's blockpage 17, its 490-byte look-alike
-//! "Access Denied" page 45), a site's front page has hundreds. Blocking words (see [`super::lexicon`]) count only on a
+//! has 6 visible words, the lab's blockpage 19, its 490-byte look-alike
+//! "Access Denied" page 48; `tests::blockpages_are_shorter_than_a_full_page`),
+//! a site's front page has hundreds. Blocking words (see [`super::lexicon`]) count only on a
 //! page shorter than that, where they are the page's message and not one
 //! article's subject. Both sides of each threshold are tested (here and in
 //! `tests/integration/verdicts.rs`, `qa_table_page_text`).
@@ -300,6 +301,32 @@ mod tests {
                 < SAME_TITLE
         );
         assert_eq!(title_similarity("", ""), 0.0);
+    }
+
+    /// Blockpages are short, front pages are not ([`FULL_PAGE_WORDS`]).
+    #[test]
+    fn blockpages_are_shorter_than_a_full_page() {
+        let forbidden = "<html><head><title>ERROR: Forbidden</title></head> \n<body><h2>ERROR: Forbidden</h2><p>Access denied.</p></body></html>";
+        let lab = "<html><head><title>Access to this website has been blocked</title></head><body>\
+            <h1>Access to this website has been blocked</h1><p>By order of the authorities.</p></body></html>";
+        let lookalike = "<html><head><title>Access Denied - Website Blocked</title></head><body><h1>Access Denied</h1>\
+            <p>The website you are trying to visit has been blocked in accordance with the regulations of \
+            the Kingdom. If you believe this is a mistake, contact your internet service provider's \
+            customer care centre and quote the reference below.</p><p>Reference: KH-7731</p></body></html>";
+        let counts: Vec<u32> = [forbidden, lab, lookalike]
+            .iter()
+            .map(|p| fingerprint(p).words)
+            .collect();
+        println!("blockpage words: {counts:?}");
+        assert!(
+            counts.iter().all(|n| *n < FULL_PAGE_WORDS / 2),
+            "{counts:?}"
+        );
+        let para =
+            "<p>Reporting from Phnom Penh: the national assembly met today to debate the budget; \
+            farmers in the provinces describe the season; a court hears an appeal.</p>";
+        let front = format!("<html><body>{}</body></html>", para.repeat(24));
+        assert!(fingerprint(&front).words > FULL_PAGE_WORDS * 2);
     }
 
     /// A deterministic pseudo-random word (xorshift).
