@@ -30,7 +30,7 @@
 //! a site's front page has hundreds. Blocking words (see [`super::lexicon`]) count only on a
 //! page shorter than that, where they are the page's message and not one
 //! article's subject. Both sides of each threshold are tested (here and in
-//! `tests/integration/verdicts.rs`, `qa_table_page_text`).
+//! `tests/integration/verdicts/real_pages.rs`).
 
 use super::lexicon;
 
