@@ -968,6 +968,18 @@ fn clusters_and_diverted_names_are_listed_across_vantage_points() {
         "{text}"
     );
     assert!(text.contains("AS64500 KH NetA: dns.diverted 1"), "{text}");
+    let ev = &r
+        .attribution
+        .criteria
+        .iter()
+        .find(|c| c.id == "identical_artifacts")
+        .expect("criterion")
+        .evidence;
+    assert!(
+        ev.iter()
+            .any(|e| e.contains("served for 2 unrelated sites at 2 vantage points")),
+        "{ev:?}"
+    );
     let html = gatewatch::report::render_files(&[fa, fb], &[], "t", &mut |_| {}).expect("report");
     assert!(html.contains("Blockpages found by clustering") && html.contains("dns.diverted"));
 }
