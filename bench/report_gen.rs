@@ -153,7 +153,7 @@ fn measurement(v: usize, asn: &str, name: &str, day: usize, u: usize) -> Measure
             } else {
                 format!("The system resolver answered {ip} for {host}; the control resolved {control_ip}.")
             }],
-            fingerprints: Vec::new(),
+            ..Verdict::default()
         },
         None => Verdict {
             status: VerdictStatus::Accessible,

@@ -232,6 +232,25 @@ pub struct Verdict {
     /// Names of blocking fingerprints that matched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fingerprints: Vec<String>,
+    /// Interference seen beside the status, e.g. `dns.diverted` (the name
+    /// led to a middlebox that passed the genuine site through).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interference: Vec<String>,
+    /// The probe's page was served for other sites too in this run: a
+    /// blockpage nobody has fingerprinted yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<PageCluster>,
+}
+
+/// A probe-side page shared by several unrelated sites (run-wide
+/// clustering, see `analysis::cluster`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PageCluster {
+    /// SHA-256 (hex) of the page that started the cluster.
+    pub page_sha256: String,
+    /// Distinct sites (hosts) that got this page so far in the run, this
+    /// one included.
+    pub sites: u32,
 }
 
 /// The verdict's status.

@@ -70,6 +70,23 @@ pub(crate) struct DnsView {
     pub facts: BTreeMap<IpAddr, AddrFacts>,
     /// The control's addresses.
     pub control_addrs: Vec<IpAddr>,
+    /// The known (non-zero) ASNs of the control's addresses.
+    pub control_asns: Vec<u32>,
+}
+
+/// Whether a lookup that shares neither an address nor a network with the
+/// control (it reached the site only through a middlebox or another node)
+/// was diverted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Diversion {
+    /// Not applicable: an address or an ASN is shared with the control.
+    No,
+    /// Every answer's ASN and the control's are known and none is shared:
+    /// the name leads outside the site's network.
+    Diverted,
+    /// ASN data is missing for these addresses: a CDN node of the site and
+    /// a middlebox cannot be told apart.
+    Unknown(Vec<IpAddr>),
 }
 
 /// Loopback or unspecified, unless treated as public.
@@ -101,7 +118,21 @@ impl DnsView {
         control: Option<Control<'_>>,
         host: &str,
     ) -> DnsView {
-        let mut all = observe::lookups(m, host, true);
+        let control_addrs = control.map(|c| c.addrs()).unwrap_or_default();
+        DnsView::build_for(m, ctx, control, host, true, control_addrs)
+    }
+
+    /// Builds the view for any name (a redirect hop's too): its lookups
+    /// (only depth 0's with `depth0_only`) against `control_addrs`.
+    pub fn build_for(
+        m: &Measurement,
+        ctx: &AnalysisContext,
+        control: Option<Control<'_>>,
+        host: &str,
+        depth0_only: bool,
+        control_addrs: Vec<IpAddr>,
+    ) -> DnsView {
+        let mut all = observe::lookups(m, host, depth0_only);
         let pick = all
             .iter()
             .position(|l| l.kind == ResolverKind::System)
@@ -111,7 +142,6 @@ impl DnsView {
             })
             .or(if all.is_empty() { None } else { Some(0) });
         let primary = pick.map(|i| all.remove(i));
-        let control_addrs = control.map(|c| c.addrs()).unwrap_or_default();
         let control_asns: Vec<u32> = control_addrs
             .iter()
             .map(|ip| observe::asn_of(m, ctx, control, *ip))
@@ -154,6 +184,30 @@ impl DnsView {
             others: all,
             facts,
             control_addrs,
+            control_asns,
+        }
+    }
+
+    /// Whether the lookup's answers were diverted away from the site's
+    /// network (judged by ASN; see [`Diversion`]).
+    pub fn diversion(&self, l: &Lookup) -> Diversion {
+        let v = self.validity(l);
+        if v.ip_overlap || v.asn_overlap || l.addrs.is_empty() || self.control_addrs.is_empty() {
+            return Diversion::No;
+        }
+        let mut unknown: Vec<IpAddr> = l
+            .addrs
+            .iter()
+            .copied()
+            .filter(|ip| self.fact(*ip).asn == 0)
+            .collect();
+        if self.control_asns.is_empty() {
+            unknown.extend(self.control_addrs.iter().copied());
+        }
+        if unknown.is_empty() {
+            Diversion::Diverted
+        } else {
+            Diversion::Unknown(unknown)
         }
     }
 

@@ -48,15 +48,38 @@
 //!   validity of the probe's addresses for the name — never by equality
 //!   alone. An answer that leads to the control's page (a transparent proxy
 //!   or a local CDN node) is `accessible`.
-//! - A page that differs from the control's only in dynamic or
-//!   client-dependent parts is not a blockpage: OONI's rule (same status, and
-//!   body length ratio > 0.7, a shared uncommon header, or the same title;
-//!   but a different title with no uncommon header in common is another
-//!   page whatever the lengths), or the same status and `Server` with a body
-//!   ratio ≥ 0.3. Framing headers (`content-length`, `connection`, ...) do not
-//!   count as shared uncommon headers. A page matching
-//!   a blocking fingerprint is a blockpage whatever its size; a match on an
-//!   `fp`-scope fingerprint counts against blocking.
+//! - **A page is judged by what it says** ([`pagetext`], [`lexicon`],
+//!   [`cluster`]). Our control sends a text fingerprint of its page
+//!   (`x_body_text`: a bottom-k sketch of the visible text's words); text
+//!   similarity ≥ 0.25 is the same page (a page whose text changes by 40 %
+//!   per request scores 0.35–0.53; a blockpage against its site 0.00; see
+//!   [`pagetext`] for the measurements). A cleartext page whose text differs
+//!   is a blockpage only with support: the same page served for two or more
+//!   unrelated sites in the run (run-wide clustering, `x_verdict.cluster`),
+//!   or blocking words (English, Khmer, Thai, Vietnamese, Burmese, Lao) on a
+//!   short page (< 120 words) that the control's page lacks. A challenge,
+//!   CAPTCHA or geo-restriction page is `server_side`; a page titled like
+//!   the site's, sharing an uncommon header, or a full page is another
+//!   edition (`accessible`); anything else is `inconclusive`. Server
+//!   software, status and length are never enough. Without the control's
+//!   text (OONI's helpers), OONI's rule (same status, and a body length
+//!   ratio above 0.7, a shared uncommon header, or the same title; but a different
+//!   title with no uncommon header in common is another page whatever the
+//!   lengths) decides sameness. Framing headers (`content-length`,
+//!   `connection`, ...) do not count as shared uncommon headers. A page
+//!   matching a blocking fingerprint is a blockpage whatever its size; a
+//!   match on an `fp`-scope fingerprint counts against blocking.
+//! - **DNS at every hop** (`hopdns.rs`): a redirect target's name gets the
+//!   input's judgement. The headline resolver failing for it while the
+//!   control resolved it, or answering loopback, a bogon, a fingerprinted
+//!   or certificate-refused address, is `blocked`/`dns` naming the hop,
+//!   even when another resolver's answer let the fetch continue.
+//! - **Diverted names**: an answer sharing no address with the control
+//!   whose link to the site is only a verified certificate or the same page
+//!   (a middlebox passing the site through) adds `dns.diverted` to
+//!   `x_verdict.interference` when ASN data shows it outside the site's
+//!   network (status stays `accessible`); with the same ASN (a CDN node)
+//!   nothing is added; without ASN data the evidence says it is unknown.
 //! - **Server-side refusals** — 401/403/406/429/503 (challenge, geo-block) to
 //!   the probe while the control got 2xx, from the same site (over TLS
 //!   verified for the name, or with the same `Server` or an uncommon header in
@@ -87,20 +110,26 @@
 //!     asn_db: Some(Arc::new(|_ip| None)), // e.g. the --asn-db lookup
 //!     probe_cc: "KH".into(),
 //!     treat_as_public: vec![],
+//!     clusters: None, // or one shared gatewatch::analysis::cluster::Registry per run
 //! };
 //! analyze(m, &ctx);
 //! # Ok(()) }
 //! ```
 
 mod classic;
+pub mod cluster;
 pub mod fingerprints;
 pub mod flags;
+pub mod lexicon;
+pub mod pagetext;
 pub mod throttling;
 
 mod dnscheck;
+mod hopdns;
 mod httpdiff;
 mod observe;
 mod outcome;
+mod pagecmp;
 mod verdict;
 
 use std::fmt;
@@ -126,6 +155,9 @@ pub struct AnalysisContext {
     pub probe_cc: String,
     /// Ranges treated as public (not loopback, not bogons).
     pub treat_as_public: Vec<ipnet::IpNet>,
+    /// The run's registry of probe-side pages, for clustering blockpages
+    /// across sites ([`cluster`]); `None` judges each URL alone.
+    pub clusters: Option<Arc<cluster::Registry>>,
 }
 
 impl Default for AnalysisContext {
@@ -135,6 +167,7 @@ impl Default for AnalysisContext {
             asn_db: None,
             probe_cc: "ZZ".into(),
             treat_as_public: Vec::new(),
+            clusters: None,
         }
     }
 }
@@ -147,6 +180,7 @@ impl fmt::Debug for AnalysisContext {
             .field("asn_db", &self.asn_db.is_some())
             .field("probe_cc", &self.probe_cc)
             .field("treat_as_public", &self.treat_as_public)
+            .field("clusters", &self.clusters.is_some())
             .finish()
     }
 }
@@ -187,7 +221,12 @@ pub fn analyze(m: &mut Measurement, ctx: &AnalysisContext) {
         if classic.diff.is_none() {
             classic.diff = classic::page_diff(&outcome, control);
         }
+        let page = match &outcome {
+            outcome::Outcome::Page { tx, .. } => Some(pagecmp::compare(tx, control.map(|c| c.r))),
+            _ => None,
+        };
         let inputs = verdict::Inputs {
+            page: page.as_ref(),
             m,
             ctx,
             target: &target,

@@ -14,13 +14,15 @@ use probes::failure::Failure;
 use crate::model::{Measurement, Verdict, VerdictStatus};
 
 use super::classic::{control_tcp, control_tls};
-use super::dnscheck::DnsView;
+use super::dnscheck::{Diversion, DnsView};
 use super::fingerprints::FingerprintMatch;
 use super::httpdiff::{self, Diff};
 use super::observe::{self, join_ips, join_words, Control, Lookup, ResolverKind, Target};
 use super::outcome::{Failed, Outcome, Step};
-use super::throttling;
+use super::pagecmp::PageCmp;
+use super::pagetext::{SAME_TEXT, SAME_TITLE};
 use super::AnalysisContext;
+use super::{cluster, hopdns, throttling};
 
 /// Status codes a site (or its CDN) uses to refuse or challenge a client.
 const SERVER_REFUSAL_CODES: [i64; 5] = [401, 403, 406, 429, 503];
@@ -34,17 +36,48 @@ pub(crate) struct Inputs<'a> {
     pub outcome: &'a Outcome<'a>,
     pub control: Option<Control<'a>>,
     pub diff: Option<Diff>,
+    /// The probe's final page against the control's, by text.
+    pub page: Option<&'a PageCmp>,
 }
 
 /// Decides the verdict.
 pub(crate) fn decide(i: &Inputs<'_>) -> Verdict {
     let mut ev = Vec::new();
     let mut side_dns: Option<Verdict> = None;
+    let mut interference = Vec::new();
     if i.target.host_ip.is_none() {
-        if let Some(v) = dns_step(i, &mut ev, &mut side_dns) {
+        if let Some(mut v) = dns_step(i, &mut ev, &mut side_dns, &mut interference) {
+            v.interference = interference;
             return v;
         }
     }
+    let mut v = after_dns(i, ev, side_dns);
+    // Every redirect hop's name gets the input's DNS judgement.
+    if let Some(h) = hopdns::find(i.m, i.ctx, i.control, i.target) {
+        if v.status == VerdictStatus::Blocked {
+            // A fetch that stopped at that hop's DNS already says so.
+            if !v
+                .mechanism
+                .as_deref()
+                .is_some_and(|m| m.starts_with("dns."))
+            {
+                v.evidence.extend(h.evidence);
+            }
+        } else {
+            let mut e = h.evidence;
+            e.extend(std::mem::take(&mut v.evidence));
+            let cluster = v.cluster.take();
+            v = blocked(h.mechanism, h.confidence, e);
+            v.cluster = cluster;
+        }
+    }
+    v.interference = interference;
+    v
+}
+
+/// The verdict from the step where the fetch ended, with tampering seen
+/// only on a secondary resolver.
+fn after_dns(i: &Inputs<'_>, ev: Vec<String>, side_dns: Option<Verdict>) -> Verdict {
     let v = match i.outcome {
         Outcome::NoData => inconclusive(ev, "nothing was measured for this URL"),
         Outcome::Failed(f) => failed_step(i, f, ev),
@@ -68,7 +101,12 @@ pub(crate) fn decide(i: &Inputs<'_>) -> Verdict {
 
 // ---------------------------------------------------------------- DNS ----
 
-fn dns_step(i: &Inputs<'_>, ev: &mut Vec<String>, side: &mut Option<Verdict>) -> Option<Verdict> {
+fn dns_step(
+    i: &Inputs<'_>,
+    ev: &mut Vec<String>,
+    side: &mut Option<Verdict>,
+    interference: &mut Vec<String>,
+) -> Option<Verdict> {
     let p = i.view.primary.as_ref()?;
     let label = p.label(i.m.resolver_ip.as_deref());
     let fps = i.view.fingerprints(p, i.ctx);
@@ -152,7 +190,11 @@ fn dns_step(i: &Inputs<'_>, ev: &mut Vec<String>, side: &mut Option<Verdict>) ->
 
     let v = i.view.validity(p);
     if !v.any() {
-        return Some(inconsistent_dns(i, p, &label));
+        let mut v = inconsistent_dns(i, p, &label);
+        if v.status == VerdictStatus::Accessible {
+            diverted(i, p, &label, &mut v.evidence, interference);
+        }
+        return Some(v);
     }
     let how = if v.ip_overlap {
         "a shared address"
@@ -165,6 +207,7 @@ fn dns_step(i: &Inputs<'_>, ev: &mut Vec<String>, side: &mut Option<Verdict>) ->
         "{label} answered {}, consistent with the control ({how})",
         p.addrs_text()
     ));
+    diverted(i, p, &label, ev, interference);
     if p.injected {
         ev.push(format!(
             "duplicate DNS replies differed ({}) but the answer used is consistent",
@@ -203,6 +246,53 @@ fn dns_step(i: &Inputs<'_>, ev: &mut Vec<String>, side: &mut Option<Verdict>) ->
     None
 }
 
+/// A name that led to a middlebox passing the genuine site through (only a
+/// verified certificate or the same page links its address to the site):
+/// `dns.diverted` when ASNs show the address is outside the site's
+/// network; without ASN data, what is unknown is said.
+fn diverted(
+    i: &Inputs<'_>,
+    p: &Lookup,
+    label: &str,
+    ev: &mut Vec<String>,
+    interference: &mut Vec<String>,
+) {
+    let others: Vec<String> = i
+        .view
+        .others
+        .iter()
+        .map(|o| match &o.failure {
+            Some(f) => format!("{} failed with {f}", o.label(None)),
+            None => format!("{} answered {}", o.label(None), o.addrs_text()),
+        })
+        .collect();
+    let ctl = format!("the control resolved {}", join_ips(&i.view.control_addrs));
+    match i.view.diversion(p) {
+        Diversion::No => {}
+        Diversion::Diverted => {
+            let mut s = format!(
+                "dns.diverted: {label} answered {}{}, outside the network of the control's addresses; {ctl}{}",
+                p.addrs_text(),
+                asns_text(p.addrs.iter().map(|ip| i.view.fact(*ip).asn)),
+                asns_text(i.view.control_asns.iter().copied())
+            );
+            if !others.is_empty() {
+                s.push_str(&format!("; {}", join_words(&others)));
+            }
+            ev.push(s);
+            ev.push(
+                "a middlebox there passed the genuine site through: the content is genuine, the address is not the site's".into(),
+            );
+            interference.push("dns.diverted".into());
+        }
+        Diversion::Unknown(ips) => ev.push(format!(
+            "{label} answered {}, which the control did not ({ctl}); without ASN data for {} it is unknown whether that is the site's network or a middlebox",
+            p.addrs_text(),
+            join_ips(&ips)
+        )),
+    }
+}
+
 /// The primary lookup's addresses do not agree with the control's by IP,
 /// ASN or TLS.
 fn inconsistent_dns(i: &Inputs<'_>, p: &Lookup, label: &str) -> Verdict {
@@ -228,7 +318,7 @@ fn inconsistent_dns(i: &Inputs<'_>, p: &Lookup, label: &str) -> Verdict {
     // control's page.
     if let Outcome::Page { tx, secure, .. } = i.outcome {
         let from_here = observe::addr_ip(&tx.address).is_some_and(|ip| p.addrs.contains(&ip));
-        if from_here && (*secure || i.diff.is_some_and(same_page)) {
+        if from_here && (*secure || matches_control(i)) {
             e.push(format!(
                 "the page fetched from {} matches the control's, so the answer leads to the site (a proxy or CDN node)",
                 tx.address
@@ -267,7 +357,7 @@ fn inconsistent_dns(i: &Inputs<'_>, p: &Lookup, label: &str) -> Verdict {
                 tx.address,
                 join_words(&fps)
             ));
-        } else if i.diff.is_some_and(|d| !same_page(d)) {
+        } else if i.diff.is_some() && !matches_control(i) {
             e.push(format!(
                 "the page served from {} (status {}, title \"{}\") differs from the control's",
                 tx.address,
@@ -798,23 +888,10 @@ fn page_step(
         return blocked("http.blockpage", "likely", ev);
     }
 
-    if secure || same_page(diff) {
-        let th = throttling::check(i.m, tx, ctl.r);
-        if !th.evidence.is_empty() {
-            let conf = if th.both { "confirmed" } else { "likely" };
-            let mut v = verdict_with(VerdictStatus::Throttled, "throttling", conf, th.evidence);
-            v.evidence.splice(0..0, ev);
-            return v;
-        }
-        ev.push(if secure {
-            format!("{page} over TLS verified for the name; {ctl_page}")
-        } else {
-            format!("{page}, matching the control's page; {ctl_page}")
-        });
-        return accessible(ev);
+    if secure {
+        let s = format!("{page} over TLS verified for the name; {ctl_page}");
+        return page_loaded(i, tx, ctl, ev, s);
     }
-
-    // Cleartext and different from the control's page.
     if redirected_off_site(i, hop) {
         ev.push(format!(
             "the probe was redirected to {} where the control was not; {page}; {ctl_page}",
@@ -822,12 +899,40 @@ fn page_step(
         ));
         return blocked("http.redirect_to_blockpage", "likely", ev);
     }
+    // Decide on what the page says, when the control sent its text.
+    if let Some(cmp) = i.page.filter(|c| c.text_sim.is_some()) {
+        if cmp.text_sim.is_some_and(|t| t >= SAME_TEXT) {
+            let s = format!(
+                "{page}, saying what the control's page says ({}); {ctl_page}",
+                cmp.describe()
+            );
+            return page_loaded(i, tx, ctl, ev, s);
+        }
+        return text_differs(i, cmp, diff, format!("{page}; {ctl_page}"), ev);
+    }
+    // No text to compare (a control without `x_body_text`, a page with
+    // almost no text): OONI's comparison, made stricter.
+    if same_page(diff) {
+        let s = format!("{page}, matching the control's page; {ctl_page}");
+        return page_loaded(i, tx, ctl, ev, s);
+    }
     let prop = diff.body_proportion.unwrap_or(0.0);
-    if diff.status_code_match == Some(true) && httpdiff::same_server(tx, ch) && prop >= 0.3 {
+    let terms = i.page.map(|c| c.block_terms.clone()).unwrap_or_default();
+    if !terms.is_empty() && i.page.is_some_and(PageCmp::short) {
         ev.push(format!(
-            "{page}; {ctl_page}; the same server answered both with the same status, so the page differs only in content (dynamic or client-dependent parts)"
+            "{page}; {ctl_page}; the pages differ and the probe's page says \"{}\"",
+            terms.join("\", \"")
         ));
-        return accessible(ev);
+        return blocked("http.blockpage", "likely", ev);
+    }
+    if diff.status_code_match == Some(true) && httpdiff::same_server(tx, ch) && prop >= 0.3 {
+        // Same status and server software are weak evidence either way
+        // (most filtering boxes and most sites run nginx).
+        ev.push(format!("{page}; {ctl_page}; the pages differ"));
+        return inconclusive(
+            ev,
+            "the control sent no text to compare, and the same status and server software cannot tell another edition of the page from a blockpage",
+        );
     }
     ev.push(format!("{page}; {ctl_page}; the pages differ"));
     let conf = if prop < 0.3 && diff.title_match != Some(true) {
@@ -836,6 +941,123 @@ fn page_step(
         "possible"
     };
     blocked("http.blockpage", conf, ev)
+}
+
+/// The page loaded as the control's did: accessible, or throttled.
+fn page_loaded(
+    i: &Inputs<'_>,
+    tx: &probes::records::HttpTransaction,
+    ctl: Control<'_>,
+    mut ev: Vec<String>,
+    sentence: String,
+) -> Verdict {
+    let th = throttling::check(i.m, tx, ctl.r);
+    if !th.evidence.is_empty() {
+        let conf = if th.both { "confirmed" } else { "likely" };
+        let mut v = verdict_with(VerdictStatus::Throttled, "throttling", conf, th.evidence);
+        v.evidence.splice(0..0, ev);
+        return v;
+    }
+    ev.push(sentence);
+    accessible(ev)
+}
+
+/// A cleartext page whose text differs from the control's. A blockpage
+/// needs support: the same page served for other unrelated sites in this
+/// run, or blocking words on a short page. A challenge page is the site's
+/// (or its CDN's) own; a full page, or one titled like the site's, is
+/// another edition; anything else is left unexplained.
+fn text_differs(
+    i: &Inputs<'_>,
+    cmp: &PageCmp,
+    diff: Diff,
+    pages: String,
+    mut ev: Vec<String>,
+) -> Verdict {
+    let differ = format!("{pages}; the pages differ ({})", cmp.describe());
+    if !cmp.challenge_terms.is_empty() && cmp.short() {
+        ev.push(format!(
+            "{differ}; the probe's page is a challenge (\"{}\"), the site's or its CDN's own answer",
+            cmp.challenge_terms.join("\", \"")
+        ));
+        return server_side(ev);
+    }
+    let said = (!cmp.block_terms.is_empty() && cmp.short()).then(|| {
+        format!(
+            "the probe's page ({} words) says \"{}\"",
+            cmp.words,
+            cmp.block_terms.join("\", \"")
+        )
+    });
+    let shared = match (&i.ctx.clusters, i.control) {
+        (Some(reg), Some(ctl)) => {
+            let control = cluster::PageKey {
+                sha256: ctl
+                    .r
+                    .x_body
+                    .as_ref()
+                    .map(|b| b.sha256.clone())
+                    .unwrap_or_default(),
+                sketch: ctl
+                    .r
+                    .x_body_text
+                    .as_ref()
+                    .map(|t| t.sketch.clone())
+                    .unwrap_or_default(),
+            };
+            reg.add(&cmp.key, &i.target.host, &control, "")
+        }
+        _ => None,
+    };
+    if let Some(c) = shared {
+        ev.push(differ);
+        ev.push(format!(
+            "the same page (sha256 {}) was served for {} unrelated sites in this run, whose control pages differ: a blockpage",
+            short(&c.page_sha256),
+            c.sites
+        ));
+        let conf = if let Some(s) = said {
+            ev.push(s);
+            "confirmed"
+        } else {
+            "likely"
+        };
+        let mut v = blocked("http.blockpage", conf, ev);
+        v.cluster = Some(c);
+        return v;
+    }
+    if let Some(s) = said {
+        ev.push(format!("{differ}; {s}"));
+        return blocked("http.blockpage", "likely", ev);
+    }
+    if cmp.title_sim >= SAME_TITLE || diff.headers_match == Some(true) {
+        ev.push(format!(
+            "{differ}, but they share the site's {}: another edition or changing content of the same site",
+            if cmp.title_sim >= SAME_TITLE { "title" } else { "uncommon headers" }
+        ));
+        return accessible(ev);
+    }
+    if !cmp.short() {
+        ev.push(format!(
+            "{differ}; the probe's page is a full page ({} words) with no blockpage wording: another edition, not a notice",
+            cmp.words
+        ));
+        return accessible(ev);
+    }
+    ev.push(differ);
+    inconclusive(
+        ev,
+        "nothing marks the probe's page as a blockpage (no fingerprint, no blocking words, not served for other sites so far)",
+    )
+}
+
+/// The probe's page matches the control's: by text when the control sent
+/// it, else by OONI's stricter rule.
+fn matches_control(i: &Inputs<'_>) -> bool {
+    match i.page.and_then(|c| c.text_sim) {
+        Some(t) => t >= SAME_TEXT,
+        None => i.diff.is_some_and(same_page),
+    }
 }
 
 /// OONI's "no difference" rule, made stricter: a title that differs with
@@ -913,7 +1135,7 @@ fn blocked(mech: &str, conf: &str, evidence: Vec<String>) -> Verdict {
         confidence: Some(conf.into()),
         nig_article6: nig_of(mech).map(Into::into),
         evidence,
-        fingerprints: Vec::new(),
+        ..Verdict::default()
     }
 }
 

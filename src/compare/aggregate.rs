@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Serialize;
 
 use super::artifacts::{self, ArtifactKind, LookupJudgement};
+use crate::analysis::cluster;
 use crate::model::{Blocking, Measurement, VerdictStatus};
 
 /// Evidence sentences kept per URL and vantage point.
@@ -206,6 +207,9 @@ pub struct Vantage {
     pub resolvers: ResolverTally,
     /// Throttling rates.
     pub rates: RateTally,
+    /// Measurements per interference kind recorded beside the status
+    /// (`x_verdict.interference`, e.g. `dns.diverted`), whatever the status.
+    pub interference: BTreeMap<String, u64>,
 }
 
 /// One URL at one vantage point.
@@ -295,6 +299,9 @@ pub struct Aggregate {
     pub article6: BTreeMap<String, u64>,
     /// Measurements folded.
     pub measurements: u64,
+    /// Probe-side pages that differ from their control, across all vantage
+    /// points: pages shared by unrelated sites are blockpages.
+    pub clusters: cluster::Registry,
 }
 
 impl Aggregate {
@@ -314,6 +321,7 @@ impl Aggregate {
             mechanisms: BTreeMap::new(),
             article6: BTreeMap::new(),
             measurements: 0,
+            clusters: cluster::Registry::new(),
         }
     }
 
@@ -347,6 +355,10 @@ impl Aggregate {
             }
         }
 
+        if let Some((host, page, control)) = cluster::page_key_of(m) {
+            let label = self.vantages[v].label.clone();
+            self.clusters.add(&page, &host, &control, &label);
+        }
         self.fold_vantage(v, m, &outcome, time.as_deref());
         self.fold_cell(u, v, m, &outcome, time.as_deref());
         if anomalous {
@@ -426,6 +438,11 @@ impl Aggregate {
         if let Some(t) = time {
             set_min(&mut vp.first_time, t);
             set_max(&mut vp.last_time, t);
+        }
+        if let Some(v) = &m.test_keys.x_verdict {
+            for k in &v.interference {
+                bump_capped(&mut vp.interference, cap(k), MAX_MECHANISMS);
+            }
         }
         if !o.is_anomalous() {
             return;
@@ -555,13 +572,24 @@ impl Aggregate {
 }
 
 fn tally_resolvers(t: &mut ResolverTally, m: &Measurement) {
-    let control = artifacts::control_addrs(m);
+    // One judgement per resolver and name: its A and AAAA queries together
+    // (an empty AAAA beside a good A is normal, not tampering).
+    let mut lookups: BTreeMap<(bool, &str, String), Vec<&probes::records::DnsQuery>> =
+        BTreeMap::new();
+    for q in &m.test_keys.queries {
+        let key = (
+            artifacts::is_system_resolver(q),
+            q.resolver_address.as_str(),
+            q.hostname.trim_end_matches('.').to_ascii_lowercase(),
+        );
+        lookups.entry(key).or_default().push(q);
+    }
     let mut system_tampered = false;
     let mut alt_tampered = false;
     let mut alt_clean = false;
-    for q in &m.test_keys.queries {
-        let j = artifacts::judge_lookup(q, control);
-        if artifacts::is_system_resolver(q) {
+    for ((system, _, host), qs) in &lookups {
+        let j = artifacts::judge_name(qs, artifacts::control_addrs_for(m, host));
+        if *system {
             system_tampered |= j == LookupJudgement::Tampered;
         } else {
             alt_tampered |= j == LookupJudgement::Tampered;

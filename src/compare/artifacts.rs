@@ -91,26 +91,66 @@ pub fn extract(m: &Measurement, layer: Option<&str>, mechanism: Option<&str>) ->
 /// What a DNS lookup's result says about tampering.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LookupJudgement {
-    /// A failure, no answer the control also got, or (without a control) a
-    /// bogon answer.
+    /// A failure while the control resolved the name, no answer the control
+    /// also got, or (without a control) a bogon answer.
     Tampered,
     /// At least one answer the control also got.
     Clean,
-    /// Cannot tell (no control, no failure, public answers).
+    /// Cannot tell (no control, public answers, or an empty AAAA answer,
+    /// which is normal: most sites have no IPv6 address).
     Unknown,
 }
 
-/// Judges one lookup against the control's addresses (`control` is `None`
-/// when there is no control answer).
+/// Judges one query against the control's addresses (`control` is `None`
+/// when the control did not resolve the name). An empty AAAA answer
+/// (`dns_no_answer`) says nothing; a failure without a control to compare
+/// with says nothing either.
 pub fn judge_lookup(q: &probes::records::DnsQuery, control: Option<&[String]>) -> LookupJudgement {
-    if q.failure.is_some() {
-        return LookupJudgement::Tampered;
+    let control = control.filter(|c| !c.is_empty());
+    if let Some(f) = &q.failure {
+        let empty_aaaa = q.query_type == "AAAA" && *f == probes::failure::Failure::DnsNoAnswer;
+        return if control.is_some() && !empty_aaaa {
+            LookupJudgement::Tampered
+        } else {
+            LookupJudgement::Unknown
+        };
     }
-    let addrs = q.addrs();
+    judge_addrs(&q.addrs(), control)
+}
+
+/// Judges one resolver's lookup of one name (its A, AAAA or getaddrinfo
+/// queries together): the addresses it found decide (a good A answer beside
+/// an empty AAAA is clean); with none, the queries' failures do.
+pub fn judge_name(
+    qs: &[&probes::records::DnsQuery],
+    control: Option<&[String]>,
+) -> LookupJudgement {
+    let control = control.filter(|c| !c.is_empty());
+    let mut addrs: Vec<IpAddr> = Vec::new();
+    for q in qs {
+        for ip in q.addrs() {
+            if !addrs.contains(&ip) {
+                addrs.push(ip);
+            }
+        }
+    }
+    if !addrs.is_empty() {
+        return judge_addrs(&addrs, control);
+    }
+    if qs
+        .iter()
+        .any(|q| judge_lookup(q, control) == LookupJudgement::Tampered)
+    {
+        LookupJudgement::Tampered
+    } else {
+        LookupJudgement::Unknown
+    }
+}
+
+fn judge_addrs(addrs: &[IpAddr], control: Option<&[String]>) -> LookupJudgement {
     if addrs.is_empty() {
         return LookupJudgement::Unknown;
     }
-    let control = control.filter(|c| !c.is_empty());
     if let Some(c) = control {
         if addrs.iter().any(|ip| in_control(*ip, c)) {
             return LookupJudgement::Clean;
@@ -127,6 +167,35 @@ pub fn judge_lookup(q: &probes::records::DnsQuery, control: Option<&[String]>) -
 /// True when the lookup went to the system's (usually the ISP's) resolver.
 pub fn is_system_resolver(q: &probes::records::DnsQuery) -> bool {
     matches!(q.engine.as_str(), "getaddrinfo" | "system") || q.resolver_address.is_empty()
+}
+
+/// The control's addresses for `host`: the input's, or a redirect hop's
+/// from the control's chain; `None` when the control did not resolve it.
+pub fn control_addrs_for<'a>(m: &'a Measurement, host: &str) -> Option<&'a [String]> {
+    let c = m.test_keys.control.as_ref()?;
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let input_host = m
+        .input
+        .as_deref()
+        .and_then(|u| url::Url::parse(u).ok())
+        .and_then(|u| {
+            u.host_str()
+                .map(|h| h.trim_end_matches('.').to_ascii_lowercase())
+        });
+    if input_host.as_deref() == Some(host.as_str()) {
+        return control_addrs(m);
+    }
+    let hop = c.x_redirect_chain.iter().find(|h| {
+        url::Url::parse(&h.url)
+            .ok()
+            .and_then(|u| {
+                u.host_str()
+                    .map(|x| x.trim_end_matches('.').to_ascii_lowercase())
+            })
+            .as_deref()
+            == Some(host.as_str())
+    })?;
+    (!hop.dns.addrs.is_empty()).then_some(hop.dns.addrs.as_slice())
 }
 
 /// The control's addresses, when the control resolved the name.

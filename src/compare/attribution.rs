@@ -277,11 +277,23 @@ fn identical_artifacts(r: &CompareReport) -> Criterion {
         .iter()
         .filter(|a| a.kind != ArtifactKind::InterferingHop)
         .collect();
+    // Blockpages found by clustering, seen at several vantage points.
+    for cl in r.page_clusters.iter().filter(|cl| cl.vantages.len() >= 2) {
+        c.evidence.push(format!(
+            "One page (sha256 {}…) served for {} unrelated sites at {} vantage points ({}): a shared blockpage found by clustering.",
+            cl.page_sha256.chars().take(16).collect::<String>(),
+            cl.sites,
+            cl.vantages.len(),
+            cl.vantages.join(", ")
+        ));
+    }
     if relevant.is_empty() {
-        c.evidence.push(
-            "No artifact (sinkhole IP, blockpage, reset, certificate, fingerprint) was recorded."
-                .to_string(),
-        );
+        if c.evidence.is_empty() {
+            c.evidence.push(
+                "No artifact (sinkhole IP, blockpage, reset, certificate, fingerprint) was recorded."
+                    .to_string(),
+            );
+        }
         return c;
     }
     let mut shared_all = false;

@@ -34,6 +34,9 @@ pub struct CompareReport {
     pub jaccard: Vec<JaccardRow>,
     /// When each vantage point first saw each URL blocked.
     pub first_seen: Vec<FirstSeenRow>,
+    /// Probe-side pages served for two or more unrelated sites (blockpages
+    /// found by clustering), across vantage points.
+    pub page_clusters: Vec<crate::analysis::cluster::ClusterInfo>,
     /// Criterion-by-criterion evidence for a central gateway vs ISP-level
     /// blocking.
     pub attribution: Attribution,
@@ -98,6 +101,11 @@ pub struct VantageRow {
     pub resolvers: ResolverTally,
     /// Mean transfer rate of throttled measurements (bytes/s).
     pub throttled_mean_bps: Option<f64>,
+    /// Measurements per interference kind beside the status (e.g.
+    /// `dns.diverted`: the name led to a middlebox passing the site
+    /// through).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub interference: BTreeMap<String, u64>,
 }
 
 /// A name and a count.
@@ -253,6 +261,7 @@ pub fn build(agg: &Aggregate, inputs: Inputs) -> CompareReport {
             last_time: v.last_time.clone(),
             resolvers: v.resolvers,
             throttled_mean_bps: (v.rates.n > 0).then(|| v.rates.sum_bps / v.rates.n as f64),
+            interference: v.interference.clone(),
         })
         .collect();
 
@@ -331,6 +340,7 @@ pub fn build(agg: &Aggregate, inputs: Inputs) -> CompareReport {
         artifacts_dropped: agg.artifacts_dropped,
         jaccard,
         first_seen,
+        page_clusters: agg.clusters.clusters(),
         attribution: Attribution::default(),
     };
     report.attribution = attribution::assess(&report);

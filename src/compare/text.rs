@@ -107,6 +107,50 @@ pub fn render(r: &CompareReport) -> String {
         );
     }
 
+    section(
+        &mut out,
+        "Blockpages found by clustering (one page for unrelated sites)",
+    );
+    if r.page_clusters.is_empty() {
+        let _ = writeln!(out, "  none");
+    }
+    for c in &r.page_clusters {
+        let _ = writeln!(
+            out,
+            "  page sha256 {}: {} sites ({}){}",
+            clean(&c.page_sha256.chars().take(16).collect::<String>()),
+            c.sites,
+            clean(&c.hosts.join(", ")),
+            if c.vantages.is_empty() {
+                String::new()
+            } else {
+                format!("; seen at {}", clean(&c.vantages.join(", ")))
+            }
+        );
+    }
+    let diverted: Vec<String> = r
+        .vantage_points
+        .iter()
+        .filter(|v| !v.interference.is_empty())
+        .map(|v| {
+            let k: Vec<String> = v
+                .interference
+                .iter()
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect();
+            format!("{}: {}", v.label, k.join(", "))
+        })
+        .collect();
+    if !diverted.is_empty() {
+        section(
+            &mut out,
+            "Interference beside the status (e.g. dns.diverted: the name led to a middlebox that passed the site through)",
+        );
+        for d in diverted {
+            let _ = writeln!(out, "  {}", clean(&d));
+        }
+    }
+
     section(&mut out, "Artifacts (shared across vantage points first)");
     if r.artifacts.is_empty() {
         let _ = writeln!(out, "  none recorded");

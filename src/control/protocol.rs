@@ -63,6 +63,10 @@ pub struct ControlResponse {
     /// Facts about the final body.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x_body: Option<ControlBody>,
+    /// What the final body says (its text fingerprint), so the probe
+    /// compares text rather than lengths.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_body_text: Option<ControlText>,
     /// SHA-256 (hex) of the leaf certificate per `ip:port`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub x_tls_leaf_sha256: BTreeMap<String, String>,
@@ -167,6 +171,22 @@ impl ControlIpInfo {
     pub const FLAG_BOGON: u32 = 4;
     /// `flags` bit: a TLS handshake for the URL's name verified on it.
     pub const FLAG_TLS_VALID: u32 = 8;
+}
+
+/// A body's text fingerprint (see `analysis::pagetext`): a bottom-k sketch
+/// of its visible text's features, its visible word count and the
+/// blockpage words it contains.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ControlText {
+    /// Visible words (an estimate for scripts written without spaces).
+    pub words: u32,
+    /// The smallest FNV-1a hashes of the distinct features, sorted (at most
+    /// 128).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub sketch: Vec<u32>,
+    /// Blocking-lexicon terms found in the text.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub block_terms: Vec<String>,
 }
 
 /// One hop of the control's redirect chain.

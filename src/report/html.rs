@@ -56,6 +56,7 @@ pub fn render(title: &str, agg: &Aggregate, r: &CompareReport) -> String {
     charts(&mut h, agg);
     article6(&mut h, agg, r);
     anomalous_urls(&mut h, r);
+    clusters_and_interference(&mut h, r);
     if r.vantage_points.len() > 1 {
         vantage_points(&mut h, r);
     }
@@ -404,6 +405,53 @@ fn anomalous_urls(h: &mut String, r: &CompareReport) {
             "<p>{} more URL(s) not listed here; `gatewatch compare --json` lists them all.</p>",
             r.urls.len() - MAX_URLS_SHOWN
         );
+    }
+}
+
+/// Blockpages found by clustering, and interference recorded beside the
+/// status (`dns.diverted`), per vantage point.
+fn clusters_and_interference(h: &mut String, r: &CompareReport) {
+    if !r.page_clusters.is_empty() {
+        h.push_str(
+            "<h2 id=\"clusters\">Blockpages found by clustering</h2>\n<p>The same page was served \
+             for unrelated sites whose own pages differ: a blockpage, even without a fingerprint.</p><ul>",
+        );
+        for c in r.page_clusters.iter().take(50) {
+            let _ = write!(
+                h,
+                "<li>page sha256 <span class=\"url\">{}</span>: {} sites ({}){}</li>",
+                escape(&c.page_sha256.chars().take(16).collect::<String>()),
+                c.sites,
+                escape(&c.hosts.join(", ")),
+                if c.vantages.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — seen at {}", escape(&c.vantages.join(", ")))
+                }
+            );
+        }
+        h.push_str("</ul>\n");
+    }
+    let rows: Vec<String> = r
+        .vantage_points
+        .iter()
+        .flat_map(|v| {
+            v.interference
+                .iter()
+                .map(move |(k, n)| format!("{}: {k} ({n})", v.label))
+        })
+        .collect();
+    if !rows.is_empty() {
+        h.push_str(
+            "<h2 id=\"interference\">Interference beside the status</h2>\n<p><b>dns.diverted</b>: the \
+             ISP resolver sent the name to an address outside the site's network, where a middlebox \
+             passed the genuine site through. The page loaded, but the machinery for blocking or \
+             interception is in place.</p><ul>",
+        );
+        for row in rows {
+            let _ = write!(h, "<li>{}</li>", escape(&row));
+        }
+        h.push_str("</ul>\n");
     }
 }
 

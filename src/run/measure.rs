@@ -77,6 +77,7 @@ impl UrlContext {
         let analysis = AnalysisContext {
             asn_db,
             treat_as_public: settings.treat_as_public.clone(),
+            clusters: Some(Arc::new(crate::analysis::cluster::Registry::new())),
             ..AnalysisContext::default()
         };
         UrlContext {

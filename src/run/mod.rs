@@ -396,6 +396,9 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
     let _ = writer.sync();
     summary.runtime_seconds = started.elapsed().as_secs_f64();
     summary.aborted = ended == Ended::Cancelled;
+    if let Some(reg) = &ctx.analysis.clusters {
+        summary.page_clusters = reg.clusters();
+    }
     print!("{}", summary.render(lang));
     if let Some(p) = &settings.json_summary {
         summary.write_json(p).map_err(|source| RunError::Summary {

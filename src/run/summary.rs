@@ -49,6 +49,16 @@ pub struct Summary {
     pub anomalies: Vec<Anomaly>,
     /// True when the run stopped early.
     pub aborted: bool,
+    /// Measurements per interference kind recorded beside the status
+    /// (e.g. `dns.diverted`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub interference: BTreeMap<String, u64>,
+    /// Probe-side pages served for two or more unrelated sites in this run
+    /// (blockpages found by clustering), with every site. The first site
+    /// of a cluster was written before the cluster was known: this list is
+    /// where it is named.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub page_clusters: Vec<crate::analysis::cluster::ClusterInfo>,
 }
 
 impl Summary {
@@ -60,6 +70,9 @@ impl Summary {
             return false;
         }
         let v = m.test_keys.x_verdict.as_ref();
+        for k in v.iter().flat_map(|v| v.interference.iter()) {
+            *self.interference.entry(k.clone()).or_default() += 1;
+        }
         let key = v.map_or("unclassified", |v| v.status.as_str());
         *self.verdicts.entry(key.to_string()).or_default() += 1;
         match v {
@@ -142,6 +155,18 @@ impl Summary {
                 );
             }
         }
+        for (k, n) in &self.interference {
+            let _ = writeln!(s, "  {k}: {n}");
+        }
+        for c in &self.page_clusters {
+            let _ = writeln!(
+                s,
+                "  blockpage {} ({} sites): {}",
+                c.page_sha256.chars().take(16).collect::<String>(),
+                c.sites,
+                c.hosts.join(", ")
+            );
+        }
         let _ = writeln!(
             s,
             "{}: {}",
@@ -202,5 +227,31 @@ mod tests {
         );
         let km = s.render(Lang::Km);
         assert!(km.contains("ត្រូវបានបិទ"), "{km}");
+    }
+
+    #[test]
+    fn counts_diverted_names_and_lists_clusters() {
+        let mut s = Summary::default();
+        let mut d = m("https://d.example/", Some(VerdictStatus::Accessible));
+        if let Some(v) = d.test_keys.x_verdict.as_mut() {
+            v.interference = vec!["dns.diverted".into()];
+        }
+        assert!(!s.add(&d));
+        assert!(!s.add(&m("https://e.example/", Some(VerdictStatus::Accessible))));
+        assert_eq!(s.interference.get("dns.diverted"), Some(&1));
+        s.page_clusters = vec![crate::analysis::cluster::ClusterInfo {
+            page_sha256: "ab".repeat(32),
+            sites: 2,
+            hosts: vec!["a.example".into(), "b.example".into()],
+            vantages: Vec::new(),
+        }];
+        let en = s.render(Lang::En);
+        assert!(en.contains("  dns.diverted: 1\n"), "{en}");
+        assert!(
+            en.contains("blockpage abababababababab (2 sites): a.example, b.example"),
+            "{en}"
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["page_clusters"][0]["sites"], 2);
     }
 }

@@ -69,7 +69,7 @@ fn measurement(asn: &str, net: &str, url: &str, time: &str, seen: Seen) -> Measu
                 evidence: vec![format!(
                     "The system resolver answered {ip}; the control resolved {control_ip}."
                 )],
-                fingerprints: Vec::new(),
+                ..Verdict::default()
             }
         }
         Seen::Reset => {
@@ -91,7 +91,7 @@ fn measurement(asn: &str, net: &str, url: &str, time: &str, seen: Seen) -> Measu
                 confidence: Some("likely".to_string()),
                 nig_article6: Some("disconnect".to_string()),
                 evidence: vec!["The TLS handshake was reset after the ClientHello.".to_string()],
-                fingerprints: Vec::new(),
+                ..Verdict::default()
             }
         }
     };
@@ -731,4 +731,255 @@ fn decode_png(path: &Path) -> (u32, u32, Vec<u8>) {
         png::ColorType::Indexed => panic!("indexed PNG after normalisation"),
     };
     (info.width, info.height, rgb)
+}
+
+// ------------------------------------------------- issue 13: real pages ----
+
+/// A DNS-blocked measurement: the system resolver answers NXDOMAIN; the
+/// public resolver answers the control's A record and an empty AAAA
+/// (`public_blocked` false), or NXDOMAIN too (`public_blocked` true).
+fn dns_blocked(asn: &str, net: &str, url: &str, public_blocked: bool) -> Measurement {
+    let mut m = measurement(asn, net, url, "2026-07-03 10:00:00", Seen::Ok);
+    let host = url
+        .trim_start_matches("https://")
+        .trim_end_matches('/')
+        .to_string();
+    let q = |engine: &str, resolver: &str, qtype: &str, ip: Option<&str>, f: Option<Failure>| {
+        DnsQuery {
+            answers: ip
+                .map(|ip| {
+                    vec![DnsAnswer {
+                        answer_type: "A".to_string(),
+                        ipv4: Some(ip.to_string()),
+                        ..DnsAnswer::default()
+                    }]
+                })
+                .unwrap_or_default(),
+            engine: engine.to_string(),
+            failure: f,
+            hostname: host.clone(),
+            query_type: qtype.to_string(),
+            resolver_address: resolver.to_string(),
+            ..DnsQuery::default()
+        }
+    };
+    let public = "198.51.100.53:53";
+    m.test_keys.queries = vec![q(
+        "getaddrinfo",
+        "",
+        "ANY",
+        None,
+        Some(Failure::DnsNxdomain),
+    )];
+    if public_blocked {
+        m.test_keys
+            .queries
+            .push(q("udp", public, "A", None, Some(Failure::DnsNxdomain)));
+        m.test_keys
+            .queries
+            .push(q("udp", public, "AAAA", None, Some(Failure::DnsNxdomain)));
+    } else {
+        m.test_keys
+            .queries
+            .push(q("udp", public, "A", Some("203.0.113.10"), None));
+        m.test_keys
+            .queries
+            .push(q("udp", public, "AAAA", None, Some(Failure::DnsNoAnswer)));
+    }
+    m.test_keys.x_verdict = Some(Verdict {
+        status: VerdictStatus::Blocked,
+        layer: Some("dns".to_string()),
+        mechanism: Some("dns.nxdomain".to_string()),
+        confidence: Some("likely".to_string()),
+        ..Verdict::default()
+    });
+    m
+}
+
+#[test]
+fn resolver_criterion_reads_an_empty_aaaa_as_normal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (public_blocked, want, leaning_want) in [
+        // ISP resolver only: the public resolver's good A beside its empty
+        // AAAA is clean, so this is ISP-level.
+        (false, (2, 2, 0), Leaning::Isp),
+        // The public resolver fails too: on the path, like a gateway.
+        (true, (2, 0, 2), Leaning::Gateway),
+    ] {
+        let f = write_lines(
+            dir.path(),
+            &format!("dns-{public_blocked}.jsonl"),
+            &[
+                json(&dns_blocked("AS64500", "NetA", U1, public_blocked)),
+                json(&dns_blocked("AS64500", "NetA", U2, public_blocked)),
+            ],
+        );
+        let (r, _) = load(&[f], &[]);
+        let t = &r.vantage_points[0].resolvers;
+        assert_eq!(
+            (t.dns_anomalies, t.system_only, t.also_public),
+            want,
+            "public resolver blocked: {public_blocked}"
+        );
+        assert_eq!(leaning(&r, "resolver_independence"), leaning_want);
+    }
+    // One query on its own: an empty AAAA says nothing, a failed A while
+    // the control resolved the name is tampering, and without a control
+    // a failure says nothing either.
+    use gatewatch::compare::artifacts::{judge_lookup, LookupJudgement};
+    let ctl = vec!["203.0.113.10".to_string()];
+    let mut aaaa = DnsQuery {
+        query_type: "AAAA".to_string(),
+        failure: Some(Failure::DnsNoAnswer),
+        ..DnsQuery::default()
+    };
+    assert_eq!(judge_lookup(&aaaa, Some(&ctl)), LookupJudgement::Unknown);
+    aaaa.query_type = "A".to_string();
+    assert_eq!(judge_lookup(&aaaa, Some(&ctl)), LookupJudgement::Tampered);
+    assert_eq!(judge_lookup(&aaaa, None), LookupJudgement::Unknown);
+}
+
+/// An `http://` measurement whose final page is `body`, the control's page
+/// being `ctl_html`, with `verdict`.
+fn page_measurement(
+    asn: &str,
+    net: &str,
+    url: &str,
+    body: &str,
+    ctl_html: &str,
+    verdict: Verdict,
+) -> Measurement {
+    use gatewatch::analysis::pagetext;
+    use gatewatch::control::protocol::{ControlBody, ControlText};
+    use probes::records::{HttpRequestRecord, HttpResponseRecord, HttpTransaction, MaybeBinary};
+    let mut m = measurement(asn, net, url, "2026-07-03 11:00:00", Seen::Ok);
+    m.test_keys.requests = vec![HttpTransaction {
+        request: HttpRequestRecord {
+            url: url.to_string(),
+            ..HttpRequestRecord::default()
+        },
+        response: HttpResponseRecord {
+            code: 200,
+            body: MaybeBinary::Text(body.to_string()),
+            ..HttpResponseRecord::default()
+        },
+        ..HttpTransaction::default()
+    }];
+    let c = m.test_keys.control.as_mut().expect("control");
+    let t = pagetext::fingerprint(ctl_html);
+    c.x_body_text = Some(ControlText {
+        words: t.words,
+        sketch: t.sketch,
+        block_terms: t.block_terms,
+    });
+    c.x_body = Some(ControlBody {
+        length: ctl_html.len() as i64,
+        sha256: gatewatch::analysis::cluster::PageKey::of_body(ctl_html.as_bytes()).sha256,
+        prefix: String::new(),
+    });
+    c.http_request.status_code = 200;
+    m.test_keys.x_verdict = Some(verdict);
+    m
+}
+
+#[test]
+fn clusters_and_diverted_names_are_listed_across_vantage_points() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let notice = "<p>Notice: the content you requested is unavailable on this network now</p>";
+    let site = |n: &str| {
+        format!(
+            "<p>{n} {}</p>",
+            (0..60)
+                .map(|i| format!("{n}{i}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    };
+    let undecided = Verdict {
+        status: VerdictStatus::Inconclusive,
+        evidence: vec!["the pages differ".to_string()],
+        ..Verdict::default()
+    };
+    let diverted = Verdict {
+        status: VerdictStatus::Accessible,
+        interference: vec!["dns.diverted".to_string()],
+        ..Verdict::default()
+    };
+    let fa = write_lines(
+        dir.path(),
+        "a.jsonl",
+        &[
+            json(&page_measurement(
+                "AS64500",
+                "NetA",
+                "http://u1.example/",
+                notice,
+                &site("alpha"),
+                undecided.clone(),
+            )),
+            json(&page_measurement(
+                "AS64500",
+                "NetA",
+                "http://u5.example/",
+                &site("beta"),
+                &site("beta"),
+                diverted,
+            )),
+        ],
+    );
+    let fb = write_lines(
+        dir.path(),
+        "b.jsonl",
+        &[
+            json(&page_measurement(
+                "AS64501",
+                "NetB",
+                "http://u2.example/",
+                notice,
+                &site("gamma"),
+                undecided.clone(),
+            )),
+            // The site's own page: not a cluster member.
+            json(&page_measurement(
+                "AS64501",
+                "NetB",
+                "http://u3.example/",
+                &site("delta"),
+                &site("delta"),
+                undecided,
+            )),
+        ],
+    );
+    let (r, _) = load(&[fa.clone(), fb.clone()], &[]);
+    assert_eq!(r.page_clusters.len(), 1, "{:?}", r.page_clusters);
+    let c = &r.page_clusters[0];
+    assert_eq!(c.sites, 2);
+    assert_eq!(c.hosts, vec!["u1.example", "u2.example"]);
+    assert_eq!(c.vantages, vec!["AS64500 KH NetA", "AS64501 KH NetB"]);
+    assert_eq!(
+        r.vantage_points[0].interference.get("dns.diverted"),
+        Some(&1)
+    );
+    assert!(r.vantage_points[1].interference.is_empty());
+    let text = compare::text::render(&r);
+    assert!(text.contains("Blockpages found by clustering"), "{text}");
+    assert!(
+        text.contains("2 sites (u1.example, u2.example); seen at AS64500 KH NetA, AS64501 KH NetB"),
+        "{text}"
+    );
+    assert!(text.contains("AS64500 KH NetA: dns.diverted 1"), "{text}");
+    let ev = &r
+        .attribution
+        .criteria
+        .iter()
+        .find(|c| c.id == "identical_artifacts")
+        .expect("criterion")
+        .evidence;
+    assert!(
+        ev.iter()
+            .any(|e| e.contains("served for 2 unrelated sites at 2 vantage points")),
+        "{ev:?}"
+    );
+    let html = gatewatch::report::render_files(&[fa, fb], &[], "t", &mut |_| {}).expect("report");
+    assert!(html.contains("Blockpages found by clustering") && html.contains("dns.diverted"));
 }

@@ -22,7 +22,7 @@ use super::resolver::{self, ResolverSpec};
 use super::ssrf::{self, AddressPolicy, Refusal, TargetHost};
 use crate::control::protocol::{
     ControlBody, ControlDns, ControlHop, ControlHttp, ControlIpInfo, ControlRequest,
-    ControlResponse, ControlTcp, ControlTls,
+    ControlResponse, ControlTcp, ControlText, ControlTls,
 };
 
 /// At most this many `tcp_connect` entries per request.
@@ -306,6 +306,12 @@ impl Measurer {
                         .chars()
                         .take(BODY_PREFIX_CHARS)
                         .collect(),
+                });
+                let text = crate::analysis::pagetext::fingerprint(&String::from_utf8_lossy(&body));
+                resp.x_body_text = Some(ControlText {
+                    words: text.words,
+                    sketch: text.sketch,
+                    block_terms: text.block_terms,
                 });
                 if txn.x_transfer.bytes > 0 {
                     resp.x_transfer_rate_bps = Some(txn.x_transfer.rate_bps);

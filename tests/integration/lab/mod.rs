@@ -28,6 +28,9 @@ pub mod web;
 #[allow(dead_code)]
 pub mod world;
 
+mod clusters;
+mod diverted;
 mod e2e;
 mod mechanisms;
+mod mmdb;
 mod netns_selftest;

@@ -49,6 +49,13 @@ pub enum Site {
     Down,
     /// The name does not exist anywhere (NXDOMAIN from every resolver).
     NoSuchName,
+    /// A small page (about 680 bytes), like a small site's front page.
+    Small,
+    /// A page where a block of 40 % of the words changes on every request.
+    Dynamic40,
+    /// :80 answers 301 to `http://<name>-next.example/`, a second name of
+    /// the same site (same address), which serves the page.
+    RedirectToNext,
 }
 
 /// The censor's action, made by real tools in the censor namespace.
@@ -93,6 +100,25 @@ pub enum Censor {
     /// :80 of the site is redirected to a box that reads the request and
     /// closes the connection (EOF).
     EofAfterRequest,
+    /// :80 of the site is redirected to a box answering a short 200 page
+    /// titled "Access Denied - Website Blocked", from the same server
+    /// software as the sites (a transparent proxy on the site's address).
+    LookalikeBlockpage,
+    /// :80 of the site is redirected to a box answering a short 200 notice
+    /// with no blocking words and no fingerprint: only clustering (the same
+    /// page for unrelated sites) tells it is a blockpage.
+    NoticePage,
+    /// The ISP resolver answers NXDOMAIN for `<name>-next.example`, the
+    /// name the site redirects to (not for the input's name).
+    DnsNxdomainNext,
+    /// The ISP resolver answers the censor's proxy address
+    /// ([`addr::PROXY`], another network), where a transparent proxy
+    /// splices :80 and :443 to the genuine site: TLS passes through, the
+    /// site's own certificate verifies.
+    DnsDivert,
+    /// Not censorship: the ISP resolver answers another node of the site
+    /// itself ([`second_node`], the site's own network).
+    DnsOtherNode,
     /// The site's traffic towards the probe is shaped to this rate (tc htb).
     Throttle {
         /// Rate in kbit/s.
@@ -172,6 +198,19 @@ pub const SCENARIOS: &[Scenario] = &[
     row("http-host-rst", "http", Site::Static, Censor::HostRst, blocked("http", "http-failure", "http.reset")),
     row("http-blockpage", "http", Site::Static, Censor::Blockpage, blocked("http", "http-diff", "http.blockpage")),
     row("http-eof", "http", Site::Static, Censor::EofAfterRequest, blocked("http", "http-failure", "http.eof")),
+    // Issue 13: a blockpage that looks like the site (200, same server,
+    // 490 vs 680 bytes), and NXDOMAIN from the ISP resolver for a redirect
+    // target only (the public resolver's answer lets the fetch go on).
+    // OONI's classic rule calls the look-alike page the same page (same
+    // status, lengths within 0.7): its `blocking` stays false.
+    row("http-lookalike", "http", Site::Small, Censor::LookalikeBlockpage, blocked("http", "false", "http.blockpage")),
+    row("dns-redirect-hop", "http", Site::RedirectToNext, Censor::DnsNxdomainNext, blocked("dns", "false", "dns.nxdomain")),
+    // A name diverted to a box that passes the site through: accessible
+    // (`x_verdict.interference: ["dns.diverted"]` once ASN data tells the
+    // networks apart: `lab::e2e::a_diverted_name_is_reported_with_asn_data`);
+    // its twin, another node of the site's own network, has no flag.
+    row("dns-diverted", "https", Site::Static, Censor::DnsDivert, OPEN),
+    row("dns-other-node", "https", Site::Static, Censor::DnsOtherNode, OPEN),
     // Degradation: 160 KiB at 512 kbit/s (the verdict's threshold is < 1/5
     // of the control's rate and < 1 Mbit/s on >= 64 KiB).
     row("throttled", "https", Site::Big(160 * 1024), Censor::Throttle { kbit: 512 }, SLOWED),
@@ -182,6 +221,9 @@ pub const SCENARIOS: &[Scenario] = &[
     row("client-dependent", "https", Site::ClientDependent, Censor::None, OPEN),
     row("http-to-https", "http", Site::RedirectToHttps, Censor::None, OPEN),
     row("slow", "https", Site::Slow(1500), Censor::None, OPEN),
+    row("small-site", "http", Site::Small, Censor::None, OPEN),
+    row("dynamic-40", "http", Site::Dynamic40, Censor::None, OPEN),
+    row("redirect-hop-clean", "http", Site::RedirectToNext, Censor::None, OPEN),
 ];
 
 const fn row(
@@ -210,6 +252,19 @@ impl Scenario {
     pub fn url(&self) -> String {
         format!("{}://{}/", self.scheme, self.host())
     }
+}
+
+/// The second name of a [`Site::RedirectToNext`] site:
+/// `<name>-next.example` for `<name>.example`.
+pub fn next_host(host: &str) -> String {
+    format!("{}-next.example", host.trim_end_matches(".example"))
+}
+
+/// A second address of the site at `ip`, in the sites' own network
+/// (203.0.113.128/26): another node of the same site.
+pub fn second_node(ip: Ipv4Addr) -> Ipv4Addr {
+    let o = ip.octets();
+    Ipv4Addr::new(o[0], o[1], o[2], 128 + (o[3] - 10) % 64)
 }
 
 /// The genuine address of scenario number `i` (each has its own).
@@ -257,6 +312,9 @@ pub struct CensorPlan {
     pub lies: BTreeMap<String, Lie>,
     /// Hosts the on-path injector forges answers for.
     pub inject: BTreeSet<String>,
+    /// The site the censor's transparent proxy ([`addr::PROXY`]) splices
+    /// to.
+    pub divert_to: Option<Ipv4Addr>,
 }
 
 impl Censor {
@@ -326,6 +384,25 @@ impl Censor {
                 "ip daddr {ip} tcp dport 80 redirect to :{}",
                 addr::BLOCKPAGE_PORT
             )),
+            Censor::LookalikeBlockpage => p.nft_redirect.push(format!(
+                "ip daddr {ip} tcp dport 80 redirect to :{}",
+                addr::LOOKALIKE_PORT
+            )),
+            Censor::NoticePage => p.nft_redirect.push(format!(
+                "ip daddr {ip} tcp dport 80 redirect to :{}",
+                addr::NOTICE_PORT
+            )),
+            Censor::DnsNxdomainNext => {
+                p.lies.insert(next_host(host), Lie::Nxdomain);
+            }
+            Censor::DnsDivert => {
+                assert!(p.divert_to.is_none(), "one DnsDivert row per lab");
+                p.lies.insert(host.into(), Lie::Answer(addr::PROXY));
+                p.divert_to = Some(ip);
+            }
+            Censor::DnsOtherNode => {
+                p.lies.insert(host.into(), Lie::Answer(second_node(ip)));
+            }
             Censor::EofAfterRequest => p.nft_redirect.push(format!(
                 "ip daddr {ip} tcp dport 80 redirect to :{}",
                 addr::EOF_PORT

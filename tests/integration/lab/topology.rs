@@ -37,6 +37,8 @@ pub mod addr {
     pub const ISP_RESOLVER: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 53);
     /// The censor's blockpage server, reachable as a public-looking address.
     pub const SINKHOLE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 250);
+    /// The censor's transparent proxy (a diverted name leads here).
+    pub const PROXY: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 249);
     /// An honest public resolver in the internet namespace (the probe's
     /// `--resolver`; queries to it cross the censor).
     pub const PUBLIC_RESOLVER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 53);
@@ -55,6 +57,11 @@ pub mod addr {
     pub const BLOCKPAGE_PORT: u16 = 8080;
     /// In the censor: the box that closes after the request.
     pub const EOF_PORT: u16 = 8081;
+    /// In the censor: the look-alike blockpage box (a short 200 page from
+    /// the sites' own server software).
+    pub const LOOKALIKE_PORT: u16 = 8082;
+    /// In the censor: the notice box (a 200 page with no blocking words).
+    pub const NOTICE_PORT: u16 = 8083;
     /// The ranges the probe and the control must treat as public.
     pub const PUBLIC_RANGES: [&str; 2] = ["198.51.100.0/24", "203.0.113.0/24"];
 }
@@ -163,6 +170,7 @@ impl Topology {
         )?;
         censor.add_addr("lo", &format!("{ISP_RESOLVER}/32"))?;
         censor.add_addr("lo", &format!("{SINKHOLE}/32"))?;
+        censor.add_addr("lo", &format!("{PROXY}/32"))?;
         internet.add_addr("lo", &format!("{PUBLIC_RESOLVER}/32"))?;
         // Processes started in a namespace resolve like its hosts would.
         probe.set_resolv_conf(&ISP_RESOLVER.to_string())?;

@@ -31,6 +31,8 @@ pub struct SiteSpec {
     pub ip: Ipv4Addr,
     /// How it behaves.
     pub site: Site,
+    /// A second address it also serves on (another node of the site).
+    pub also: Option<Ipv4Addr>,
 }
 
 /// Starts every site (except [`Site::Down`] and [`Site::NoSuchName`], which
@@ -43,9 +45,12 @@ pub fn sites(ns: &Ns, list: Vec<SiteSpec>, tls: Arc<ServerConfig>) -> io::Result
                 .into_iter()
                 .filter(|s| !matches!(s.site, Site::Down | Site::NoSuchName))
             {
-                let plain = listen((s.ip, 80).into())?;
-                let secure = listen((s.ip, 443).into())?;
-                bound.push((Arc::new(s), plain, secure));
+                let s = Arc::new(s);
+                for ip in std::iter::once(s.ip).chain(s.also) {
+                    let plain = listen((ip, 80).into())?;
+                    let secure = listen((ip, 443).into())?;
+                    bound.push((Arc::clone(&s), plain, secure));
+                }
             }
             Ok(bound)
         },
@@ -78,18 +83,67 @@ pub fn sites(ns: &Ns, list: Vec<SiteSpec>, tls: Arc<ServerConfig>) -> io::Result
 /// :80 and on [`addr::BLOCKPAGE_PORT`] for redirected traffic), the EOF box
 /// ([`addr::EOF_PORT`]) and the TLS-interception box ([`addr::MITM_PORT`],
 /// certificate from the untrusted censor CA).
-pub fn censor_boxes(ns: &Ns, mitm: Arc<ServerConfig>) -> io::Result<Service> {
+pub fn censor_boxes(
+    ns: &Ns,
+    mitm: Arc<ServerConfig>,
+    divert_to: Option<Ipv4Addr>,
+) -> io::Result<Service> {
     ns.serve(
-        || {
-            Ok([
-                listen((addr::SINKHOLE, 80).into())?,
-                listen((Ipv4Addr::UNSPECIFIED, addr::BLOCKPAGE_PORT).into())?,
-                listen((Ipv4Addr::UNSPECIFIED, addr::EOF_PORT).into())?,
-                listen((Ipv4Addr::UNSPECIFIED, addr::MITM_PORT).into())?,
-            ])
+        move || {
+            let proxy = match divert_to {
+                Some(site) => vec![
+                    (listen((addr::PROXY, 80).into())?, (site, 80)),
+                    (listen((addr::PROXY, 443).into())?, (site, 443)),
+                ],
+                None => Vec::new(),
+            };
+            Ok((
+                proxy,
+                [
+                    listen((addr::SINKHOLE, 80).into())?,
+                    listen((Ipv4Addr::UNSPECIFIED, addr::BLOCKPAGE_PORT).into())?,
+                    listen((Ipv4Addr::UNSPECIFIED, addr::EOF_PORT).into())?,
+                    listen((Ipv4Addr::UNSPECIFIED, addr::MITM_PORT).into())?,
+                    listen((Ipv4Addr::UNSPECIFIED, addr::LOOKALIKE_PORT).into())?,
+                    listen((Ipv4Addr::UNSPECIFIED, addr::NOTICE_PORT).into())?,
+                ],
+            ))
         },
-        move |[sinkhole, redirected, eof, mitm_l], stop| async move {
+        move |(proxy, [sinkhole, redirected, eof, mitm_l, lookalike, notice]), stop| async move {
             let mut tasks = tokio::task::JoinSet::new();
+            tasks.spawn(accept_loop(
+                notice,
+                stop.clone(),
+                |mut conn, _| async move {
+                    if read_head(&mut conn).await.is_some() {
+                        let _ = conn.write_all(&notice_page()).await;
+                        let _ = conn.shutdown().await;
+                    }
+                },
+            ));
+            // The transparent proxy: each connection spliced to the site.
+            for (l, to) in proxy {
+                tasks.spawn(accept_loop(
+                    l,
+                    stop.clone(),
+                    move |mut conn, _| async move {
+                        let to = SocketAddr::from(to);
+                        if let Ok(mut up) = tokio::net::TcpStream::connect(to).await {
+                            let _ = tokio::io::copy_bidirectional(&mut conn, &mut up).await;
+                        }
+                    },
+                ));
+            }
+            tasks.spawn(accept_loop(
+                lookalike,
+                stop.clone(),
+                |mut conn, _| async move {
+                    if read_head(&mut conn).await.is_some() {
+                        let _ = conn.write_all(&lookalike_blockpage()).await;
+                        let _ = conn.shutdown().await;
+                    }
+                },
+            ));
             for l in [sinkhole, redirected] {
                 tasks.spawn(accept_loop(l, stop.clone(), |mut conn, _| async move {
                     if read_head(&mut conn).await.is_some() {
@@ -144,7 +198,7 @@ where
     }
 }
 
-/// Reads up to the end of the request head; returns the request line.
+/// Reads up to the end of the request head; returns the head.
 async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Option<String> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 2048];
@@ -161,8 +215,20 @@ async fn read_head<S: AsyncRead + Unpin>(s: &mut S) -> Option<String> {
     tokio::time::timeout(Duration::from_secs(10), read)
         .await
         .ok()??;
-    let text = String::from_utf8_lossy(&buf);
-    Some(text.lines().next().unwrap_or_default().to_string())
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}
+
+/// The `Host` header of a request head (lower case, without a port).
+fn host_of(head: &str) -> String {
+    head.lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("host")
+                .then(|| v.trim().to_ascii_lowercase())
+        })
+        .map(|h| h.split(':').next().unwrap_or_default().to_string())
+        .unwrap_or_default()
 }
 
 async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
@@ -172,11 +238,25 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
     peer: IpAddr,
     counter: &AtomicU64,
 ) {
-    if read_head(&mut s).await.is_none() {
+    let Some(head) = read_head(&mut s).await else {
         return;
-    }
+    };
     let n = counter.fetch_add(1, Ordering::Relaxed);
     let out = match site.site {
+        Site::RedirectToNext => {
+            let next = super::scenarios::next_host(&site.host);
+            if host_of(&head) == next {
+                page_response(site, page(&next, "", 0))
+            } else {
+                response(
+                    "301 Moved Permanently",
+                    &[("Location", format!("http://{next}/"))],
+                    b"",
+                )
+            }
+        }
+        Site::Small => page_response(site, small_page(&site.host)),
+        Site::Dynamic40 => page_response(site, dynamic40_page(&site.host, n)),
         Site::RedirectToHttps if !tls => response(
             "301 Moved Permanently",
             &[("Location", format!("https://{}/", site.host))],
@@ -241,6 +321,66 @@ fn page(host: &str, extra: &str, min_len: usize) -> String {
     }
     body.push_str("</body></html>\n");
     body
+}
+
+/// A small site's front page (about 680 bytes).
+fn small_page(host: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html><head><title>{host} - community radio</title></head>\n<body>\n\
+         <h1>{host}</h1>\n<p>Listen live every evening from seven: local music, farming advice, \
+         and a call-in hour where listeners from the provinces ask the guests their questions.</p>\n\
+         <p>This week: the rice harvest, school fees, and a conversation about the new market in \
+         the district town. Schedule and archive below.</p>\n<ul><li>Monday: music</li>\
+         <li>Tuesday: farming</li><li>Wednesday: call-in</li></ul>\n</body></html>\n"
+    )
+}
+
+/// A 300-word page where a block of 40 % of the words is new on every
+/// request (headlines, ids and adverts that rotate).
+fn dynamic40_page(host: &str, n: u64) -> String {
+    let mut s: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut words: Vec<String> = (0..300)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            format!("story{}", s % 50_000)
+        })
+        .collect();
+    let start = usize::try_from(n * 37 % 180).unwrap_or(0);
+    for (i, w) in words[start..start + 120].iter_mut().enumerate() {
+        *w = format!("r{n}w{i}x{:x}", rand::random::<u16>());
+    }
+    format!(
+        "<!DOCTYPE html>\n<html><head><title>{host} - live</title></head>\n<body>\n<p>{}</p>\n</body></html>\n",
+        words.join(" ")
+    )
+}
+
+/// The look-alike blockpage: a short 200 page (about 490 bytes) from the
+/// sites' own server software.
+fn lookalike_blockpage() -> Vec<u8> {
+    let body = "<!DOCTYPE html>\n<html><head><title>Access Denied - Website Blocked</title></head>\n\
+        <body>\n<h1>Access Denied</h1>\n<p>The website you are trying to visit has been blocked \
+        in accordance with the regulations of the Kingdom. If you believe this is a mistake, contact \
+        your internet service provider's customer care centre and quote the reference below.</p>\n\
+        <p>Reference: KH-7731</p>\n</body></html>\n";
+    response(
+        "200 OK",
+        &[("Content-Type", "text/html; charset=utf-8".into())],
+        body.as_bytes(),
+    )
+}
+
+/// A notice with no blocking words: the same page for every site.
+fn notice_page() -> Vec<u8> {
+    let body = "<html><head><title>Notice</title></head><body><p>The page you requested is \
+        unavailable on this network at the moment. Reference 5521.</p></body></html>\n";
+    response(
+        "200 OK",
+        &[("Content-Type", "text/html".into())],
+        body.as_bytes(),
+    )
 }
 
 fn blockpage() -> Vec<u8> {

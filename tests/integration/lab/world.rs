@@ -59,10 +59,19 @@ impl World {
             if sc.site != Site::NoSuchName {
                 zone.a.insert(sc.host(), ip);
             }
+            if sc.site == Site::RedirectToNext {
+                zone.a.insert(super::scenarios::next_host(&sc.host()), ip);
+            }
+            let also = (sc.censor == super::scenarios::Censor::DnsOtherNode)
+                .then(|| super::scenarios::second_node(ip));
+            if let Some(a) = also {
+                topo.internet.add_addr("lo", &format!("{a}/32"))?;
+            }
             specs.push(SiteSpec {
                 host: sc.host(),
                 ip,
                 site: sc.site,
+                also,
             });
         }
         zone.far = plan.inject.clone();
@@ -81,7 +90,11 @@ impl World {
         if !plan.inject.is_empty() {
             lab.keep(dns::injector(&topo.censor, plan.inject.clone())?);
         }
-        lab.keep(web::censor_boxes(&topo.censor, pki.mitm.clone())?);
+        lab.keep(web::censor_boxes(
+            &topo.censor,
+            pki.mitm.clone(),
+            plan.divert_to,
+        )?);
 
         Ok(World {
             topo,
