@@ -93,9 +93,13 @@ impl Unattended {
     }
 
     /// Records one finished measurement: its verdict in the history, the
-    /// (scrubbed) line to the uploader.
+    /// (scrubbed) line to the uploader. A measurement cut short
+    /// (`x_interrupted`) stays out of the history: `--resume` measures that
+    /// URL again, and the history keeps one row per finished measurement.
     pub fn finished(&mut self, m: &Measurement, line: &serde_json::Value) {
-        if let Some(h) = &self.history {
+        if m.test_keys.x_interrupted.is_some() {
+            // Not a verdict.
+        } else if let Some(h) = &self.history {
             if let Err(e) = h.record(m) {
                 eprintln!("gatewatch: warning: history: {e}");
             }

@@ -555,3 +555,84 @@ async fn the_address_stun_reports_is_scrubbed_without_a_control() {
         .contains("Your address is [scrubbed]."));
     assert_eq!(m["probe_ip"], "127.0.0.1");
 }
+
+/// `(input, status)` of every history row, sorted.
+fn history_rows(home: &std::path::Path) -> Vec<(String, String)> {
+    let conn = rusqlite::Connection::open(home.join("data/gatewatch/history.sqlite")).unwrap();
+    let mut st = conn
+        .prepare("SELECT input, status FROM observations ORDER BY input, id")
+        .unwrap();
+    let rows = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    rows
+}
+
+#[tokio::test]
+async fn after_sigterm_and_resume_the_history_has_one_row_per_finished_measurement() {
+    use crate::fakes::http::{page, response, spawn, Behaviour};
+    use crate::fakes::tcp::blackhole;
+    let home = tempfile::tempdir().unwrap();
+    let site = spawn(Behaviour::Respond(response(
+        200,
+        "OK",
+        &[("Content-Type", "text/html")],
+        &page("Khmer news", "today's stories"),
+    )))
+    .await;
+    let hole = blackhole();
+    let good: Vec<String> = (0..2)
+        .map(|i| format!("http://{}/story{i}", site.addr))
+        .collect();
+    let stuck = format!("http://{}/", hole.addr);
+    let out_file = home.path().join("out.jsonl");
+    let out_s = out_file.display().to_string();
+    let mut args = vec!["--output", &out_s, "--url-deadline", "600s"];
+    args.extend(good.iter().map(String::as_str));
+    args.push(&stuck);
+    let mut first = vec!["--tcp-timeout", "600s"];
+    first.extend(args.iter().copied());
+    let child = run_cmd(home.path(), &first).spawn().unwrap();
+    let pid = child.id().unwrap();
+    // Wait until both good URLs are written; the stuck one is in flight.
+    for _ in 0..600 {
+        let done = std::fs::read_to_string(&out_file).map_or(0, |t| t.lines().count());
+        if done >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("gatewatch stopped after SIGTERM")
+        .unwrap();
+    assert_eq!(o.status.code(), Some(130));
+    let text = std::fs::read_to_string(&out_file).unwrap();
+    assert!(
+        text.contains("\"x_interrupted\":\"interrupted\""),
+        "the stuck URL was cut short: {text}"
+    );
+    // The interrupted URL is not a verdict: the history has the two
+    // finished URLs only.
+    let rows = history_rows(home.path());
+    let inputs: Vec<&str> = rows.iter().map(|(i, _)| i.as_str()).collect();
+    assert_eq!(inputs, good.iter().map(String::as_str).collect::<Vec<_>>());
+
+    // --resume measures the stuck URL again (quickly now) and only it.
+    let mut second = vec!["--tcp-timeout", "1s", "--resume"];
+    second.extend(args.iter().copied());
+    run_ok(home.path(), &second).await;
+    let rows = history_rows(home.path());
+    let mut want: Vec<String> = good.clone();
+    want.push(stuck.clone());
+    want.sort();
+    let inputs: Vec<String> = rows.iter().map(|(i, _)| i.clone()).collect();
+    assert_eq!(inputs, want, "one row per URL: {rows:?}");
+}
