@@ -636,3 +636,108 @@ async fn after_sigterm_and_resume_the_history_has_one_row_per_finished_measureme
     let inputs: Vec<String> = rows.iter().map(|(i, _)| i.clone()).collect();
     assert_eq!(inputs, want, "one row per URL: {rows:?}");
 }
+
+/// A collector whose first `drop_first` connections are closed at once, as
+/// a collector that is down for a moment looks to the uploader.
+async fn flaky_collector(db: &str, drop_first: usize) -> String {
+    let db = db.to_string();
+    let store = tokio::task::spawn_blocking(move || Store::open(&db))
+        .await
+        .unwrap()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        for _ in 0..drop_first {
+            let (s, _) = listener.accept().await.unwrap();
+            drop(s);
+        }
+        let app = router(CollectorState::new(store, 64 * 1024));
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_collector_down_for_a_moment_does_not_make_the_run_spool() {
+    use crate::fakes::http::{page, response, spawn, Behaviour};
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("c.sqlite");
+    // Three tries of the first measurement fail, and one more.
+    let collector = flaky_collector(db.to_str().unwrap(), 4).await;
+    let site = spawn(Behaviour::Respond(response(
+        200,
+        "OK",
+        &[("Content-Type", "text/html")],
+        &page("Khmer news", "today's stories"),
+    )))
+    .await;
+    let urls: Vec<String> = (0..8)
+        .map(|i| format!("http://{}/story{i}", site.addr))
+        .collect();
+    let mut args: Vec<&str> = vec!["--upload", &collector, "--tcp-timeout", "2s"];
+    args.extend(urls.iter().map(String::as_str));
+    let stderr = run_ok(home.path(), &args).await;
+    assert!(stderr.contains("upload failed"), "stderr: {stderr}");
+    assert!(stderr.contains("uploaded 8, spooled 0"), "stderr: {stderr}");
+    assert_eq!(count(&collector).await, 8);
+    let spool = home.path().join("data/gatewatch/spool");
+    assert_eq!(std::fs::read_dir(spool).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn a_list_on_standard_input_is_read_with_its_first_url() {
+    use crate::fakes::http::{page, response, spawn, Behaviour};
+    use tokio::io::AsyncWriteExt;
+    let site = spawn(Behaviour::Respond(response(
+        200,
+        "OK",
+        &[("Content-Type", "text/html")],
+        &page("Khmer news", "today's stories"),
+    )))
+    .await;
+    // A byte-order mark, then a URL and its #fragment variant.
+    let list = format!(
+        "\u{feff}http://{0}/a\nhttp://{0}/a#comments\nhttp://{0}/b\n",
+        site.addr
+    );
+    for input in ["-", "/dev/stdin"] {
+        let home = tempfile::tempdir().unwrap();
+        let out_file = home.path().join("out.jsonl");
+        let out_s = out_file.display().to_string();
+        let mut cmd = run_cmd(
+            home.path(),
+            &["--tcp-timeout", "2s", "-o", &out_s, "-i", input],
+        );
+        cmd.stdin(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(list.as_bytes()).await.unwrap();
+        drop(stdin);
+        let o = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+            .await
+            .expect("run finished")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{input}: {stderr}");
+        let mut inputs: Vec<String> = std::fs::read_to_string(&out_file)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["input"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        inputs.sort();
+        assert_eq!(
+            inputs,
+            vec![
+                format!("http://{}/a", site.addr),
+                format!("http://{}/b", site.addr)
+            ],
+            "{input}"
+        );
+    }
+}
