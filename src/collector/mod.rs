@@ -16,7 +16,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use server::{router, CollectorState};
-pub use store::{MeasurementFilter, MeasurementSummary, Store, StoreError};
+pub use store::{
+    Cursor, MeasurementFilter, MeasurementSummary, Store, StoreError, BODY_PAGE_ROWS,
+    DEFAULT_LIMIT, MAX_LIMIT,
+};
 pub use validate::{validate_measurement, ValidationError};
 
 /// Errors of `gatewatch collector`.

@@ -741,3 +741,107 @@ async fn a_list_on_standard_input_is_read_with_its_first_url() {
         );
     }
 }
+
+/// Stores `n` measurements (every tenth with a 512 KiB body), then reads
+/// them back through `GET /api/v1/measurements.jsonl` page by page.
+async fn jsonl_pages(db: &str) {
+    let n = 95;
+    let d = db.to_string();
+    tokio::task::spawn_blocking(move || {
+        let store = Store::open(&d).unwrap();
+        for i in 0..n {
+            let mut m = measurement(i, "AS38623");
+            // Distinct times, so the listing order is known.
+            m["measurement_start_time"] =
+                json!(format!("2026-11-27 10:{:02}:{:02}", i / 60, i % 60));
+            if i % 10 == 0 {
+                m["test_keys"]["padding"] = json!("p".repeat(512 * 1024));
+            }
+            store.insert("r1", &m).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let c = Collector::start(db, 0).await;
+    let http = reqwest::Client::new();
+    let mut seen: Vec<String> = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut url = format!("{}/api/v1/measurements.jsonl?limit=40", c.url());
+        if let Some(a) = &after {
+            url.push_str(&format!("&after={a}"));
+        }
+        let r = http.get(url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let next = r
+            .headers()
+            .get("x-next-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        let text = r.text().await.unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        pages += 1;
+        assert_eq!(lines.len(), if pages < 3 { 40 } else { 15 }, "page {pages}");
+        for l in lines {
+            let m: Value = serde_json::from_str(l).unwrap();
+            seen.push(m["input"].as_str().unwrap().to_string());
+        }
+        match next {
+            Some(uid) => after = Some(uid),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let want: Vec<String> = (0..n)
+        .map(|i| format!("https://site{i}.example/"))
+        .collect();
+    assert_eq!(seen, want, "every measurement once, oldest first");
+    // A limit above the maximum is capped, not refused; an unknown cursor is.
+    let text = http
+        .get(format!(
+            "{}/api/v1/measurements.jsonl?limit=999999999",
+            c.url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text.lines().count(), n);
+    let r = http
+        .get(format!(
+            "{}/api/v1/measurements.jsonl?after=nosuchuid",
+            c.url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    c.kill().await;
+}
+
+#[tokio::test]
+async fn the_jsonl_listing_streams_in_pages_in_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    jsonl_pages(dir.path().join("c.sqlite").to_str().unwrap()).await;
+}
+
+#[tokio::test]
+async fn the_jsonl_listing_streams_in_pages_in_postgres() {
+    let Ok(url) = std::env::var("GATEWATCH_TEST_POSTGRES") else {
+        eprintln!("postgres paging test skipped: set GATEWATCH_TEST_POSTGRES=postgres://...");
+        return;
+    };
+    // Its own schema, so it does not race the other PostgreSQL test.
+    let u = url.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut c = postgres::Client::connect(&u, postgres::NoTls).unwrap();
+        c.batch_execute("DROP SCHEMA IF EXISTS paging CASCADE; CREATE SCHEMA paging;")
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    jsonl_pages(&format!("{url}{sep}options=-csearch_path%3Dpaging")).await;
+}
