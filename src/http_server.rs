@@ -7,7 +7,7 @@
 //! - a request must be answered within [`ConnLimits::request_timeout`]
 //!   (a slow request body gets 408);
 //! - a response the client stops reading is dropped after
-//!   [`ConnLimits::stall_timeout`] without progress;
+//!   [`ConnLimits::stall_timeout`] without a byte written;
 //! - at most [`ConnLimits::max_connections`] connections are kept (kept
 //!   below the process's file-descriptor limit). At the cap, the connection
 //!   idle for longest (no request being handled or answered) is closed to
@@ -323,6 +323,11 @@ async fn connection<I>(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(64 * 1024);
+    let io = Tracked {
+        io,
+        state: Arc::clone(&state),
+        registry: Arc::clone(&registry),
+    };
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let watch_every =
@@ -361,4 +366,70 @@ fn too_slow() -> axum::response::Response {
         "request not completed in time\n",
     )
         .into_response()
+}
+
+/// A connection whose writes count as progress (a slow reader of a large
+/// response is not a stalled one).
+struct Tracked<I> {
+    io: I,
+    state: Arc<ConnState>,
+    registry: Arc<Registry>,
+}
+
+impl<I: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tracked<I> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Tracked<I> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write(cx, buf);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.state
+                .last_progress
+                .store(self.registry.now_ms(), Ordering::SeqCst);
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let r = std::pin::Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        if matches!(r, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.state
+                .last_progress
+                .store(self.registry.now_ms(), Ordering::SeqCst);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.io).poll_shutdown(cx)
+    }
 }

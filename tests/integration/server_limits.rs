@@ -240,3 +240,55 @@ async fn a_request_body_that_never_ends_gets_408() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert_eq!(get(addr, "/").await, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_a_listing_loses_its_connection() {
+    // One connection only: while the stalled listing holds it, others are
+    // refused; once it is dropped, they are served.
+    let (addr, dir) = collector(ConnLimits {
+        stall_timeout: Duration::from_secs(1),
+        ..limits(1, Duration::from_secs(120))
+    })
+    .await;
+    let db = dir.path().join("c.sqlite");
+    tokio::task::spawn_blocking(move || {
+        let store = Store::open(db.to_str().unwrap()).unwrap();
+        for i in 0..40 {
+            let m = serde_json::json!({
+                "probe_cc": "KH", "probe_asn": "AS38623", "test_name": "web_connectivity",
+                "measurement_start_time": format!("2026-11-27 10:00:{i:02}"),
+                "software_name": "gatewatch", "probe_ip": "127.0.0.1",
+                "input": format!("https://s{i}.example/"),
+                "test_keys": {"padding": "p".repeat(512 * 1024)}
+            });
+            store.insert("r1", &m).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    stalled
+        .write_all(b"GET /api/v1/measurements.jsonl HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    // Its answer has started; from now on we read nothing more.
+    let mut head = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(30), stalled.read(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 200"));
+    let mut seen = Vec::new();
+    for _ in 0..300 {
+        let s = get(addr, "/").await;
+        if seen.last() != Some(&s) {
+            seen.push(s);
+        }
+        if s == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen, vec![503, 200], "refused while stalled, then served");
+    drop(stalled);
+}
