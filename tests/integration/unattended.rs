@@ -15,6 +15,10 @@ struct Collector {
 
 impl Collector {
     async fn start(db: &str, port: u16) -> Collector {
+        Collector::start_with_max_body(db, port, 64 * 1024).await
+    }
+
+    async fn start_with_max_body(db: &str, port: u16, max_body: usize) -> Collector {
         let db = db.to_string();
         let store = tokio::task::spawn_blocking(move || Store::open(&db))
             .await
@@ -24,7 +28,7 @@ impl Collector {
             .await
             .unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = router(CollectorState::new(store, 64 * 1024));
+        let app = router(CollectorState::new(store, max_body));
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -844,4 +848,41 @@ async fn the_jsonl_listing_streams_in_pages_in_postgres() {
     .unwrap();
     let sep = if url.contains('?') { '&' } else { '?' };
     jsonl_pages(&format!("{url}{sep}options=-csearch_path%3Dpaging")).await;
+}
+
+#[tokio::test]
+async fn a_garbage_start_time_or_a_missing_probe_ip_is_refused_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start_with_max_body(
+        dir.path().join("c.sqlite").to_str().unwrap(),
+        0,
+        4 * 1024 * 1024,
+    )
+    .await;
+    let mut up = Uploader::new(&c.url()).with_retries(1, Duration::from_millis(10));
+    let mut digits = measurement(1, "AS38623");
+    digits["measurement_start_time"] = json!("7".repeat(3 * 1024 * 1024));
+    let mut not_a_time = measurement(2, "AS38623");
+    not_a_time["measurement_start_time"] = json!("2026-11-27T10:00:00Z");
+    let mut no_ip = measurement(3, "AS38623");
+    no_ip.as_object_mut().unwrap().remove("probe_ip");
+    for (m, reason) in [
+        (digits, "measurement_start_time"),
+        (not_a_time, "measurement_start_time"),
+        (no_ip, "probe_ip is missing"),
+    ] {
+        match up.submit(&m).await {
+            Err(e @ gatewatch::upload::UploadError::Refused { status: 400, .. }) => {
+                let text = e.to_string();
+                assert!(text.contains(reason), "{text}");
+                assert!(text.len() < 400, "the refusal stays short: {text}");
+            }
+            other => panic!("{reason}: {other:?}"),
+        }
+    }
+    assert_eq!(count(&c.url()).await, 0);
+    // A good one still goes in.
+    up.submit(&measurement(4, "AS38623")).await.unwrap();
+    assert_eq!(count(&c.url()).await, 1);
+    c.kill().await;
 }
