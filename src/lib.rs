@@ -10,6 +10,7 @@ pub mod compare;
 pub mod control;
 pub mod geo;
 pub mod history;
+pub mod http_server;
 pub mod lists;
 pub mod model;
 pub mod report;

@@ -7,12 +7,25 @@
 //! is not a list at all (binary data, unknown columns) before anything is
 //! measured; afterwards a malformed row is a [`RowWarning`]
 //! (`file:line: reason`) and the reader moves on.
+//!
+//! Hostile input stays bounded: a line is read up to [`MAX_LINE_BYTES`] (the
+//! rest of a longer line is skipped without being kept, and the row
+//! refused), a URL may have at most [`MAX_URL_BYTES`], a quoted CSV field
+//! may not span lines, and a UTF-8 byte-order mark is ignored.
 
 use std::borrow::Cow;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Cursor};
+use std::io::{BufRead, BufReader, Cursor, Read};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// The longest URL we measure, in bytes. Real test-list URLs are far
+/// shorter; browsers and crawlers commonly stop at 2,000–8,000.
+pub const MAX_URL_BYTES: usize = 8192;
+/// The longest list line we read, in bytes (a CSV row with its notes).
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
 
 /// Our curated Cambodian list (`testlists/kh.csv`), built into the binary.
 pub const SHIPPED_KH: &str = include_str!("../testlists/kh.csv");
@@ -87,6 +100,14 @@ pub enum ListSource {
         /// The list.
         text: Cow<'static, str>,
     },
+    /// A copy of a stream that can be read only once (standard input, a
+    /// pipe), kept in a temporary file so the list can be read twice.
+    Copied {
+        /// Shown in warnings (`-` for standard input, or the path given).
+        name: String,
+        /// The copy; deleted when the last clone is dropped.
+        file: Arc<tempfile::NamedTempFile>,
+    },
 }
 
 impl ListSource {
@@ -94,8 +115,35 @@ impl ListSource {
     pub fn name(&self) -> String {
         match self {
             ListSource::File(p) => p.display().to_string(),
-            ListSource::Embedded { name, .. } => name.clone(),
+            ListSource::Embedded { name, .. } | ListSource::Copied { name, .. } => name.clone(),
         }
+    }
+
+    /// The source for `--input-file PATH`: `-` is standard input; standard
+    /// input, pipes and other streams that can be read only once are copied
+    /// to a temporary file first (on disk, not in memory).
+    pub fn for_path(path: &std::path::Path) -> Result<ListSource, TestListError> {
+        let name = path.display().to_string();
+        let io = |source| TestListError::Io {
+            path: name.clone(),
+            source,
+        };
+        let mut input: Box<dyn Read> = if path.as_os_str() == "-" {
+            Box::new(std::io::stdin().lock())
+        } else {
+            match std::fs::metadata(path) {
+                Ok(m) if m.is_file() => return Ok(ListSource::File(path.to_path_buf())),
+                // Missing files are reported when the list is opened.
+                Err(_) => return Ok(ListSource::File(path.to_path_buf())),
+                Ok(_) => Box::new(File::open(path).map_err(io)?),
+            }
+        };
+        let mut copy = tempfile::NamedTempFile::new().map_err(io)?;
+        std::io::copy(&mut input, copy.as_file_mut()).map_err(io)?;
+        Ok(ListSource::Copied {
+            name,
+            file: Arc::new(copy),
+        })
     }
 }
 
@@ -111,18 +159,25 @@ pub enum ListFormat {
 /// Opens a list, checks that it is one and returns a streaming reader.
 pub fn open(src: &ListSource) -> Result<ListReader, TestListError> {
     let name = src.name();
+    let io = |e| TestListError::Io {
+        path: name.clone(),
+        source: e,
+    };
     let mut input: Box<dyn BufRead + Send> = match src {
-        ListSource::File(p) => Box::new(BufReader::new(File::open(p).map_err(|e| {
-            TestListError::Io {
-                path: name.clone(),
-                source: e,
-            }
-        })?)),
+        ListSource::File(p) => Box::new(BufReader::new(File::open(p).map_err(io)?)),
+        ListSource::Copied { file, .. } => Box::new(BufReader::new(file.reopen().map_err(io)?)),
         ListSource::Embedded { text, .. } => {
             Box::new(Cursor::new(text.clone().into_owned().into_bytes()))
         }
     };
     let format = sniff(&name, &mut input)?;
+    // A byte-order mark is not part of the first line.
+    if input.fill_buf().map_err(io)?.starts_with(b"\xef\xbb\xbf") {
+        input.consume(3);
+    }
+    let capped = LineCap::new(input);
+    let overlong = Arc::clone(&capped.overlong);
+    let input: Box<dyn BufRead + Send> = Box::new(BufReader::new(capped));
     let inner = match format {
         ListFormat::CitizenLab => Inner::Csv(
             csv::ReaderBuilder::new()
@@ -136,11 +191,20 @@ pub fn open(src: &ListSource) -> Result<ListReader, TestListError> {
         name,
         format,
         inner,
+        overlong,
     })
 }
 
-/// Checks that a URL can be measured: absolute `http`/`https` with a host.
+/// Checks that a URL can be measured: absolute `http`/`https` with a host,
+/// at most [`MAX_URL_BYTES`] long.
 pub fn check_url(s: &str) -> Result<url::Url, String> {
+    if s.len() > MAX_URL_BYTES {
+        let start: String = s.chars().take(60).collect();
+        return Err(format!(
+            "URL too long ({} bytes; at most {MAX_URL_BYTES}): {start:?}...",
+            s.len()
+        ));
+    }
     let u = url::Url::parse(s).map_err(|e| format!("invalid URL {s:?}: {e}"))?;
     if u.scheme() != "http" && u.scheme() != "https" {
         return Err(format!("unsupported URL scheme {:?} in {s:?}", u.scheme()));
@@ -164,6 +228,8 @@ pub struct ListReader {
     name: String,
     format: ListFormat,
     inner: Inner,
+    /// Lines cut at [`MAX_LINE_BYTES`] and not yet reported.
+    overlong: Arc<Mutex<BTreeSet<u64>>>,
 }
 
 impl fmt::Debug for ListReader {
@@ -196,6 +262,100 @@ impl ListReader {
             reason,
         }
     }
+
+    /// Whether `line` was cut at [`MAX_LINE_BYTES`]; forgets the lines
+    /// before it (they have been read).
+    fn was_cut(&self, line: u64) -> bool {
+        let Ok(mut set) = self.overlong.lock() else {
+            return false;
+        };
+        *set = set.split_off(&line);
+        set.remove(&line)
+    }
+}
+
+fn too_long_line() -> String {
+    format!("line longer than {MAX_LINE_BYTES} bytes; skipped")
+}
+
+/// Passes its input through, except that a line longer than
+/// [`MAX_LINE_BYTES`] is cut there (the rest is read and thrown away, never
+/// kept) and its number recorded, so the reader can refuse it.
+struct LineCap<R> {
+    inner: R,
+    /// The current line (1-based).
+    line: u64,
+    /// Bytes of the current line passed through.
+    len: usize,
+    /// Throwing away the rest of a cut line.
+    skipping: bool,
+    overlong: Arc<Mutex<BTreeSet<u64>>>,
+}
+
+impl<R: BufRead> LineCap<R> {
+    fn new(inner: R) -> LineCap<R> {
+        LineCap {
+            inner,
+            line: 1,
+            len: 0,
+            skipping: false,
+            overlong: Arc::default(),
+        }
+    }
+}
+
+impl<R: BufRead> Read for LineCap<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let buf = self.inner.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            let newline = buf.iter().position(|&b| b == b'\n');
+            if self.skipping {
+                match newline {
+                    // The newline itself is passed on below.
+                    Some(i) => {
+                        self.inner.consume(i);
+                        self.skipping = false;
+                    }
+                    None => {
+                        let n = buf.len();
+                        self.inner.consume(n);
+                    }
+                }
+                continue;
+            }
+            let budget = MAX_LINE_BYTES.saturating_sub(self.len);
+            let (n, ends_line) = match newline {
+                // The rest of the line fits: up to and including the newline.
+                Some(i) if i <= budget => {
+                    let n = (i + 1).min(out.len());
+                    (n, n == i + 1)
+                }
+                _ if budget == 0 => {
+                    if let Ok(mut set) = self.overlong.lock() {
+                        set.insert(self.line);
+                    }
+                    self.skipping = true;
+                    continue;
+                }
+                _ => (budget.min(buf.len()).min(out.len()), false),
+            };
+            out[..n].copy_from_slice(&buf[..n]);
+            self.inner.consume(n);
+            if ends_line {
+                self.line += 1;
+                self.len = 0;
+            } else {
+                self.len += n;
+            }
+            return Ok(n);
+        }
+    }
 }
 
 impl Iterator for ListReader {
@@ -209,6 +369,15 @@ impl Iterator for ListReader {
                     Ok(false) => None,
                     Ok(true) => {
                         let line = rec.position().map_or(0, |p| p.line());
+                        if self.was_cut(line) {
+                            return Some(Err(self.warn(line, too_long_line())));
+                        }
+                        if rec.iter().any(|f| f.contains(['\n', '\r'])) {
+                            return Some(Err(self.warn(
+                                line,
+                                "a quoted field spans lines; a row must be one line".to_string(),
+                            )));
+                        }
                         Some(csv_entry(&rec).map_err(|reason| self.warn(line, reason)))
                     }
                     Err(e) => {
@@ -234,6 +403,12 @@ impl Iterator for ListReader {
                 }
                 *line += 1;
                 let l = *line;
+                if self.overlong.lock().is_ok_and(|mut s| {
+                    *s = s.split_off(&l);
+                    s.remove(&l)
+                }) {
+                    return Some(Err(self.warn(l, too_long_line())));
+                }
                 let Ok(text) = std::str::from_utf8(&buf) else {
                     return Some(Err(self.warn(l, "not valid UTF-8".to_string())));
                 };
@@ -408,6 +583,79 @@ mod tests {
         assert_eq!(urls, vec!["http://a.example/", "https://b.example/x"]);
         assert_eq!(warnings.len(), 1);
         assert_eq!(warnings[0].line, 5);
+    }
+
+    #[test]
+    fn a_byte_order_mark_does_not_hide_the_first_url() {
+        let (entries, warnings) = read_all(&embedded(
+            "\u{feff}https://a.example/\nhttps://b.example/\n",
+        ))
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let urls: Vec<&str> = entries.iter().map(|e| e.url.as_str()).collect();
+        assert_eq!(urls, vec!["https://a.example/", "https://b.example/"]);
+        let csv = format!(
+            "\u{feff}{}\nhttps://a.example/,NEWS,News,2026-11-27,x,\n",
+            CSV_HEADER.join(",")
+        );
+        let (entries, warnings) = read_all(&embedded(&csv)).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(entries.len(), 1);
+    }
+
+    #[test]
+    fn a_quoted_newline_is_refused_with_its_line() {
+        let text = "url,category_code,category_description,date_added,source,notes\n\
+            \"https://a.example/\nhttps://evil.example/\",NEWS,News,2026-11-27,x,\n\
+            https://b.example/,NEWS,News,2026-11-27,x,\"two\nlines\"\n\
+            https://c.example/,NEWS,News,2026-11-27,x,\n";
+        let (entries, warnings) = read_all(&embedded(text)).unwrap();
+        let urls: Vec<&str> = entries.iter().map(|e| e.url.as_str()).collect();
+        assert_eq!(urls, vec!["https://c.example/"]);
+        let shown: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            vec![
+                "t.csv:2: a quoted field spans lines; a row must be one line",
+                "t.csv:4: a quoted field spans lines; a row must be one line"
+            ]
+        );
+    }
+
+    #[test]
+    fn long_urls_and_lines_are_refused_with_their_line() {
+        let long_url = format!("https://a.example/{}", "x".repeat(MAX_URL_BYTES));
+        let huge_url = format!("https://b.example/{}", "y".repeat(3 * MAX_LINE_BYTES + 17));
+        let text = format!("https://ok.example/\n{long_url}\n{huge_url}\nhttps://after.example/\n");
+        let (entries, warnings) = read_all(&embedded(&text)).unwrap();
+        let urls: Vec<&str> = entries.iter().map(|e| e.url.as_str()).collect();
+        assert_eq!(urls, vec!["https://ok.example/", "https://after.example/"]);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(
+            warnings[0]
+                .to_string()
+                .starts_with("t.csv:2: URL too long (8210 bytes; at most 8192)"),
+            "{}",
+            warnings[0]
+        );
+        assert_eq!(
+            warnings[1].to_string(),
+            format!("t.csv:3: line longer than {MAX_LINE_BYTES} bytes; skipped")
+        );
+        // The same in a Citizen Lab list.
+        let csv = format!(
+            "{}\nhttps://ok.example/,NEWS,N,2026-11-27,x,\n{huge_url},NEWS,N,2026-11-27,x,\n\
+             {long_url},NEWS,N,2026-11-27,x,\nhttps://after.example/,NEWS,N,2026-11-27,x,\n",
+            CSV_HEADER.join(",")
+        );
+        let (entries, warnings) = read_all(&embedded(&csv)).unwrap();
+        let urls: Vec<&str> = entries.iter().map(|e| e.url.as_str()).collect();
+        assert_eq!(urls, vec!["https://ok.example/", "https://after.example/"]);
+        let lines: Vec<u64> = warnings.iter().map(|w| w.line).collect();
+        assert_eq!(lines, vec![3, 4], "{warnings:?}");
+        assert!(warnings[0].reason.starts_with("line longer than"));
+        assert!(warnings[1].reason.starts_with("URL too long"));
+        assert!(check_url(&long_url).unwrap_err().contains("at most 8192"));
     }
 
     #[test]

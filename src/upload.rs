@@ -55,6 +55,15 @@ pub enum UploadError {
     NoCollector,
 }
 
+impl UploadError {
+    /// Whether trying again cannot help: the collector refused this
+    /// measurement itself (a 4xx other than 404 and 429).
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, UploadError::Refused { status, .. }
+            if (400..500).contains(status) && *status != 404 && *status != 429)
+    }
+}
+
 /// Submits measurements to one collector.
 #[derive(Debug)]
 pub struct Uploader {
@@ -101,11 +110,7 @@ impl Uploader {
             }
             match self.submit_once(m).await {
                 Ok(uid) => return Ok(uid),
-                Err(e @ UploadError::Refused { status, .. })
-                    if (400..500).contains(&status) && status != 404 && status != 429 =>
-                {
-                    return Err(e)
-                }
+                Err(e) if e.is_permanent() => return Err(e),
                 Err(e) => {
                     // A lost report (collector restarted with a new
                     // database, or 404): open a new one next time.

@@ -15,8 +15,13 @@ mod validate;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::http_server::ConnLimits;
+
 pub use server::{router, CollectorState};
-pub use store::{MeasurementFilter, MeasurementSummary, Store, StoreError};
+pub use store::{
+    Cursor, MeasurementFilter, MeasurementSummary, Store, StoreError, BODY_PAGE_ROWS,
+    DEFAULT_LIMIT, MAX_LIMIT,
+};
 pub use validate::{validate_measurement, ValidationError};
 
 /// Errors of `gatewatch collector`.
@@ -63,6 +68,11 @@ pub struct ServeArgs {
     /// Largest accepted request body, in bytes.
     #[arg(long, default_value_t = server::DEFAULT_MAX_BODY)]
     pub max_body: usize,
+    /// Client connections kept at once (at most half the file-descriptor
+    /// limit). At the cap the longest-idle connection is closed for a new
+    /// one; when all are busy the new one gets 503.
+    #[arg(long, default_value_t = crate::http_server::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
 }
 
 /// Runs the command; returns the process exit code.
@@ -90,11 +100,25 @@ async fn serve(args: ServeArgs) -> Result<u8, CollectorError> {
             source,
         })?;
     eprintln!("gatewatch collector listening on {}", args.listen);
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+    let limits = ConnLimits {
+        max_connections: args.max_connections,
+        ..ConnLimits::default()
+    };
+    serve_on(listener, state, limits, shutdown_signal())
         .await
         .map_err(CollectorError::Serve)?;
     Ok(0)
+}
+
+/// Serves the collector on `listener` with the connection limits of
+/// [`crate::http_server`] until `shutdown` completes.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: CollectorState,
+    limits: ConnLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    crate::http_server::serve(listener, router(state), limits, shutdown).await
 }
 
 /// A database spec fit for an error message: a URL's `user:password@` is
@@ -158,6 +182,7 @@ mod tests {
             listen: "127.0.0.1:0".parse().unwrap(),
             database: Some(db.display().to_string()),
             max_body: 1024,
+            max_connections: 16,
         };
         let e = serve(args).await.unwrap_err();
         assert!(e.to_string().contains(&db.display().to_string()), "{e}");

@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::store::{MeasurementFilter, ReportMeta, Store};
+use super::store::{MeasurementFilter, ReportMeta, Store, MAX_LIMIT};
 use super::validate::{valid_asn, valid_cc, valid_test_name, validate_measurement};
 
 /// Default cap on a request body: 4 MiB (a measurement with a 512 KiB body
@@ -192,6 +192,8 @@ struct ListQuery {
     probe_asn: Option<String>,
     input: Option<String>,
     limit: Option<usize>,
+    /// Continue after this `measurement_uid` (the `.jsonl` listing).
+    after: Option<String>,
 }
 
 impl From<ListQuery> for MeasurementFilter {
@@ -201,7 +203,7 @@ impl From<ListQuery> for MeasurementFilter {
             until: q.until,
             probe_asn: q.probe_asn,
             input: q.input,
-            limit: q.limit.unwrap_or(0).min(100_000),
+            limit: q.limit.unwrap_or(0).min(MAX_LIMIT),
         }
     }
 }
@@ -215,19 +217,79 @@ async fn list(State(st): State<CollectorState>, Query(q): Query<ListQuery>) -> R
     }
 }
 
+/// The header naming the `measurement_uid` to pass as `after=` for the
+/// next page of a `.jsonl` listing; absent on the last page.
+pub const NEXT_AFTER_HEADER: &str = "x-next-after";
+
+/// Streams the measurements, one JSON line each, read from the database a
+/// few rows at a time (memory stays bounded whatever their number and
+/// size). A page holds at most `limit` lines ([`super::DEFAULT_LIMIT`] when not
+/// given, at most [`MAX_LIMIT`]); when more follow, the `X-Next-After`
+/// header names the `after=` for the next page.
 async fn list_jsonl(State(st): State<CollectorState>, Query(q): Query<ListQuery>) -> Response {
-    let store = Arc::clone(&st.store);
+    let after = q.after.clone();
     let f = MeasurementFilter::from(q);
-    match blocking(move || store.list_bodies(&f)).await {
-        Ok(rows) => {
-            let mut out = String::new();
-            for (_, body) in rows {
-                out.push_str(&body);
-                out.push('\n');
-            }
-            ([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response()
+    let store = Arc::clone(&st.store);
+    let found = blocking(move || {
+        let cursor = match &after {
+            Some(uid) => match store.cursor_of(uid)? {
+                Some(c) => Some(c),
+                None => return Ok(Err(uid.clone())),
+            },
+            None => None,
+        };
+        let next = store.next_page(&f, cursor.as_ref())?;
+        Ok(Ok((f, cursor, next)))
+    })
+    .await;
+    let (f, cursor, next) = match found {
+        Ok(Ok(x)) => x,
+        Ok(Err(uid)) => {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                format!("after: no measurement {uid:?}"),
+            )
         }
-        Err(r) => r.into_response(),
+        Err(r) => return r.into_response(),
+    };
+    // A few lines in flight between the database thread and the client.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let store = Arc::clone(&st.store);
+    tokio::task::spawn_blocking(move || {
+        let sent = store.for_each_body(&f, cursor.as_ref(), |mut body| {
+            body.push('\n');
+            tx.blocking_send(Ok(Bytes::from(body))).is_ok()
+        });
+        if let Err(e) = sent {
+            // The client sees a cut-off answer, not a short but clean one.
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+    });
+    let mut resp = axum::body::Body::new(LineStream(rx)).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/x-ndjson"),
+    );
+    if let Some(uid) = next.and_then(|c| header::HeaderValue::from_str(&c.uid).ok()) {
+        resp.headers_mut().insert(NEXT_AFTER_HEADER, uid);
+    }
+    resp
+}
+
+/// A response body fed, line by line, through a channel.
+struct LineStream(tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl hyper::body::Body for LineStream {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|line| line.map(|r| r.map(hyper::body::Frame::data)))
     }
 }
 

@@ -258,16 +258,119 @@ impl Store {
 
     /// Lists measurements matching `f`, oldest first.
     pub fn list(&self, f: &MeasurementFilter) -> Result<Vec<MeasurementSummary>, StoreError> {
-        self.query(f, false)
-            .map(|rows| rows.into_iter().map(|(s, _)| s).collect())
+        self.query(f)
     }
 
-    /// Like [`Store::list`], with each measurement's JSON text.
-    pub fn list_bodies(
+    /// Hands the JSON text of the measurements matching `f` (oldest first,
+    /// after `after` when given, at most `f.limit` or [`DEFAULT_LIMIT`]) to
+    /// `sink`, reading [`BODY_PAGE_ROWS`] rows per query, so memory stays
+    /// bounded however many there are and the database is free between
+    /// pages. Stops early when `sink` returns `false`. Returns how many were
+    /// handed over.
+    pub fn for_each_body(
         &self,
         f: &MeasurementFilter,
-    ) -> Result<Vec<(MeasurementSummary, String)>, StoreError> {
-        self.query(f, true)
+        after: Option<&Cursor>,
+        mut sink: impl FnMut(String) -> bool,
+    ) -> Result<usize, StoreError> {
+        let limit = effective_limit(f.limit);
+        let mut cursor = after.cloned();
+        let mut sent = 0;
+        while sent < limit {
+            let page = BODY_PAGE_ROWS.min(limit - sent);
+            let (wh, args) = where_clause(f, cursor.as_ref());
+            let sql = format!(
+                "SELECT measurement_start_time, measurement_uid, body FROM measurements{wh} \
+                 ORDER BY measurement_start_time, measurement_uid LIMIT {page}"
+            );
+            let rows: Vec<(String, String, String)> =
+                self.rows(&sql, &args, |r| Ok((r.text(0)?, r.text(1)?, r.text(2)?)))?;
+            let n = rows.len();
+            for (start, uid, body) in rows {
+                cursor = Some(Cursor { start, uid });
+                sent += 1;
+                if !sink(body) {
+                    return Ok(sent);
+                }
+            }
+            if n < page {
+                break;
+            }
+        }
+        Ok(sent)
+    }
+
+    /// The cursor of the last measurement of the page `f` selects (after
+    /// `after`), when more measurements follow it; `None` when the page is
+    /// the last one.
+    pub fn next_page(
+        &self,
+        f: &MeasurementFilter,
+        after: Option<&Cursor>,
+    ) -> Result<Option<Cursor>, StoreError> {
+        let limit = effective_limit(f.limit);
+        let (wh, args) = where_clause(f, after);
+        let sql = format!(
+            "SELECT measurement_start_time, measurement_uid FROM measurements{wh} \
+             ORDER BY measurement_start_time, measurement_uid LIMIT 2 OFFSET {}",
+            limit - 1
+        );
+        let rows: Vec<Cursor> = self.rows(&sql, &args, |r| {
+            Ok(Cursor {
+                start: r.text(0)?,
+                uid: r.text(1)?,
+            })
+        })?;
+        Ok(if rows.len() == 2 {
+            rows.into_iter().next()
+        } else {
+            None
+        })
+    }
+
+    /// The position of a stored measurement, to continue a listing after it.
+    pub fn cursor_of(&self, uid: &str) -> Result<Option<Cursor>, StoreError> {
+        let rows: Vec<Cursor> = self.rows(
+            "SELECT measurement_start_time, measurement_uid FROM measurements \
+             WHERE measurement_uid = $1",
+            &[uid.to_string()],
+            |r| {
+                Ok(Cursor {
+                    start: r.text(0)?,
+                    uid: r.text(1)?,
+                })
+            },
+        )?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// Runs a query with text parameters (`$1`...) on either database.
+    fn rows<T>(
+        &self,
+        sql: &str,
+        args: &[String],
+        map: impl Fn(&dyn Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        match self {
+            Store::Sqlite(c) => {
+                let c = lock(c)?;
+                let mut st = c.prepare(&sql.replace('$', "?"))?;
+                let mut rows = st.query(rusqlite::params_from_iter(args.iter()))?;
+                let mut out = Vec::new();
+                while let Some(r) = rows.next()? {
+                    out.push(map(r)?);
+                }
+                Ok(out)
+            }
+            Store::Postgres(c) => {
+                let p: Vec<&(dyn postgres::types::ToSql + Sync)> = args
+                    .iter()
+                    .map(|s| s as &(dyn postgres::types::ToSql + Sync))
+                    .collect();
+                let rows = pg(c)?.query(sql, &p)?;
+                rows.iter().map(|r| map(r)).collect()
+            }
+        }
     }
 
     /// One measurement's JSON text.
@@ -304,82 +407,105 @@ impl Store {
         })
     }
 
-    fn query(
-        &self,
-        f: &MeasurementFilter,
-        with_body: bool,
-    ) -> Result<Vec<(MeasurementSummary, String)>, StoreError> {
-        let cols = "measurement_uid, report_id, measurement_start_time, probe_asn, probe_cc, \
-                    input, status";
-        let body = if with_body { ", body" } else { ", ''" };
-        let mut conds = Vec::new();
-        let mut args: Vec<String> = Vec::new();
-        let mut add = |cond: &str, v: &Option<String>| {
-            if let Some(v) = v {
-                args.push(v.clone());
-                conds.push(cond.replace('?', &format!("${}", args.len())));
-            }
-        };
-        add("measurement_start_time >= ?", &f.since);
-        add("measurement_start_time < ?", &f.until);
-        add("probe_asn = ?", &f.probe_asn);
-        add("input = ?", &f.input);
-        let wh = if conds.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conds.join(" AND "))
-        };
-        let limit = if f.limit == 0 { 10_000 } else { f.limit };
+    fn query(&self, f: &MeasurementFilter) -> Result<Vec<MeasurementSummary>, StoreError> {
+        let (wh, args) = where_clause(f, None);
+        let limit = effective_limit(f.limit);
         let sql = format!(
-            "SELECT {cols}{body} FROM measurements{wh} \
+            "SELECT measurement_uid, report_id, measurement_start_time, probe_asn, probe_cc, \
+             input, status FROM measurements{wh} \
              ORDER BY measurement_start_time, measurement_uid LIMIT {limit}"
         );
-        match self {
-            Store::Sqlite(c) => {
-                let c = lock(c)?;
-                let sql = sql.replace('$', "?");
-                let mut st = c.prepare(&sql)?;
-                let rows = st.query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                    Ok((
-                        MeasurementSummary {
-                            measurement_uid: r.get(0)?,
-                            report_id: r.get(1)?,
-                            measurement_start_time: r.get(2)?,
-                            probe_asn: r.get(3)?,
-                            probe_cc: r.get(4)?,
-                            input: r.get(5)?,
-                            status: r.get(6)?,
-                        },
-                        r.get::<_, String>(7)?,
-                    ))
-                })?;
-                Ok(rows.collect::<Result<_, _>>()?)
-            }
-            Store::Postgres(c) => {
-                let p: Vec<&(dyn postgres::types::ToSql + Sync)> = args
-                    .iter()
-                    .map(|s| s as &(dyn postgres::types::ToSql + Sync))
-                    .collect();
-                let rows = pg(c)?.query(&sql, &p)?;
-                Ok(rows
-                    .into_iter()
-                    .map(|r| {
-                        (
-                            MeasurementSummary {
-                                measurement_uid: r.get(0),
-                                report_id: r.get(1),
-                                measurement_start_time: r.get(2),
-                                probe_asn: r.get(3),
-                                probe_cc: r.get(4),
-                                input: r.get(5),
-                                status: r.get(6),
-                            },
-                            r.get(7),
-                        )
-                    })
-                    .collect())
-            }
+        self.rows(&sql, &args, |r| {
+            Ok(MeasurementSummary {
+                measurement_uid: r.text(0)?,
+                report_id: r.text(1)?,
+                measurement_start_time: r.text(2)?,
+                probe_asn: r.text(3)?,
+                probe_cc: r.text(4)?,
+                input: r.opt_text(5)?,
+                status: r.opt_text(6)?,
+            })
+        })
+    }
+}
+
+/// Rows listed when no `limit` is given.
+pub const DEFAULT_LIMIT: usize = 10_000;
+/// The largest `limit` a listing accepts.
+pub const MAX_LIMIT: usize = 100_000;
+/// Measurement bodies read per database query while streaming.
+pub const BODY_PAGE_ROWS: usize = 8;
+
+fn effective_limit(limit: usize) -> usize {
+    if limit == 0 {
+        DEFAULT_LIMIT
+    } else {
+        limit.min(MAX_LIMIT)
+    }
+}
+
+/// Where a listing continues: after this measurement, in the listing order
+/// (`measurement_start_time`, then `measurement_uid`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    /// Its `measurement_start_time`.
+    pub start: String,
+    /// Its `measurement_uid`.
+    pub uid: String,
+}
+
+/// The ` WHERE ...` of a listing (with `$n` parameters) and its arguments.
+fn where_clause(f: &MeasurementFilter, after: Option<&Cursor>) -> (String, Vec<String>) {
+    let mut conds = Vec::new();
+    let mut args: Vec<String> = Vec::new();
+    let mut add = |cond: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            args.push(v.clone());
+            conds.push(cond.replace('?', &format!("${}", args.len())));
         }
+    };
+    add("measurement_start_time >= ?", &f.since);
+    add("measurement_start_time < ?", &f.until);
+    add("probe_asn = ?", &f.probe_asn);
+    add("input = ?", &f.input);
+    if let Some(c) = after {
+        args.push(c.start.clone());
+        args.push(c.uid.clone());
+        conds.push(format!(
+            "(measurement_start_time, measurement_uid) > (${}, ${})",
+            args.len() - 1,
+            args.len()
+        ));
+    }
+    let wh = if conds.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", conds.join(" AND "))
+    };
+    (wh, args)
+}
+
+/// A result row of either database, read as text.
+trait Row {
+    fn text(&self, i: usize) -> Result<String, StoreError>;
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError>;
+}
+
+impl Row for rusqlite::Row<'_> {
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        Ok(self.get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.get(i)?)
+    }
+}
+
+impl Row for postgres::Row {
+    fn text(&self, i: usize) -> Result<String, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(i)?)
     }
 }
 

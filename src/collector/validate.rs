@@ -23,6 +23,12 @@ pub enum ValidationError {
     /// `probe_ip` would reveal the volunteer's address.
     #[error("probe_ip must be 127.0.0.1 (the probe's address is never collected)")]
     ProbeIpPresent,
+    /// `probe_ip` is missing: a measurement must say it carries no address.
+    #[error("probe_ip is missing; it must be \"127.0.0.1\"")]
+    ProbeIpMissing,
+    /// `measurement_start_time` is not a UTC `YYYY-MM-DD HH:MM:SS`.
+    #[error("measurement_start_time {0:?} is not a date and time \"YYYY-MM-DD HH:MM:SS\"")]
+    BadStartTime(String),
 }
 
 /// Checks one measurement's required keys and formats.
@@ -45,7 +51,12 @@ pub fn validate_measurement(m: &Value) -> Result<(), ValidationError> {
     if !valid_test_name(tn) {
         return Err(ValidationError::BadTestName(tn.to_string()));
     }
-    s("measurement_start_time")?;
+    let start = s("measurement_start_time")?;
+    if !valid_start_time(start) {
+        // Only the start of a garbage value is echoed back.
+        let shown: String = start.chars().take(40).collect();
+        return Err(ValidationError::BadStartTime(shown));
+    }
     s("software_name")?;
     if !o.get("test_keys").is_some_and(Value::is_object) {
         return Err(ValidationError::MissingKey("test_keys"));
@@ -54,12 +65,25 @@ pub fn validate_measurement(m: &Value) -> Result<(), ValidationError> {
         Some(Value::String(_)) | Some(Value::Null) | None => {}
         Some(_) => return Err(ValidationError::MissingKey("input")),
     }
-    if let Some(ip) = o.get("probe_ip") {
-        if ip.as_str() != Some("127.0.0.1") {
-            return Err(ValidationError::ProbeIpPresent);
+    match o.get("probe_ip") {
+        None | Some(Value::Null) => return Err(ValidationError::ProbeIpMissing),
+        Some(ip) if ip.as_str() != Some("127.0.0.1") => {
+            return Err(ValidationError::ProbeIpPresent)
         }
+        Some(_) => {}
     }
     Ok(())
+}
+
+/// `YYYY-MM-DD HH:MM:SS`, a real date and time (OONI's format; it becomes
+/// part of the measurement uid).
+pub(crate) fn valid_start_time(t: &str) -> bool {
+    t.len() == 19
+        && time::PrimitiveDateTime::parse(
+            t,
+            time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
+        )
+        .is_ok()
 }
 
 /// Two upper-case ASCII letters.
@@ -129,6 +153,25 @@ mod tests {
             validate_measurement(&m),
             Err(ValidationError::ProbeIpPresent)
         );
+        let mut m = good();
+        m.as_object_mut().unwrap().remove("probe_ip");
+        assert_eq!(
+            validate_measurement(&m),
+            Err(ValidationError::ProbeIpMissing)
+        );
+        for bad in [
+            "2026-11-27T01:02:03Z".to_string(),
+            "2026-13-27 01:02:03".to_string(),
+            "2026-11-27 01:02".to_string(),
+            "20261127010203".to_string(),
+            "7".repeat(3 * 1024 * 1024),
+        ] {
+            let mut m = good();
+            m["measurement_start_time"] = json!(bad);
+            let e = validate_measurement(&m).unwrap_err();
+            assert!(matches!(e, ValidationError::BadStartTime(_)), "{e}");
+            assert!(e.to_string().len() < 200, "the reason stays short");
+        }
         assert_eq!(
             validate_measurement(&json!([1])),
             Err(ValidationError::NotAnObject)

@@ -82,7 +82,10 @@ impl InputPlan {
         for u in urls {
             testlist::check_url(u).map_err(InputError::BadUrl)?;
         }
-        let mut sources: Vec<ListSource> = files.iter().cloned().map(ListSource::File).collect();
+        let mut sources: Vec<ListSource> = files
+            .iter()
+            .map(|f| ListSource::for_path(f))
+            .collect::<Result<_, _>>()?;
         if let Some(l) = list {
             sources.push(named_list(l)?);
         }
@@ -117,10 +120,13 @@ impl InputPlan {
 }
 
 /// The identity of a URL for de-duplication and resume (its normalised
-/// form, hashed).
+/// form without `#fragment`, which is never sent to the server, hashed).
 pub fn url_key(url: &str) -> u64 {
     let norm = url::Url::parse(url.trim())
-        .map(|u| u.to_string())
+        .map(|mut u| {
+            u.set_fragment(None);
+            u.to_string()
+        })
         .unwrap_or_else(|_| url.trim().to_string());
     let mut h = DefaultHasher::new();
     norm.hash(&mut h);
@@ -225,6 +231,8 @@ mod tests {
              https://A.example,NEWS,News Media,2026-11-27,x,\n\
              https://b.example/,HUMR,Human Rights Issues,2026-11-27,x,\n\
              https://c.example/,NEWS,News Media,2026-11-27,x,\n\
+             https://a.example/#top,NEWS,News Media,2026-11-27,x,\n\
+             https://a.example#,NEWS,News Media,2026-11-27,x,\n\
              bad,NEWS,News Media,2026-11-27,x,\n",
         )
         .unwrap();

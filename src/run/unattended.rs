@@ -2,6 +2,7 @@
 //! never overlap, a random start delay, the local history database, and
 //! uploads to a collector (with the spool for what fails).
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use super::RunError;
 use crate::history::HistoryDb;
 use crate::model::Measurement;
 use crate::schedule::RunLock;
-use crate::upload::{drain_spool, spool_write, Uploader};
+use crate::upload::{drain_spool, spool_write, UploadError, Uploader};
 
 /// The unattended-run machinery of one run.
 #[derive(Debug)]
@@ -93,9 +94,13 @@ impl Unattended {
     }
 
     /// Records one finished measurement: its verdict in the history, the
-    /// (scrubbed) line to the uploader.
+    /// (scrubbed) line to the uploader. A measurement cut short
+    /// (`x_interrupted`) stays out of the history: `--resume` measures that
+    /// URL again, and the history keeps one row per finished measurement.
     pub fn finished(&mut self, m: &Measurement, line: &serde_json::Value) {
-        if let Some(h) = &self.history {
+        if m.test_keys.x_interrupted.is_some() {
+            // Not a verdict.
+        } else if let Some(h) = &self.history {
             if let Err(e) = h.record(m) {
                 eprintln!("gatewatch: warning: history: {e}");
             }
@@ -118,6 +123,17 @@ impl Unattended {
     }
 }
 
+/// How long the uploader leaves the collector alone after a failure; it
+/// doubles after each further failure, up to [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_secs(1);
+/// The longest pause between attempts on a collector that is down.
+const MAX_PAUSE: Duration = Duration::from_secs(60);
+
+/// Uploads each measurement as it is spooled. Every measurement gets its
+/// own tries with back-off; after one fails, the next ones wait in the
+/// spool while the collector is left alone for a pause (1 s, doubling to at
+/// most 60 s), then uploading resumes. At the end of the run this run's
+/// waiting measurements are uploaded, then older spooled ones.
 async fn upload_loop(
     url: String,
     spool: PathBuf,
@@ -125,41 +141,75 @@ async fn upload_loop(
 ) -> UploadStats {
     let mut up = Uploader::new(&url).with_retries(3, Duration::from_millis(500));
     let mut stats = UploadStats::default();
-    let mut collector_down = false;
+    // This run's measurements that are still in the spool, in order.
+    let mut waiting: VecDeque<PathBuf> = VecDeque::new();
+    let mut pause = FIRST_PAUSE;
+    let mut resume_at: Option<tokio::time::Instant> = None;
+    let mut warned = false;
     while let Some(path) = rx.recv().await {
-        if collector_down {
-            // Don't wait on a dead collector for every measurement: it stays
-            // in the spool for `gatewatch upload`.
-            stats.spooled += 1;
+        waiting.push_back(path);
+        if resume_at.is_some_and(|t| tokio::time::Instant::now() < t) {
             continue;
         }
-        let m = match std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        {
-            Some(m) => m,
-            // It stays in the spool; `gatewatch upload` sets a bad one aside.
-            None => {
-                stats.spooled += 1;
-                continue;
-            }
-        };
-        match up.submit(&m).await {
-            Ok(_) => {
-                let _ = std::fs::remove_file(&path);
-                stats.uploaded += 1;
+        // The collector answered last time, or its pause is over: catch up.
+        match upload_waiting(&mut up, &mut waiting, &mut stats).await {
+            Ok(()) => {
+                resume_at = None;
+                pause = FIRST_PAUSE;
             }
             Err(e) => {
-                eprintln!("gatewatch: upload failed, kept in {}: {e}", spool.display());
-                stats.spooled += 1;
-                collector_down = true;
+                if !warned {
+                    eprintln!(
+                        "gatewatch: upload failed, kept in {} and retried: {e}",
+                        spool.display()
+                    );
+                    warned = true;
+                }
+                resume_at = Some(tokio::time::Instant::now() + pause);
+                pause = (pause * 2).min(MAX_PAUSE);
             }
         }
     }
-    if !collector_down {
+    // End of the run: one more go at what is waiting, then older files.
+    let caught_up = upload_waiting(&mut up, &mut waiting, &mut stats).await;
+    stats.spooled += waiting.len();
+    if caught_up.is_ok() {
         if let Ok(out) = drain_spool(&mut up, &spool).await {
             stats.drained = out.uploaded;
         }
     }
     stats
+}
+
+/// Uploads the waiting measurements in order, deleting each file once the
+/// collector confirmed it; stops at the first failure that may pass (the
+/// rest stay waiting). A file that cannot be read back, or that the
+/// collector refuses for good, stays in the spool (for `gatewatch upload`)
+/// and does not hold up the others.
+async fn upload_waiting(
+    up: &mut Uploader,
+    waiting: &mut VecDeque<PathBuf>,
+    stats: &mut UploadStats,
+) -> Result<(), UploadError> {
+    while let Some(path) = waiting.front() {
+        let m = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+        match m {
+            None => stats.spooled += 1,
+            Some(m) => match up.submit(&m).await {
+                Ok(_) => {
+                    let _ = std::fs::remove_file(path);
+                    stats.uploaded += 1;
+                }
+                Err(e) if e.is_permanent() => {
+                    eprintln!("gatewatch: upload refused, kept in {}: {e}", path.display());
+                    stats.spooled += 1;
+                }
+                Err(e) => return Err(e),
+            },
+        }
+        waiting.pop_front();
+    }
+    Ok(())
 }

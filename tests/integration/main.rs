@@ -11,6 +11,7 @@ mod probes_http;
 mod probes_tcp;
 mod probes_tls;
 mod run;
+mod server_limits;
 mod trace;
 mod unattended;
 mod verdicts;

@@ -15,6 +15,10 @@ struct Collector {
 
 impl Collector {
     async fn start(db: &str, port: u16) -> Collector {
+        Collector::start_with_max_body(db, port, 64 * 1024).await
+    }
+
+    async fn start_with_max_body(db: &str, port: u16, max_body: usize) -> Collector {
         let db = db.to_string();
         let store = tokio::task::spawn_blocking(move || Store::open(&db))
             .await
@@ -24,7 +28,7 @@ impl Collector {
             .await
             .unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = router(CollectorState::new(store, 64 * 1024));
+        let app = router(CollectorState::new(store, max_body));
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -554,4 +558,331 @@ async fn the_address_stun_reports_is_scrubbed_without_a_control() {
         .unwrap()
         .contains("Your address is [scrubbed]."));
     assert_eq!(m["probe_ip"], "127.0.0.1");
+}
+
+/// `(input, status)` of every history row, sorted.
+fn history_rows(home: &std::path::Path) -> Vec<(String, String)> {
+    let conn = rusqlite::Connection::open(home.join("data/gatewatch/history.sqlite")).unwrap();
+    let mut st = conn
+        .prepare("SELECT input, status FROM observations ORDER BY input, id")
+        .unwrap();
+    let rows = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    rows
+}
+
+#[tokio::test]
+async fn after_sigterm_and_resume_the_history_has_one_row_per_finished_measurement() {
+    use crate::fakes::http::{page, response, spawn, Behaviour};
+    use crate::fakes::tcp::blackhole;
+    let home = tempfile::tempdir().unwrap();
+    let site = spawn(Behaviour::Respond(response(
+        200,
+        "OK",
+        &[("Content-Type", "text/html")],
+        &page("Khmer news", "today's stories"),
+    )))
+    .await;
+    let hole = blackhole();
+    let good: Vec<String> = (0..2)
+        .map(|i| format!("http://{}/story{i}", site.addr))
+        .collect();
+    let stuck = format!("http://{}/", hole.addr);
+    let out_file = home.path().join("out.jsonl");
+    let out_s = out_file.display().to_string();
+    let mut args = vec!["--output", &out_s, "--url-deadline", "600s"];
+    args.extend(good.iter().map(String::as_str));
+    args.push(&stuck);
+    let mut first = vec!["--tcp-timeout", "600s"];
+    first.extend(args.iter().copied());
+    let child = run_cmd(home.path(), &first).spawn().unwrap();
+    let pid = child.id().unwrap();
+    // Wait until both good URLs are written; the stuck one is in flight.
+    for _ in 0..600 {
+        let done = std::fs::read_to_string(&out_file).map_or(0, |t| t.lines().count());
+        if done >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let st = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let o = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("gatewatch stopped after SIGTERM")
+        .unwrap();
+    assert_eq!(o.status.code(), Some(130));
+    let text = std::fs::read_to_string(&out_file).unwrap();
+    assert!(
+        text.contains("\"x_interrupted\":\"interrupted\""),
+        "the stuck URL was cut short: {text}"
+    );
+    // The interrupted URL is not a verdict: the history has the two
+    // finished URLs only.
+    let rows = history_rows(home.path());
+    let inputs: Vec<&str> = rows.iter().map(|(i, _)| i.as_str()).collect();
+    assert_eq!(inputs, good.iter().map(String::as_str).collect::<Vec<_>>());
+
+    // --resume measures the stuck URL again (quickly now) and only it.
+    let mut second = vec!["--tcp-timeout", "1s", "--resume"];
+    second.extend(args.iter().copied());
+    run_ok(home.path(), &second).await;
+    let rows = history_rows(home.path());
+    let mut want: Vec<String> = good.clone();
+    want.push(stuck.clone());
+    want.sort();
+    let inputs: Vec<String> = rows.iter().map(|(i, _)| i.clone()).collect();
+    assert_eq!(inputs, want, "one row per URL: {rows:?}");
+}
+
+/// A collector whose first `drop_first` connections are closed at once, as
+/// a collector that is down for a moment looks to the uploader.
+async fn flaky_collector(db: &str, drop_first: usize) -> String {
+    let db = db.to_string();
+    let store = tokio::task::spawn_blocking(move || Store::open(&db))
+        .await
+        .unwrap()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        for _ in 0..drop_first {
+            let (s, _) = listener.accept().await.unwrap();
+            drop(s);
+        }
+        let app = router(CollectorState::new(store, 64 * 1024));
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+#[tokio::test]
+async fn a_collector_down_for_a_moment_does_not_make_the_run_spool() {
+    use crate::fakes::http::{page, response, spawn, Behaviour};
+    let home = tempfile::tempdir().unwrap();
+    let db = home.path().join("c.sqlite");
+    // Three tries of the first measurement fail, and one more.
+    let collector = flaky_collector(db.to_str().unwrap(), 4).await;
+    let site = spawn(Behaviour::Respond(response(
+        200,
+        "OK",
+        &[("Content-Type", "text/html")],
+        &page("Khmer news", "today's stories"),
+    )))
+    .await;
+    let urls: Vec<String> = (0..8)
+        .map(|i| format!("http://{}/story{i}", site.addr))
+        .collect();
+    let mut args: Vec<&str> = vec!["--upload", &collector, "--tcp-timeout", "2s"];
+    args.extend(urls.iter().map(String::as_str));
+    let stderr = run_ok(home.path(), &args).await;
+    assert!(stderr.contains("upload failed"), "stderr: {stderr}");
+    assert!(stderr.contains("uploaded 8, spooled 0"), "stderr: {stderr}");
+    assert_eq!(count(&collector).await, 8);
+    let spool = home.path().join("data/gatewatch/spool");
+    assert_eq!(std::fs::read_dir(spool).unwrap().count(), 0);
+}
+
+#[tokio::test]
+async fn a_list_on_standard_input_is_read_with_its_first_url() {
+    use crate::fakes::http::{page, response, spawn, Behaviour};
+    use tokio::io::AsyncWriteExt;
+    let site = spawn(Behaviour::Respond(response(
+        200,
+        "OK",
+        &[("Content-Type", "text/html")],
+        &page("Khmer news", "today's stories"),
+    )))
+    .await;
+    // A byte-order mark, then a URL and its #fragment variant.
+    let list = format!(
+        "\u{feff}http://{0}/a\nhttp://{0}/a#comments\nhttp://{0}/b\n",
+        site.addr
+    );
+    for input in ["-", "/dev/stdin"] {
+        let home = tempfile::tempdir().unwrap();
+        let out_file = home.path().join("out.jsonl");
+        let out_s = out_file.display().to_string();
+        let mut cmd = run_cmd(
+            home.path(),
+            &["--tcp-timeout", "2s", "-o", &out_s, "-i", input],
+        );
+        cmd.stdin(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(list.as_bytes()).await.unwrap();
+        drop(stdin);
+        let o = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
+            .await
+            .expect("run finished")
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{input}: {stderr}");
+        let mut inputs: Vec<String> = std::fs::read_to_string(&out_file)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["input"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        inputs.sort();
+        assert_eq!(
+            inputs,
+            vec![
+                format!("http://{}/a", site.addr),
+                format!("http://{}/b", site.addr)
+            ],
+            "{input}"
+        );
+    }
+}
+
+/// Stores `n` measurements (every tenth with a 512 KiB body), then reads
+/// them back through `GET /api/v1/measurements.jsonl` page by page.
+async fn jsonl_pages(db: &str) {
+    let n = 95;
+    let d = db.to_string();
+    tokio::task::spawn_blocking(move || {
+        let store = Store::open(&d).unwrap();
+        for i in 0..n {
+            let mut m = measurement(i, "AS38623");
+            // Distinct times, so the listing order is known.
+            m["measurement_start_time"] =
+                json!(format!("2026-11-27 10:{:02}:{:02}", i / 60, i % 60));
+            if i % 10 == 0 {
+                m["test_keys"]["padding"] = json!("p".repeat(512 * 1024));
+            }
+            store.insert("r1", &m).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let c = Collector::start(db, 0).await;
+    let http = reqwest::Client::new();
+    let mut seen: Vec<String> = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut url = format!("{}/api/v1/measurements.jsonl?limit=40", c.url());
+        if let Some(a) = &after {
+            url.push_str(&format!("&after={a}"));
+        }
+        let r = http.get(url).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let next = r
+            .headers()
+            .get("x-next-after")
+            .map(|v| v.to_str().unwrap().to_string());
+        let text = r.text().await.unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        pages += 1;
+        assert_eq!(lines.len(), if pages < 3 { 40 } else { 15 }, "page {pages}");
+        for l in lines {
+            let m: Value = serde_json::from_str(l).unwrap();
+            seen.push(m["input"].as_str().unwrap().to_string());
+        }
+        match next {
+            Some(uid) => after = Some(uid),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let want: Vec<String> = (0..n)
+        .map(|i| format!("https://site{i}.example/"))
+        .collect();
+    assert_eq!(seen, want, "every measurement once, oldest first");
+    // A limit above the maximum is capped, not refused; an unknown cursor is.
+    let text = http
+        .get(format!(
+            "{}/api/v1/measurements.jsonl?limit=999999999",
+            c.url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text.lines().count(), n);
+    let r = http
+        .get(format!(
+            "{}/api/v1/measurements.jsonl?after=nosuchuid",
+            c.url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    c.kill().await;
+}
+
+#[tokio::test]
+async fn the_jsonl_listing_streams_in_pages_in_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    jsonl_pages(dir.path().join("c.sqlite").to_str().unwrap()).await;
+}
+
+#[tokio::test]
+async fn the_jsonl_listing_streams_in_pages_in_postgres() {
+    let Ok(url) = std::env::var("GATEWATCH_TEST_POSTGRES") else {
+        eprintln!("postgres paging test skipped: set GATEWATCH_TEST_POSTGRES=postgres://...");
+        return;
+    };
+    // Its own schema, so it does not race the other PostgreSQL test.
+    let u = url.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut c = postgres::Client::connect(&u, postgres::NoTls).unwrap();
+        c.batch_execute("DROP SCHEMA IF EXISTS paging CASCADE; CREATE SCHEMA paging;")
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    jsonl_pages(&format!("{url}{sep}options=-csearch_path%3Dpaging")).await;
+}
+
+#[tokio::test]
+async fn a_garbage_start_time_or_a_missing_probe_ip_is_refused_with_its_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collector::start_with_max_body(
+        dir.path().join("c.sqlite").to_str().unwrap(),
+        0,
+        4 * 1024 * 1024,
+    )
+    .await;
+    let mut up = Uploader::new(&c.url()).with_retries(1, Duration::from_millis(10));
+    let mut digits = measurement(1, "AS38623");
+    digits["measurement_start_time"] = json!("7".repeat(3 * 1024 * 1024));
+    let mut not_a_time = measurement(2, "AS38623");
+    not_a_time["measurement_start_time"] = json!("2026-11-27T10:00:00Z");
+    let mut no_ip = measurement(3, "AS38623");
+    no_ip.as_object_mut().unwrap().remove("probe_ip");
+    for (m, reason) in [
+        (digits, "measurement_start_time"),
+        (not_a_time, "measurement_start_time"),
+        (no_ip, "probe_ip is missing"),
+    ] {
+        match up.submit(&m).await {
+            Err(e @ gatewatch::upload::UploadError::Refused { status: 400, .. }) => {
+                let text = e.to_string();
+                assert!(text.contains(reason), "{text}");
+                assert!(text.len() < 400, "the refusal stays short: {text}");
+            }
+            other => panic!("{reason}: {other:?}"),
+        }
+    }
+    assert_eq!(count(&c.url()).await, 0);
+    // A good one still goes in.
+    up.submit(&measurement(4, "AS38623")).await.unwrap();
+    assert_eq!(count(&c.url()).await, 1);
+    c.kill().await;
 }

@@ -1,6 +1,5 @@
 //! Listeners for the control server: plain TCP, or TLS with handshakes run
-//! off the accept loop (a slow client cannot stall other clients), and the
-//! peer address the handlers see.
+//! off the accept loop (a slow client cannot stall other clients).
 
 use std::io;
 use std::net::SocketAddr;
@@ -8,8 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::connect_info::Connected;
-use axum::serve::IncomingStream;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::{TcpListener, TcpStream};
@@ -21,22 +18,6 @@ use tokio_rustls::TlsAcceptor;
 const MAX_HANDSHAKES: usize = 256;
 /// A client must finish its TLS handshake within this.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The TCP peer address of a request's connection.
-#[derive(Clone, Copy, Debug)]
-pub struct PeerAddr(pub SocketAddr);
-
-impl Connected<IncomingStream<'_, TcpListener>> for PeerAddr {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for PeerAddr {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
-    }
-}
 
 /// Why the TLS identity could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -33,8 +33,9 @@ use probes::tls::TrustRoots;
 use tokio::net::TcpListener;
 
 use crate::control::protocol::{ControlRequest, ControlResponse};
+use crate::http_server::ConnLimits;
 use limits::{ClientLimiter, InFlight};
-use listener::{PeerAddr, TlsListener};
+use listener::TlsListener;
 use measure::{Measurer, StepTimeouts};
 use resolver::ResolverSpec;
 use ssrf::AddressPolicy;
@@ -94,6 +95,11 @@ pub struct ServeArgs {
     /// `ip_info[..].asn`; without it every ASN is 0.
     #[arg(long, value_name = "MMDB")]
     pub asn_db: Option<PathBuf>,
+    /// Client connections kept at once (at most half the file-descriptor
+    /// limit). At the cap the longest-idle connection is closed for a new
+    /// one; when all are busy the new one gets 503.
+    #[arg(long, default_value_t = crate::http_server::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -136,6 +142,9 @@ pub struct ServerConfig {
     pub steps: StepTimeouts,
     /// ASN database for `ip_info`.
     pub asn_db: Option<PathBuf>,
+    /// Connection cap and timeouts (the request timeout is raised to fit
+    /// the measurement deadline).
+    pub connections: ConnLimits,
 }
 
 impl Default for ServerConfig {
@@ -153,6 +162,7 @@ impl Default for ServerConfig {
             deadline: Duration::from_secs(30),
             steps: StepTimeouts::default(),
             asn_db: None,
+            connections: ConnLimits::default(),
         }
     }
 }
@@ -172,6 +182,10 @@ impl From<&ServeArgs> for ServerConfig {
             deadline: a.deadline,
             steps: StepTimeouts::default(),
             asn_db: a.asn_db.clone(),
+            connections: ConnLimits {
+                max_connections: a.max_connections,
+                ..ConnLimits::default()
+            },
         }
     }
 }
@@ -215,24 +229,18 @@ where
         })
     };
     let router = router(app);
+    // A measurement may take its whole deadline after the body arrived.
+    let mut limits = config.connections.clone();
+    limits.request_timeout = limits
+        .request_timeout
+        .max(BODY_READ_TIMEOUT + config.deadline + Duration::from_secs(10));
+    limits.shutdown_grace = limits.shutdown_grace.max(limits.request_timeout);
     let result = match &config.tls {
-        None => {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<PeerAddr>(),
-            )
-            .with_graceful_shutdown(shutdown)
-            .await
-        }
+        None => crate::http_server::serve(listener, router, limits, shutdown).await,
         Some((cert, key)) => {
             let acceptor = listener::acceptor(cert, key)?;
             let tls = TlsListener::new(listener, acceptor)?;
-            axum::serve(
-                tls,
-                router.into_make_service_with_connect_info::<PeerAddr>(),
-            )
-            .with_graceful_shutdown(shutdown)
-            .await
+            crate::http_server::serve(tls, router, limits, shutdown).await
         }
     };
     housekeeping.abort();
@@ -317,7 +325,7 @@ fn reason(status: StatusCode, why: &str) -> Response {
 
 async fn measure(
     State(app): State<Arc<App>>,
-    ConnectInfo(PeerAddr(peer)): ConnectInfo<PeerAddr>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
