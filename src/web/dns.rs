@@ -172,6 +172,17 @@ impl Fanout {
                 Vec::new()
             };
             ctx.with(|r| {
+                if q.failure == Some(Failure::ProbeResourceLimit) {
+                    let note = format!(
+                        "{}:{}:{}",
+                        q.engine,
+                        q.hostname,
+                        Failure::ProbeResourceLimit
+                    );
+                    if !r.skipped.contains(&note) {
+                        r.skipped.push(note);
+                    }
+                }
                 r.queries.push(((self.depth, i), q.clone()));
                 r.injection.extend(evidence);
             });
@@ -195,7 +206,15 @@ impl Fanout {
             system_failure: None,
             first_failure: None,
         };
+        let mut own_limit = None;
         for (_, origin, q) in &self.done {
+            // A lookup our own limits kept from running is no failure of
+            // the network: it explains "no address" only when nothing else
+            // does.
+            if q.failure == Some(Failure::ProbeResourceLimit) {
+                own_limit = q.failure.clone();
+                continue;
+            }
             if *origin == flags::SYSTEM {
                 res.system_failure = q.failure.clone();
             }
@@ -208,6 +227,9 @@ impl Fanout {
                     None => res.addrs.push((ip, *origin)),
                 }
             }
+        }
+        if res.addrs.is_empty() && res.first_failure.is_none() {
+            res.first_failure = own_limit;
         }
         if self.started == 0 {
             res.first_failure = Some(Failure::Unknown("no resolver configured".into()));
