@@ -520,6 +520,11 @@ pub mod dns {
         WrongId(Vec<IpAddr>),
         /// These bytes as they are.
         Raw(Vec<u8>),
+        /// NOERROR whose answers are addresses for another name (hostile:
+        /// records nobody asked for).
+        Unasked(String, Vec<IpAddr>),
+        /// Another reply's bytes, edited (a hostile or broken server).
+        Edited(Box<Reply>, fn(Vec<u8>) -> Vec<u8>),
     }
 
     /// What the fake does per query.
@@ -640,6 +645,11 @@ pub mod dns {
         };
         match reply {
             Reply::Raw(bytes) => return bytes.clone(),
+            Reply::Edited(inner, edit) => return edit(reply_bytes(query, inner)),
+            Reply::Unasked(other, ips) => {
+                let other = Name::from_ascii(other).expect("other name");
+                add_addrs(&mut m, &other, ips, 300);
+            }
             Reply::Answer(ips) => add_addrs(&mut m, &name, ips, 300),
             Reply::AnswerTtl(ips, ttl) => add_addrs(&mut m, &name, ips, *ttl),
             Reply::WrongId(ips) => {
