@@ -182,9 +182,13 @@ pub mod tcp {
     /// Starts a [`Blackhole`]: `listen(0)` and never accept, then connect
     /// fillers until one no longer completes.
     pub fn blackhole() -> Blackhole {
+        blackhole_at("127.0.0.1:0".parse().unwrap())
+    }
+
+    /// A [`Blackhole`] on `at` (a loopback address; port 0 picks one).
+    pub fn blackhole_at(at: SocketAddr) -> Blackhole {
         let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
-        s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-            .expect("bind");
+        s.bind(&at.into()).expect("bind");
         s.listen(0).expect("listen");
         let addr = s.local_addr().unwrap().as_socket().unwrap();
         let mut fillers = Vec::new();
