@@ -311,8 +311,14 @@ fn sigterm_ends_a_run_stuck_in_getaddrinfo_and_frees_the_lock() {
         .status()
         .unwrap();
     assert!(killed.success());
+    let signalled = Instant::now();
     let (status, stderr) = wait_or_kill(child, "a run stuck in getaddrinfo after SIGTERM")
         .unwrap_or_else(|e| panic!("{e}"));
+    println!(
+        "stuck resolver: exit {:?} {:.1}s after SIGTERM",
+        status.code(),
+        signalled.elapsed().as_secs_f64()
+    );
     assert_eq!(status.code(), Some(130), "{stderr}");
     gatewatch::schedule::RunLock::acquire(&stuck.dir.path().join("data/gatewatch"))
         .expect("the run lock is free after the run ended");
