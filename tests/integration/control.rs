@@ -1012,3 +1012,56 @@ impl FakeDns {
         FakeDns { addr }
     }
 }
+
+/// Issue 16: a name answering 300 addresses costs the control at most
+/// `MAX_ADDRS_PER_NAME` of its own connects (the cap the probe uses too),
+/// and a request with more than `MAX_TCP_CONNECT` endpoints is refused.
+#[tokio::test]
+async fn many_addresses_are_capped_like_the_probe() {
+    use crate::fakes::dns;
+    use gatewatch::control::protocol::{MAX_ADDRS_PER_NAME, MAX_TCP_CONNECT};
+    let site = Site::start("127.0.0.2", None, None).await;
+    let port = site.addr.port();
+    let mut addrs: Vec<IpAddr> = vec!["127.0.0.2".parse().unwrap()];
+    addrs.extend(
+        (0..299u32).map(|i| IpAddr::from([127, 0, 5 + (i / 200) as u8, (i % 200) as u8 + 1])),
+    );
+    let fake = dns::spawn(dns::Script::always(dns::Reply::Answer(addrs))).await;
+    let control = Control::start(config(
+        fake.addr,
+        &["127.0.0.2/32", "127.0.5.0/24", "127.0.6.0/24"],
+    ))
+    .await;
+    let url = format!("http://many.test:{port}/");
+
+    let r = control.ask(&request(&url, &[])).await;
+    assert_eq!(r.dns.addrs.len(), 300);
+    let mut ips: Vec<&str> = r
+        .tcp_connect
+        .keys()
+        .map(|k| k.rsplit_once(':').unwrap().0)
+        .collect();
+    ips.sort();
+    ips.dedup();
+    assert!(
+        !ips.is_empty() && ips.len() <= MAX_ADDRS_PER_NAME,
+        "{ips:?}"
+    );
+    assert_eq!(r.http_request.status_code, 200);
+
+    let too_many: Vec<String> = (0..=MAX_TCP_CONNECT)
+        .map(|i| format!("127.0.5.{}:{port}", i + 1))
+        .collect();
+    let body = ControlRequest {
+        http_request: url.clone(),
+        tcp_connect: too_many,
+        ..ControlRequest::default()
+    };
+    let resp = plain_http()
+        .post(&control.url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+}
