@@ -1941,12 +1941,20 @@ fn our_own_lookup_limit_is_never_a_dns_verdict() {
         "{:?}",
         v.evidence
     );
-    // Only the skipped lookup: nothing measured the name, so no DNS verdict.
-    let m = url(U)
-        .sys_fail("x_probe_resource_limit")
-        .control(ctl(&[SITE]).page("News", 5000))
-        .run();
-    let v = m.test_keys.x_verdict.clone().unwrap();
-    assert_ne!(v.status, Blocked, "{v:?}");
-    assert_ne!(m.test_keys.blocking, Dns, "{:?}", m.test_keys.blocking);
+    // Only the skipped lookup (with or without it as the experiment's
+    // failure): nothing measured the name, so no blocking verdict at all.
+    for with_http_failure in [false, true] {
+        let mut m = url(U).sys_fail("x_probe_resource_limit");
+        if with_http_failure {
+            m = m.http_failure("x_probe_resource_limit");
+        }
+        let m = m.control(ctl(&[SITE]).page("News", 5000)).run();
+        let v = m.test_keys.x_verdict.clone().unwrap();
+        assert_ne!(v.status, Blocked, "{v:?}");
+        assert!(
+            matches!(m.test_keys.blocking, Undecided | No),
+            "{:?} {v:?}",
+            m.test_keys.blocking
+        );
+    }
 }
