@@ -1065,3 +1065,28 @@ async fn many_addresses_are_capped_like_the_probe() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
 }
+
+/// Issue 16: a reply whose only records are for a name nobody asked about
+/// (`notasked.example`) gives the control no address, so a forged reply
+/// cannot steer it to a server of the forger's choosing.
+#[tokio::test]
+async fn records_for_another_name_do_not_steer_the_control() {
+    use crate::fakes::dns;
+    let canary = Site::start("127.0.0.2", None, None).await;
+    let fake = dns::spawn(dns::Script::always(dns::Reply::Unasked(
+        "notasked.example".into(),
+        vec!["127.0.0.2".parse().unwrap()],
+    )))
+    .await;
+    let control = Control::start(config(fake.addr, &["127.0.0.2/32"])).await;
+    let url = format!("http://site.test:{}/", canary.addr.port());
+
+    let r = control.ask(&request(&url, &[])).await;
+    assert!(r.dns.addrs.is_empty(), "{:?}", r.dns);
+    assert!(r.tcp_connect.is_empty(), "{:?}", r.tcp_connect);
+    assert_eq!(
+        canary.hits.load(Ordering::SeqCst),
+        0,
+        "the canary was contacted"
+    );
+}
