@@ -1178,3 +1178,35 @@ async fn many_addresses_are_capped_and_a_fetched_url_is_finished() {
         .as_ref()
         .is_none_or(|f| f.to_string() != "interrupted")));
 }
+
+/// Issue 16: records for a name we did not ask about are no answer: the
+/// probe dials nothing (the canary at that address is never contacted) and
+/// the records stay in `x_replies[].x_unasked`.
+#[tokio::test]
+async fn records_for_another_name_are_not_dialled() {
+    let ca = TestCa::new("gatewatch test CA");
+    let canary = fhttp::spawn(Behaviour::Respond(ok("canary"))).await;
+    let dns = fdns::spawn(Script::always(DnsReply::Unasked(
+        "notasked.example".into(),
+        vec![LOCALHOST],
+    )))
+    .await;
+    let s = WebSettings {
+        http_port: canary.addr.port(),
+        ..settings(dns.addr, &ca)
+    };
+
+    let k = measure("http://asked.example/", &s, None).await;
+
+    assert!(k.tcp_connect.is_empty(), "{:?}", k.tcp_connect);
+    assert!(canary.seen().is_empty());
+    assert_eq!(k.dns_experiment_failure, None);
+    assert_eq!(k.http_experiment_failure.as_deref(), Some("dns_no_answer"));
+    let unasked: Vec<&String> = k
+        .queries
+        .iter()
+        .flat_map(|q| &q.x_replies)
+        .flat_map(|r| &r.x_unasked)
+        .collect();
+    assert_eq!(unasked, vec!["notasked.example. A 127.0.0.1"]);
+}

@@ -46,7 +46,8 @@ const MAX_RECV_ERRORS: usize = 16;
 ///   own `t`.
 /// - No valid reply within `opts.timeout`: `generic_timeout_error`; but an
 ///   undecodable reply from the resolver's address ends the wait
-///   `opts.listen_after_first` after it, with its parse failure.
+///   `opts.listen_after_first` (at least 1 s) after it, with its parse
+///   failure.
 /// - **Truncation.** When the first valid reply has the TC bit, the query
 ///   is repeated over TCP ([`super::tcp::query`]) after the listening
 ///   window; the record then has engine `udp+tcp`, the TCP reply's
@@ -173,16 +174,21 @@ async fn collect(
             first = Some(replies.len());
             deadline = at + opts.listen_after_first;
         }
-        // An undecodable reply from the resolver ends the wait (a valid
-        // reply may still come in the listening window): a parse failure,
-        // not a timeout.
+        // An undecodable reply from the resolver ends the wait: a parse
+        // failure, not a timeout. A genuine reply racing a forged broken
+        // one still wins if it comes within the listening window (at
+        // least [`MALFORMED_GRACE`]).
         if first.is_none() && read.rcode.is_none() && source == Some(resolver) {
-            deadline = deadline.min(at + opts.listen_after_first);
+            deadline = deadline.min(at + opts.listen_after_first.max(MALFORMED_GRACE));
         }
         replies.push(read);
     }
     (replies, first)
 }
+
+/// How long a lookup still listens after an undecodable reply from the
+/// resolver's address, at least.
+const MALFORMED_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The failure of the first undecodable reply from the resolver itself.
 fn malformed_from(replies: &[wire::ReadReply], resolver: SocketAddr) -> Option<Failure> {
