@@ -18,7 +18,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(dispatch(cli)) {
+    let result = rt.block_on(dispatch(cli));
+    // Whatever is still running (a getaddrinfo stuck in a blocking task, a
+    // connection nobody awaits) must not keep the process alive.
+    rt.shutdown_timeout(SHUTDOWN_GRACE);
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("gatewatch: {e:#}");
@@ -26,6 +30,9 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// How long the runtime may take to stop its tasks once the command ended.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     Ok(match cli.command {

@@ -64,6 +64,10 @@ pub enum Failure {
     HttpInvalidRedirectLocationHost,
     /// `http_request_failed`: the response could not be parsed.
     HttpRequestFailed,
+    /// `x_probe_resource_limit` (ours, not OONI's): the step never ran, or
+    /// was given up, because of a limit of this probe (a full lookup pool,
+    /// too many stuck calls). Never a network failure, never evidence.
+    ProbeResourceLimit,
     /// `unknown_failure: <msg>` for anything else.
     Unknown(String),
 }
@@ -101,6 +105,7 @@ impl Failure {
                 Borrowed("http_invalid_redirect_location_host")
             }
             Failure::HttpRequestFailed => Borrowed("http_request_failed"),
+            Failure::ProbeResourceLimit => Borrowed("x_probe_resource_limit"),
             Failure::Unknown(m) => std::borrow::Cow::Owned(format!("unknown_failure: {m}")),
         }
     }
@@ -135,6 +140,7 @@ impl Failure {
             Failure::SslFailedHandshake,
             Failure::HttpInvalidRedirectLocationHost,
             Failure::HttpRequestFailed,
+            Failure::ProbeResourceLimit,
         ];
         for f in known {
             if f.as_str() == s {

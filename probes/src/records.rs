@@ -235,6 +235,11 @@ pub struct DnsReply {
     pub raw: String,
     /// Why the datagram could not be used (undecodable, wrong id, ...).
     pub failure: Option<Failure>,
+    /// Answer records for names we did not ask about (not the question
+    /// name, nor on its CNAME chain), as `name TYPE data`: left out of
+    /// `answers`, kept as evidence of a forged or hostile reply.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub x_unasked: Vec<String>,
 }
 
 /// A DNS lookup (df-002 `queries[]`).

@@ -248,6 +248,18 @@ pub fn analyze(m: &mut Measurement, ctx: &AnalysisContext) {
     tk.title_match = d.title_match;
     tk.blocking = classic.blocking;
     tk.accessible = classic.accessible;
+    let mut verdict = verdict;
+    for q in &tk.queries {
+        if q.failure == Some(probes::Failure::ProbeResourceLimit) {
+            let note = format!(
+                "the {} lookup of {} did not run (x_probe_resource_limit: this probe's own limit), so it is no evidence",
+                q.engine, q.hostname
+            );
+            if !verdict.evidence.contains(&note) {
+                verdict.evidence.push(note);
+            }
+        }
+    }
     tk.x_verdict = Some(verdict);
     tk.x_dns_flags = Some(dns_flags);
     tk.x_blocking_flags = Some(blocking_flags);

@@ -148,6 +148,10 @@ pub(crate) fn lookups(m: &Measurement, name: &str, depth0_only: bool) -> Vec<Loo
         if depth0_only && depth_of(&q.tags).is_some_and(|d| d != 0) {
             continue;
         }
+        // A lookup our own limits kept from running measured nothing.
+        if q.failure == Some(Failure::ProbeResourceLimit) {
+            continue;
+        }
         let kind = match q.engine.as_str() {
             "getaddrinfo" | "system" => ResolverKind::System,
             "tcp" => ResolverKind::Tcp,

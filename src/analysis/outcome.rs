@@ -111,6 +111,10 @@ pub(crate) fn outcome<'a>(m: &'a Measurement, target: &Target) -> Outcome<'a> {
             (target.clone(), 0, f)
         }
     };
+    // A step our own limits kept from running measured nothing.
+    if failure == Some(Failure::ProbeResourceLimit) {
+        return Outcome::NoData;
+    }
     Outcome::Failed(failed_step(m, hop, depth, failure, None))
 }
 

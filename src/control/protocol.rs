@@ -6,6 +6,19 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+/// At most this many addresses of one name are measured, by the probe
+/// (per lookup) and by the control (its own resolution). A name answering
+/// hundreds of addresses costs no more than this.
+pub const MAX_ADDRS_PER_NAME: usize = 16;
+
+/// At most this many addresses are measured per URL and redirect depth by
+/// the probe (all resolvers together).
+pub const MAX_ADDRS_PER_URL: usize = 32;
+
+/// At most this many `tcp_connect` entries per control request: every
+/// address of [`MAX_ADDRS_PER_URL`] on both the http and https ports.
+pub const MAX_TCP_CONNECT: usize = 2 * MAX_ADDRS_PER_URL;
+
 /// Reads `null` as the type's default: Go test helpers marshal empty maps
 /// and slices as `null`.
 fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>

@@ -520,5 +520,45 @@ fn spawn_signal_watch(cancel: CancellationToken) {
         }
         eprintln!("gatewatch: interrupted; writing the URLs in flight and stopping");
         cancel.cancel();
+        exit_after_grace();
+    });
+}
+
+/// How long an interrupted run may take to write what it has before the
+/// process ends anyway (a blocking call such as a stuck getaddrinfo cannot
+/// be cancelled).
+pub const INTERRUPT_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// After an interruption: a second Ctrl-C/SIGTERM, or [`INTERRUPT_GRACE`],
+/// ends the process with [`EXIT_INTERRUPTED`] whatever is still running.
+/// Finished URLs are already written and flushed; the run lock (flock) is
+/// released by the kernel.
+fn exit_after_grace() {
+    let _ = std::thread::Builder::new()
+        .name("exit-watchdog".into())
+        .spawn(|| {
+            std::thread::sleep(INTERRUPT_GRACE);
+            eprintln!("gatewatch: still busy {INTERRUPT_GRACE:?} after the interruption; exiting");
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
+        });
+    tokio::spawn(async {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            if let Ok(mut term) = signal(SignalKind::terminate()) {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            } else {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        eprintln!("gatewatch: interrupted again; exiting now");
+        std::process::exit(i32::from(EXIT_INTERRUPTED));
     });
 }

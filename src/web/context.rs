@@ -156,9 +156,34 @@ async fn run(ctx: &Arc<Ctx>, url: Url, control: Option<&ControlClient>) {
         }
     };
     tokio::join!(control_side, non_resolver, chain);
-    for mut set in pending {
-        while set.join_next().await.is_some() {}
+    finish_flows(ctx, pending).await;
+}
+
+/// Once the chain ended (the page fetched or not), the flows still running
+/// (validation handshakes, addresses that drop SYNs) get one flow's budget
+/// (TCP + TLS timeouts) to end. The rest are cancelled and counted in
+/// `x_skipped`: not measured, not failures, so a URL whose fetch finished
+/// is finished and never runs into the deadline because of them.
+async fn finish_flows(ctx: &Ctx, pending: Vec<JoinSet<()>>) {
+    let tail = ctx.settings.tcp + ctx.settings.tls;
+    let mut sets = pending;
+    let wait = async {
+        for set in &mut sets {
+            while set.join_next().await.is_some() {}
+        }
+    };
+    if tokio::time::timeout(tail, wait).await.is_ok() {
+        return;
     }
+    let left: usize = sets.iter().map(JoinSet::len).sum();
+    for set in &mut sets {
+        set.abort_all();
+    }
+    ctx.with(|r| {
+        r.skipped.push(format!(
+            "endpoint_flows_cancelled_after_fetch: {left} (still running {tail:?} after the fetch ended)"
+        ))
+    });
 }
 
 /// Builds the test keys from what was recorded.

@@ -13,7 +13,7 @@ use super::dns::flags;
 use super::endpoints;
 use super::fetch::ControlHook;
 use crate::control::client::ControlClient;
-use crate::control::protocol::ControlRequest;
+use crate::control::protocol::{ControlRequest, MAX_TCP_CONNECT};
 
 /// Asks the control about `url` (depth 0) and measures the addresses only
 /// it found. Without a client or a hook, does nothing.
@@ -77,7 +77,12 @@ pub(crate) fn request(ctx: &Ctx, url: &Url, probe_addrs: &[IpAddr]) -> ControlRe
         .collect();
     ports.sort_by_key(|p| std::cmp::Reverse(*p == ctx.settings.https_port));
     let mut tcp_connect = Vec::new();
-    for ip in probe_addrs {
+    // The depth's addresses are already capped; this keeps the request
+    // within what the control accepts whatever the caller passes.
+    for ip in probe_addrs
+        .iter()
+        .take(MAX_TCP_CONNECT / ports.len().max(1))
+    {
         for &port in &ports {
             let ep = SocketAddr::new(*ip, port).to_string();
             if !tcp_connect.contains(&ep) {

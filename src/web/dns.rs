@@ -14,6 +14,7 @@ use url::{Host, Url};
 
 use super::context::Ctx;
 use super::injection;
+use crate::control::protocol::{MAX_ADDRS_PER_NAME, MAX_ADDRS_PER_URL};
 
 /// Where an address came from (OONI's flags, plus ours).
 pub(crate) mod flags {
@@ -51,6 +52,9 @@ pub(crate) struct Resolution {
     pub system_failure: Option<Failure>,
     /// The first failure in resolver order (explains "no address").
     pub first_failure: Option<Failure>,
+    /// Addresses found but not measured: beyond [`MAX_ADDRS_PER_NAME`] of
+    /// one lookup or [`MAX_ADDRS_PER_URL`] in all.
+    pub capped: usize,
 }
 
 type Lookup = (usize, u8, DnsQuery);
@@ -149,7 +153,7 @@ impl Fanout {
                 .iter()
                 .any(|(_, o, q)| *o == flags::SYSTEM && q.addrs().into_iter().any(&usable));
             if system_ready || !self.next(ctx).await {
-                return self.resolution();
+                return self.resolution(ctx);
             }
         }
     }
@@ -157,7 +161,7 @@ impl Fanout {
     /// Waits for every lookup; the full resolution.
     pub async fn finish(&mut self, ctx: &Ctx) -> Resolution {
         while self.next(ctx).await {}
-        self.resolution()
+        self.resolution(ctx)
     }
 
     /// Waits for one more lookup and records it; false when none is left.
@@ -172,6 +176,17 @@ impl Fanout {
                 Vec::new()
             };
             ctx.with(|r| {
+                if q.failure == Some(Failure::ProbeResourceLimit) {
+                    let note = format!(
+                        "{}:{}:{}",
+                        q.engine,
+                        q.hostname,
+                        Failure::ProbeResourceLimit
+                    );
+                    if !r.skipped.contains(&note) {
+                        r.skipped.push(note);
+                    }
+                }
                 r.queries.push(((self.depth, i), q.clone()));
                 r.injection.extend(evidence);
             });
@@ -182,35 +197,67 @@ impl Fanout {
     }
 
     /// What the lookups ended so far say.
-    fn resolution(&self) -> Resolution {
+    fn resolution(&self, ctx: &Ctx) -> Resolution {
         if let Some(ip) = self.literal {
             return Resolution {
                 addrs: vec![(ip, flags::LITERAL)],
                 system_failure: None,
                 first_failure: None,
+                capped: 0,
             };
         }
         let mut res = Resolution {
             addrs: Vec::new(),
             system_failure: None,
             first_failure: None,
+            capped: 0,
         };
+        let mut own_limit = None;
+        let mut capped = std::collections::BTreeSet::new();
         for (_, origin, q) in &self.done {
+            // A lookup our own limits kept from running is no failure of
+            // the network: it explains "no address" only when nothing else
+            // does.
+            if q.failure == Some(Failure::ProbeResourceLimit) {
+                own_limit = q.failure.clone();
+                continue;
+            }
             if *origin == flags::SYSTEM {
                 res.system_failure = q.failure.clone();
             }
             if res.first_failure.is_none() {
                 res.first_failure = q.failure.clone();
             }
-            for ip in q.addrs() {
+            let addrs = q.addrs();
+            for (n, ip) in addrs.iter().copied().enumerate() {
+                let room = n < MAX_ADDRS_PER_NAME && res.addrs.len() < MAX_ADDRS_PER_URL;
                 match res.addrs.iter_mut().find(|(a, _)| *a == ip) {
                     Some((_, f)) => *f |= origin,
-                    None => res.addrs.push((ip, *origin)),
+                    None if room => res.addrs.push((ip, *origin)),
+                    None => {
+                        capped.insert(ip);
+                    }
                 }
             }
         }
+        capped.retain(|ip| !res.addrs.iter().any(|(a, _)| a == ip));
+        res.capped = capped.len();
+        if res.addrs.is_empty() && res.first_failure.is_none() {
+            res.first_failure = own_limit;
+        }
         if self.started == 0 {
             res.first_failure = Some(Failure::Unknown("no resolver configured".into()));
+        }
+        if res.capped > 0 {
+            let prefix = format!("addresses_capped:depth={}:", self.depth);
+            let note = format!(
+                "{prefix}{} not measured (at most {MAX_ADDRS_PER_NAME} per lookup, {MAX_ADDRS_PER_URL} per URL)",
+                res.capped
+            );
+            ctx.with(|r| {
+                r.skipped.retain(|s| !s.starts_with(&prefix));
+                r.skipped.push(note);
+            });
         }
         res
     }

@@ -154,6 +154,7 @@ mod tests {
             }],
             raw: String::new(),
             failure: None,
+            x_unasked: Vec::new(),
         }
     }
 

@@ -1012,3 +1012,81 @@ impl FakeDns {
         FakeDns { addr }
     }
 }
+
+/// Issue 16: a name answering 300 addresses costs the control at most
+/// `MAX_ADDRS_PER_NAME` of its own connects (the cap the probe uses too),
+/// and a request with more than `MAX_TCP_CONNECT` endpoints is refused.
+#[tokio::test]
+async fn many_addresses_are_capped_like_the_probe() {
+    use crate::fakes::dns;
+    use gatewatch::control::protocol::{MAX_ADDRS_PER_NAME, MAX_TCP_CONNECT};
+    let site = Site::start("127.0.0.2", None, None).await;
+    let port = site.addr.port();
+    let mut addrs: Vec<IpAddr> = vec!["127.0.0.2".parse().unwrap()];
+    addrs.extend(
+        (0..299u32).map(|i| IpAddr::from([127, 0, 5 + (i / 200) as u8, (i % 200) as u8 + 1])),
+    );
+    let fake = dns::spawn(dns::Script::always(dns::Reply::Answer(addrs))).await;
+    let control = Control::start(config(
+        fake.addr,
+        &["127.0.0.2/32", "127.0.5.0/24", "127.0.6.0/24"],
+    ))
+    .await;
+    let url = format!("http://many.test:{port}/");
+
+    let r = control.ask(&request(&url, &[])).await;
+    assert_eq!(r.dns.addrs.len(), 300);
+    let mut ips: Vec<&str> = r
+        .tcp_connect
+        .keys()
+        .map(|k| k.rsplit_once(':').unwrap().0)
+        .collect();
+    ips.sort();
+    ips.dedup();
+    assert!(
+        !ips.is_empty() && ips.len() <= MAX_ADDRS_PER_NAME,
+        "{ips:?}"
+    );
+    assert_eq!(r.http_request.status_code, 200);
+
+    let too_many: Vec<String> = (0..=MAX_TCP_CONNECT)
+        .map(|i| format!("127.0.5.{}:{port}", i + 1))
+        .collect();
+    let body = ControlRequest {
+        http_request: url.clone(),
+        tcp_connect: too_many,
+        ..ControlRequest::default()
+    };
+    let resp = plain_http()
+        .post(&control.url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+}
+
+/// Issue 16: a reply whose only records are for a name nobody asked about
+/// (`notasked.example`) gives the control no address, so a forged reply
+/// cannot steer it to a server of the forger's choosing.
+#[tokio::test]
+async fn records_for_another_name_do_not_steer_the_control() {
+    use crate::fakes::dns;
+    let canary = Site::start("127.0.0.2", None, None).await;
+    let fake = dns::spawn(dns::Script::always(dns::Reply::Unasked(
+        "notasked.example".into(),
+        vec!["127.0.0.2".parse().unwrap()],
+    )))
+    .await;
+    let control = Control::start(config(fake.addr, &["127.0.0.2/32"])).await;
+    let url = format!("http://site.test:{}/", canary.addr.port());
+
+    let r = control.ask(&request(&url, &[])).await;
+    assert!(r.dns.addrs.is_empty(), "{:?}", r.dns);
+    assert!(r.tcp_connect.is_empty(), "{:?}", r.tcp_connect);
+    assert_eq!(
+        canary.hits.load(Ordering::SeqCst),
+        0,
+        "the canary was contacted"
+    );
+}

@@ -182,9 +182,13 @@ pub mod tcp {
     /// Starts a [`Blackhole`]: `listen(0)` and never accept, then connect
     /// fillers until one no longer completes.
     pub fn blackhole() -> Blackhole {
+        blackhole_at("127.0.0.1:0".parse().unwrap())
+    }
+
+    /// A [`Blackhole`] on `at` (a loopback address; port 0 picks one).
+    pub fn blackhole_at(at: SocketAddr) -> Blackhole {
         let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("socket");
-        s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
-            .expect("bind");
+        s.bind(&at.into()).expect("bind");
         s.listen(0).expect("listen");
         let addr = s.local_addr().unwrap().as_socket().unwrap();
         let mut fillers = Vec::new();
@@ -520,6 +524,11 @@ pub mod dns {
         WrongId(Vec<IpAddr>),
         /// These bytes as they are.
         Raw(Vec<u8>),
+        /// NOERROR whose answers are addresses for another name (hostile:
+        /// records nobody asked for).
+        Unasked(String, Vec<IpAddr>),
+        /// Another reply's bytes, edited (a hostile or broken server).
+        Edited(Box<Reply>, fn(Vec<u8>) -> Vec<u8>),
     }
 
     /// What the fake does per query.
@@ -640,6 +649,11 @@ pub mod dns {
         };
         match reply {
             Reply::Raw(bytes) => return bytes.clone(),
+            Reply::Edited(inner, edit) => return edit(reply_bytes(query, inner)),
+            Reply::Unasked(other, ips) => {
+                let other = Name::from_ascii(other).expect("other name");
+                add_addrs(&mut m, &other, ips, 300);
+            }
             Reply::Answer(ips) => add_addrs(&mut m, &name, ips, 300),
             Reply::AnswerTtl(ips, ttl) => add_addrs(&mut m, &name, ips, *ttl),
             Reply::WrongId(ips) => {

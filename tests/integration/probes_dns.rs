@@ -419,9 +419,11 @@ async fn doh_unusable_replies_follow_the_tcp_rule() {
     let other = Failure::Unknown("DNS reply for another question".to_string());
     assert_unused(&q, &other, Some(&bytes));
     assert_eq!(q.x_replies.len(), 1);
+    // Records for a name we did not ask about are no answers, only evidence.
+    assert!(q.x_replies[0].answers.is_empty());
     assert_eq!(
-        q.x_replies[0].answers[0].ipv4.as_deref(),
-        Some("198.51.100.9")
+        q.x_replies[0].x_unasked,
+        vec!["other.example. A 198.51.100.9"]
     );
 
     // Not a DNS message at all: no rcode anywhere.
@@ -449,4 +451,155 @@ async fn system_resolver_reads_literals_and_hosts() {
     assert_eq!(q.failure, None);
     assert_eq!(q.addrs(), vec![ip("127.0.0.1")]);
     assert_eq!(q.getaddrinfo_error, None);
+}
+
+// ---- issue 16: answers are for the name we asked; broken replies fail at once
+
+/// Appends to a reply one A record whose owner name is a compression
+/// pointer to itself (a pointer loop).
+fn pointer_loop(mut bytes: Vec<u8>) -> Vec<u8> {
+    bytes[6..8].copy_from_slice(&1u16.to_be_bytes()); // ANCOUNT = 1
+    bytes[8..12].fill(0); // no authority or additional records
+    let off = bytes.len() as u16;
+    bytes.extend_from_slice(&(0xC000 | off).to_be_bytes());
+    bytes.extend_from_slice(&[0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 203, 0, 113, 66]);
+    bytes
+}
+
+/// A valid reply with its last 5 bytes cut off.
+fn cut(mut bytes: Vec<u8>) -> Vec<u8> {
+    bytes.truncate(bytes.len() - 5);
+    bytes
+}
+
+#[tokio::test]
+async fn records_for_names_not_asked_are_no_answer_but_kept() {
+    for script in [
+        Script::always(Reply::Unasked(
+            "notasked.example".into(),
+            vec![ip("203.0.113.66")],
+        )),
+        Script::always(Reply::Cname("cdn.example".into(), vec![ip("203.0.113.66")])),
+    ] {
+        let chained = matches!(script.tcp, Some(Reply::Cname(..)));
+        let fake = fakes::dns::spawn(script).await;
+        let trace = Trace::new();
+        let by_udp = udp::query(&trace, fake.addr, "www.example.org", QueryType::A, &opts()).await;
+        let by_tcp = tcp::query(&trace, fake.addr, "www.example.org", QueryType::A, &opts()).await;
+        for q in [by_udp, by_tcp] {
+            if chained {
+                // A CNAME from the question name: the chain is followed.
+                assert_eq!(q.failure, None, "{q:?}");
+                assert_eq!(q.addrs(), vec![ip("203.0.113.66")]);
+                continue;
+            }
+            assert_eq!(q.failure, Some(Failure::DnsNoAnswer), "{q:?}");
+            assert!(q.addrs().is_empty(), "{q:?}");
+            let unasked: Vec<&String> = q.x_replies.iter().flat_map(|r| &r.x_unasked).collect();
+            assert_eq!(
+                unasked,
+                vec!["notasked.example. A 203.0.113.66"],
+                "{} {:?}",
+                q.engine,
+                q.x_replies
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unasked_record_beside_the_answer_is_left_out() {
+    // The question's answer, plus one record for another name appended.
+    fn add_unasked(mut bytes: Vec<u8>) -> Vec<u8> {
+        let n = u16::from_be_bytes([bytes[6], bytes[7]]);
+        bytes[6..8].copy_from_slice(&(n + 1).to_be_bytes());
+        bytes[8..12].fill(0);
+        bytes.extend_from_slice(b"\x08notasked\x07example\x00");
+        bytes.extend_from_slice(&[0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 203, 0, 113, 66]);
+        bytes
+    }
+    let fake = fakes::dns::spawn(Script::always(Reply::Edited(
+        Box::new(Reply::Answer(vec![ip("192.0.2.10")])),
+        add_unasked,
+    )))
+    .await;
+    let q = udp::query(
+        &Trace::new(),
+        fake.addr,
+        "www.example.org",
+        QueryType::A,
+        &opts(),
+    )
+    .await;
+    assert_eq!(q.failure, None);
+    assert_eq!(q.addrs(), vec![ip("192.0.2.10")]);
+    assert_eq!(
+        q.x_replies[0].x_unasked,
+        vec!["notasked.example. A 203.0.113.66"]
+    );
+}
+
+#[tokio::test]
+async fn malformed_replies_are_a_parse_failure_not_a_timeout() {
+    for (what, edit) in [
+        ("pointer loop", pointer_loop as fn(Vec<u8>) -> Vec<u8>),
+        ("cut short", cut),
+    ] {
+        let fake = fakes::dns::spawn(Script::always(Reply::Edited(
+            Box::new(Reply::Answer(Vec::new())),
+            edit,
+        )))
+        .await;
+        // A long timeout: the lookup must end on the reply, not on it.
+        let o = DnsOptions {
+            timeout: Duration::from_secs(600),
+            listen_after_first: Duration::from_millis(100),
+        };
+        let trace = Trace::new();
+        let q = udp::query(&trace, fake.addr, "www.example.org", QueryType::A, &o).await;
+        let f = q.failure.clone().map(|f| f.to_string()).unwrap_or_default();
+        assert!(
+            f.starts_with("unknown_failure: undecodable DNS reply"),
+            "{what}: {q:?}"
+        );
+        assert!(q.addrs().is_empty(), "{what}");
+        let q = tcp::query(&trace, fake.addr, "www.example.org", QueryType::A, &o).await;
+        let f = q.failure.clone().map(|f| f.to_string()).unwrap_or_default();
+        assert!(
+            f.starts_with("unknown_failure: undecodable DNS reply"),
+            "{what}: {q:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_genuine_reply_after_a_malformed_one_still_wins() {
+    let fake = fakes::dns::spawn(Script {
+        udp: vec![
+            (
+                Duration::ZERO,
+                Reply::Edited(Box::new(Reply::Answer(vec![ip("203.0.113.66")])), cut),
+            ),
+            (
+                Duration::from_millis(20),
+                Reply::Answer(vec![ip("192.0.2.10")]),
+            ),
+        ],
+        tcp: None,
+    })
+    .await;
+    let o = DnsOptions {
+        timeout: Duration::from_secs(600),
+        listen_after_first: Duration::from_secs(2),
+    };
+    let q = udp::query(
+        &Trace::new(),
+        fake.addr,
+        "www.example.org",
+        QueryType::A,
+        &o,
+    )
+    .await;
+    assert_eq!(q.failure, None, "{q:?}");
+    assert_eq!(q.addrs(), vec![ip("192.0.2.10")]);
 }

@@ -1904,3 +1904,61 @@ mod pipeline {
 
     mod real_pages;
 }
+
+/// Issue 16: a system lookup that never ran because of the probe's own
+/// limit (`x_probe_resource_limit`) is no DNS failure: the page fetched over
+/// the UDP resolver's address is `accessible`, and the verdict says the
+/// lookup did not run. Without any other resolver it is never `blocked`.
+#[test]
+fn our_own_lookup_limit_is_never_a_dns_verdict() {
+    let rows = vec![
+        (
+            "system lookup skipped by our limit, UDP and page fine",
+            url(U)
+                .sys_fail("x_probe_resource_limit")
+                .udp("8.8.8.8:53", &[SITE])
+                .tcp(EP80, "")
+                .page(U, EP80, "Phnom Penh Daily News", "x".repeat(5000).as_str())
+                .control(
+                    ctl(&[SITE])
+                        .tcp(EP80, true)
+                        .page("Phnom Penh Daily News", 5100),
+                )
+                .run(),
+            exp(C, No, T, Accessible, None, None),
+        ),
+        (
+            "control: a real system timeout with the same data is still blocked",
+            url(U)
+                .sys_fail("generic_timeout_error")
+                .control(ctl(&[SITE]).page("News", 5000))
+                .run(),
+            exp(I, Dns, F, Blocked, Some("dns"), Some("dns.timeout")),
+        ),
+    ];
+    let v = rows[0].1.test_keys.x_verdict.clone().unwrap();
+    run_table(rows);
+    assert!(
+        v.evidence
+            .iter()
+            .any(|e| e.contains("x_probe_resource_limit")),
+        "{:?}",
+        v.evidence
+    );
+    // Only the skipped lookup (with or without it as the experiment's
+    // failure): nothing measured the name, so no blocking verdict at all.
+    for with_http_failure in [false, true] {
+        let mut m = url(U).sys_fail("x_probe_resource_limit");
+        if with_http_failure {
+            m = m.http_failure("x_probe_resource_limit");
+        }
+        let m = m.control(ctl(&[SITE]).page("News", 5000)).run();
+        let v = m.test_keys.x_verdict.clone().unwrap();
+        assert_ne!(v.status, Blocked, "{v:?}");
+        assert!(
+            matches!(m.test_keys.blocking, Undecided | No),
+            "{:?} {v:?}",
+            m.test_keys.blocking
+        );
+    }
+}

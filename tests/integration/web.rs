@@ -1102,3 +1102,111 @@ mod private {
         }
     }
 }
+
+/// Issue 16, bounded work per URL: a name answering 500 addresses, the
+/// first one a working site and 12 of the next ones dropping SYNs. At most
+/// `MAX_ADDRS_PER_NAME` addresses are dialled (the rest noted in
+/// `x_skipped`), and once the page is fetched the connects still hanging
+/// are cancelled after one flow's budget: the URL finishes, it does not run
+/// into its deadline (so `--resume` does not measure it again).
+#[tokio::test]
+async fn many_addresses_are_capped_and_a_fetched_url_is_finished() {
+    use gatewatch::control::protocol::MAX_ADDRS_PER_NAME;
+    let ca = TestCa::new("gatewatch test CA");
+    let http = fhttp::spawn(Behaviour::Respond(ok("<title>Many</title>fine"))).await;
+    let port = http.addr.port();
+    let _holes: Vec<ftcp::Blackhole> = (1..=12)
+        .map(|i| ftcp::blackhole_at(SocketAddr::from(([127, 0, 2, i], port))))
+        .collect();
+    let mut addrs = vec![LOCALHOST];
+    addrs.extend((1..=12).map(|i| IpAddr::from([127, 0, 2, i])));
+    addrs.extend(
+        (0..487u32).map(|i| IpAddr::from([127, 0, 3 + (i / 250) as u8, (i % 250) as u8 + 1])),
+    );
+    assert_eq!(addrs.len(), 500);
+    let dns = fdns::spawn(Script::always(DnsReply::Answer(addrs))).await;
+    let s = WebSettings {
+        http_port: port,
+        https_port: ftcp::closed_port().port(),
+        tcp: Duration::from_secs(5),
+        tls: Duration::from_secs(1),
+        // Two flows at a time: the 12 blackholed connects alone would take
+        // 6 × 5 s, past the deadline, if the URL waited for them.
+        max_parallel_endpoints: 2,
+        url_deadline: Duration::from_secs(30),
+        ..settings(dns.addr, &ca)
+    };
+
+    let k = measure("http://many.example/", &s, None).await;
+
+    assert_eq!(k.x_interrupted, None, "skipped: {:?}", k.x_skipped);
+    assert_eq!(k.http_experiment_failure, None);
+    assert_eq!(k.requests.len(), 1);
+    assert_eq!(k.requests[0].response.code, 200);
+    // Every answer is recorded; only the first addresses are dialled.
+    assert_eq!(
+        k.queries.iter().map(|q| q.addrs().len()).sum::<usize>(),
+        500
+    );
+    let mut dialled: Vec<IpAddr> = k
+        .tcp_connect
+        .iter()
+        .map(|c| c.ip.parse().unwrap())
+        .collect();
+    dialled.sort();
+    dialled.dedup();
+    assert!(dialled.len() <= MAX_ADDRS_PER_NAME, "{dialled:?}");
+    assert!(dialled.contains(&LOCALHOST));
+    assert!(
+        k.x_skipped
+            .iter()
+            .any(|s| s.starts_with("addresses_capped:depth=0:484 ")),
+        "{:?}",
+        k.x_skipped
+    );
+    assert!(
+        k.x_skipped
+            .iter()
+            .any(|s| s.starts_with("endpoint_flows_cancelled_after_fetch: ")),
+        "{:?}",
+        k.x_skipped
+    );
+    // A cancelled connect is not recorded as a failure.
+    assert!(k.tcp_connect.iter().all(|c| c
+        .status
+        .failure
+        .as_ref()
+        .is_none_or(|f| f.to_string() != "interrupted")));
+}
+
+/// Issue 16: records for a name we did not ask about are no answer: the
+/// probe dials nothing (the canary at that address is never contacted) and
+/// the records stay in `x_replies[].x_unasked`.
+#[tokio::test]
+async fn records_for_another_name_are_not_dialled() {
+    let ca = TestCa::new("gatewatch test CA");
+    let canary = fhttp::spawn(Behaviour::Respond(ok("canary"))).await;
+    let dns = fdns::spawn(Script::always(DnsReply::Unasked(
+        "notasked.example".into(),
+        vec![LOCALHOST],
+    )))
+    .await;
+    let s = WebSettings {
+        http_port: canary.addr.port(),
+        ..settings(dns.addr, &ca)
+    };
+
+    let k = measure("http://asked.example/", &s, None).await;
+
+    assert!(k.tcp_connect.is_empty(), "{:?}", k.tcp_connect);
+    assert!(canary.seen().is_empty());
+    assert_eq!(k.dns_experiment_failure, None);
+    assert_eq!(k.http_experiment_failure.as_deref(), Some("dns_no_answer"));
+    let unasked: Vec<&String> = k
+        .queries
+        .iter()
+        .flat_map(|q| &q.x_replies)
+        .flat_map(|r| &r.x_unasked)
+        .collect();
+    assert_eq!(unasked, vec!["notasked.example. A 127.0.0.1"]);
+}

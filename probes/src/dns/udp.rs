@@ -44,7 +44,10 @@ const MAX_RECV_ERRORS: usize = 16;
 /// - `t` is the arrival time of the first valid reply (so `t - t0` is the
 ///   round trip), not the end of the listening window; each reply has its
 ///   own `t`.
-/// - No valid reply within `opts.timeout`: `generic_timeout_error`.
+/// - No valid reply within `opts.timeout`: `generic_timeout_error`; but an
+///   undecodable reply from the resolver's address ends the wait
+///   `opts.listen_after_first` (at least 1 s) after it, with its parse
+///   failure.
 /// - **Truncation.** When the first valid reply has the TC bit, the query
 ///   is repeated over TCP ([`super::tcp::query`]) after the listening
 ///   window; the record then has engine `udp+tcp`, the TCP reply's
@@ -81,7 +84,9 @@ pub async fn query(
     let (replies, first) = collect(trace, &sock, resolver, &wq, started, opts).await;
     q.x_replies = replies.iter().map(|r| r.reply.clone()).collect();
     match first {
-        None => q.failure = Some(Failure::GenericTimeout),
+        None => {
+            q.failure = Some(malformed_from(&replies, resolver).unwrap_or(Failure::GenericTimeout))
+        }
         Some(i) if replies[i].truncated => {
             let mut via_tcp = super::tcp::query(trace, resolver, host, qtype, opts).await;
             via_tcp.engine = "udp+tcp".to_string();
@@ -169,9 +174,29 @@ async fn collect(
             first = Some(replies.len());
             deadline = at + opts.listen_after_first;
         }
+        // An undecodable reply from the resolver ends the wait: a parse
+        // failure, not a timeout. A genuine reply racing a forged broken
+        // one still wins if it comes within the listening window (at
+        // least [`MALFORMED_GRACE`]).
+        if first.is_none() && read.rcode.is_none() && source == Some(resolver) {
+            deadline = deadline.min(at + opts.listen_after_first.max(MALFORMED_GRACE));
+        }
         replies.push(read);
     }
     (replies, first)
+}
+
+/// How long a lookup still listens after an undecodable reply from the
+/// resolver's address, at least.
+const MALFORMED_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The failure of the first undecodable reply from the resolver itself.
+fn malformed_from(replies: &[wire::ReadReply], resolver: SocketAddr) -> Option<Failure> {
+    let from = resolver.to_string();
+    replies
+        .iter()
+        .find(|r| r.rcode.is_none() && r.reply.source == from)
+        .and_then(|r| r.reply.failure.clone())
 }
 
 /// One `recvmsg` through tokio's readiness: bytes, source, IP TTL.

@@ -100,7 +100,9 @@ pub fn read_reply(bytes: &[u8], query: &WireQuery) -> ReadReply {
     };
     reply.id = msg.metadata.id;
     reply.rcode = u16::from(msg.metadata.response_code);
-    reply.answers = answers_of(&msg);
+    let chain = answers_of(&msg, &query.name);
+    reply.answers = chain.answers;
+    reply.x_unasked = chain.unasked;
     let question_ok = msg.queries.len() == 1
         && msg.queries[0].query_type() == query.qtype
         && msg.queries[0].name().to_lowercase() == query.name.to_lowercase();
@@ -115,7 +117,10 @@ pub fn read_reply(bytes: &[u8], query: &WireQuery) -> ReadReply {
     } else {
         None
     };
-    let has_type = msg.answers.iter().any(|r| r.record_type() == query.qtype);
+    let has_type = reply
+        .answers
+        .iter()
+        .any(|a| a.answer_type == query.qtype.to_string());
     let outcome = match Failure::from_rcode(reply.rcode) {
         Some(f) => Some(f),
         None if !has_type => Some(Failure::DnsNoAnswer),
@@ -162,38 +167,72 @@ pub fn record_reply(q: &mut DnsQuery, read: &ReadReply) {
 /// in `raw_response`: it has no rcode.
 pub fn record_single_reply(q: &mut DnsQuery, read: ReadReply) {
     record_reply(q, &read);
-    if !read.valid && read.rcode.is_some() {
+    if (!read.valid && read.rcode.is_some()) || !read.reply.x_unasked.is_empty() {
         q.x_replies.push(read.reply);
     }
 }
 
-/// The A, AAAA and CNAME records of the answer section, with TTLs.
-pub fn answers_of(msg: &Message) -> Vec<DnsAnswer> {
-    msg.answers
-        .iter()
-        .filter_map(|r| {
-            let mut a = DnsAnswer {
-                ttl: Some(r.ttl),
-                ..DnsAnswer::default()
-            };
-            match &r.data {
-                RData::A(ip) => {
-                    a.answer_type = "A".to_string();
-                    a.ipv4 = Some(ip.0.to_string());
-                }
-                RData::AAAA(ip) => {
-                    a.answer_type = "AAAA".to_string();
-                    a.ipv6 = Some(ip.0.to_string());
-                }
-                RData::CNAME(target) => {
-                    a.answer_type = "CNAME".to_string();
-                    a.hostname = Some(target.0.to_ascii());
-                }
-                _ => return None,
+/// The answer section read against the question.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Chain {
+    /// The A, AAAA and CNAME records of the question name and of the names
+    /// its CNAME chain leads to, with TTLs.
+    pub answers: Vec<DnsAnswer>,
+    /// Every other record, as `name TYPE data`.
+    pub unasked: Vec<String>,
+}
+
+/// The A, AAAA and CNAME records that answer `qname`: those owned by the
+/// question name, or by a name a CNAME of the chain (starting at the
+/// question) points to. Records for any other name are not answers: a
+/// forged reply must not steer us to an address of its choosing. They are
+/// returned in [`Chain::unasked`] as evidence.
+pub fn answers_of(msg: &Message, qname: &Name) -> Chain {
+    let mut chain = vec![qname.to_lowercase()];
+    // Each pass adds at most one name; a chain cannot be longer than the
+    // answer section, so this ends even on CNAME loops.
+    for _ in 0..msg.answers.len() {
+        let next = msg.answers.iter().find_map(|r| match &r.data {
+            RData::CNAME(target) if chain.contains(&r.name.to_lowercase()) => {
+                let t = target.0.to_lowercase();
+                (!chain.contains(&t)).then_some(t)
             }
-            Some(a)
-        })
-        .collect()
+            _ => None,
+        });
+        match next {
+            Some(t) => chain.push(t),
+            None => break,
+        }
+    }
+    let mut out = Chain::default();
+    for r in &msg.answers {
+        if !chain.contains(&r.name.to_lowercase()) {
+            out.unasked
+                .push(format!("{} {} {}", r.name, r.record_type(), r.data));
+            continue;
+        }
+        let mut a = DnsAnswer {
+            ttl: Some(r.ttl),
+            ..DnsAnswer::default()
+        };
+        match &r.data {
+            RData::A(ip) => {
+                a.answer_type = "A".to_string();
+                a.ipv4 = Some(ip.0.to_string());
+            }
+            RData::AAAA(ip) => {
+                a.answer_type = "AAAA".to_string();
+                a.ipv6 = Some(ip.0.to_string());
+            }
+            RData::CNAME(target) => {
+                a.answer_type = "CNAME".to_string();
+                a.hostname = Some(target.0.to_ascii());
+            }
+            _ => continue,
+        }
+        out.answers.push(a);
+    }
+    out
 }
 
 #[cfg(test)]

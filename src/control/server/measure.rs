@@ -25,10 +25,12 @@ use crate::control::protocol::{
     ControlResponse, ControlTcp, ControlText, ControlTls,
 };
 
-/// At most this many `tcp_connect` entries per request.
-pub const MAX_TCP_CONNECT: usize = 64;
-/// At most this many of the control's own addresses are measured per host.
-const MAX_OWN_ADDRS: usize = 16;
+/// At most this many `tcp_connect` entries per request (shared with the
+/// probe, which never sends more).
+pub use crate::control::protocol::MAX_TCP_CONNECT;
+/// At most this many of the control's own addresses are measured per host
+/// (the probe's cap per name).
+const MAX_OWN_ADDRS: usize = crate::control::protocol::MAX_ADDRS_PER_NAME;
 /// Redirects followed, as browsers and OONI do.
 const MAX_REDIRECTS: usize = 10;
 /// The `failure` of a hop the control refused to connect for.

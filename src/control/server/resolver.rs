@@ -167,7 +167,8 @@ fn combine(queries: &[DnsQuery]) -> Resolution {
 
 /// OONI's test-helper names for DNS failures: NXDOMAIN → `dns_name_error`;
 /// no answer → no failure; refused, servfail, misbehaving or temporary →
-/// `dns_server_failure`; anything else → `unknown_error`.
+/// `dns_server_failure`; our own lookup limit → `x_probe_resource_limit`;
+/// anything else → `unknown_error`.
 pub fn ooni_dns_failure(f: &Failure) -> Option<String> {
     let s = match f {
         Failure::DnsNxdomain => "dns_name_error",
@@ -177,6 +178,8 @@ pub fn ooni_dns_failure(f: &Failure) -> Option<String> {
         | Failure::DnsServerMisbehaving
         | Failure::DnsTemporaryFailure
         | Failure::DnsNonRecoverableFailure => "dns_server_failure",
+        // Our own lookup limit is not the site's DNS failing: say so.
+        Failure::ProbeResourceLimit => "x_probe_resource_limit",
         _ => "unknown_error",
     };
     Some(s.to_string())

@@ -10,7 +10,9 @@
 //! - Tests: `netns_selftest` (the API, cleanup, stale labs), `mechanisms`
 //!   (the lab really censors, and leaves the control alone), `e2e` (the
 //!   gatewatch binary in the lab: verdicts per scenario, the control server,
-//!   an unreachable control, `--trace-blocked` at hop 2, SIGKILL + resume).
+//!   an unreachable control, `--trace-blocked` at hop 2, SIGKILL + resume),
+//!   `stuck_resolver` (a getaddrinfo that hangs: no false verdict, the run
+//!   still exits, also on SIGTERM).
 
 // Reusable APIs: not every item is used by this crate's tests.
 #[allow(dead_code)]
@@ -34,3 +36,4 @@ mod e2e;
 mod mechanisms;
 mod mmdb;
 mod netns_selftest;
+mod stuck_resolver;
