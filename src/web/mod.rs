@@ -44,6 +44,7 @@ mod fetch;
 mod injection;
 mod limits;
 mod redirects;
+mod resend;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -65,6 +65,7 @@ pub async fn lookup(trace: &Trace, host: &str, timeout: Duration) -> DnsQuery {
         tags: trace.tags.clone(),
         transaction_id: trace.transaction_id,
         x_replies: Vec::new(),
+        x_attempts: 0,
     }
 }
 
