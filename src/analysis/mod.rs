@@ -95,6 +95,7 @@
 mod classic;
 pub mod fingerprints;
 pub mod flags;
+pub mod lossy;
 pub mod throttling;
 
 mod dnscheck;

@@ -17,6 +17,7 @@ use super::classic::{control_tcp, control_tls};
 use super::dnscheck::DnsView;
 use super::fingerprints::FingerprintMatch;
 use super::httpdiff::{self, Diff};
+use super::lossy;
 use super::observe::{self, join_ips, join_words, Control, Lookup, ResolverKind, Target};
 use super::outcome::{Failed, Outcome, Step};
 use super::throttling;
@@ -111,25 +112,44 @@ fn dns_step(i: &Inputs<'_>, ev: &mut Vec<String>, side: &mut Option<Verdict>) ->
             return Some(down(std::mem::take(ev)));
         }
         let mut e = vec![format!(
-            "{label} failed with {f}; the control resolved {}",
+            "{label} failed with {f}{}; the control resolved {}",
+            lossy::tries_text(p.attempts),
             join_ips(ctl_addrs)
         )];
         let mut conf = "likely";
-        for o in &i.view.others {
-            if o.failure.is_none() && i.view.validity(o).any() {
-                e.push(format!(
-                    "{} resolved {}, consistent with the control",
-                    o.label(None),
-                    o.addrs_text()
-                ));
-                conf = "confirmed";
-                break;
-            }
+        let consistent = i
+            .view
+            .others
+            .iter()
+            .find(|o| o.failure.is_none() && i.view.validity(o).any());
+        if let Some(o) = consistent {
+            e.push(format!(
+                "{} resolved {}, consistent with the control",
+                o.label(None),
+                o.addrs_text()
+            ));
+            conf = "confirmed";
         }
         if p.injected {
             e.extend(p.reply_notes.iter().cloned());
             conf = "confirmed";
             return Some(blocked("dns.injected", conf, e));
+        }
+        if lossy::loss_can_cause(f) {
+            // A silence is what a lost datagram looks like too: only a
+            // persistent one counts, and never as `confirmed`.
+            match (p.attempts >= lossy::PERSISTENT_TRIES, consistent) {
+                (false, Some(_)) => {
+                    ev.extend(e);
+                    ev.push(lossy::CONTRADICTED.to_string());
+                    return None;
+                }
+                (false, None) => {
+                    e.push(lossy::SINGLE_TRY.to_string());
+                    conf = "possible";
+                }
+                (true, _) => conf = "likely",
+            }
         }
         return Some(blocked(dns_failure_mechanism(f), conf, e));
     }

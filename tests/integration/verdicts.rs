@@ -1900,3 +1900,65 @@ mod pipeline {
         let _: SocketAddr = m.test_keys.requests[0].address.parse().unwrap();
     }
 }
+
+/// Issue 23: a lost datagram is not a block.
+#[test]
+fn a_single_silence_contradicted_by_another_resolver_is_not_a_block() {
+    let tries = |mut m: M, n: u32| {
+        for q in &mut m.m.test_keys.queries {
+            if q.engine == "getaddrinfo" {
+                q.x_attempts = n;
+            }
+        }
+        m
+    };
+    let lossy = |n: u32| {
+        tries(url(US).sys_fail("generic_timeout_error"), n)
+            .udp("198.51.100.53:53", &[SITE])
+            .tcp(EP443, "")
+            .tls(EP443, "")
+            .page(US, EP443, "Phnom Penh Daily News", "body")
+            .control(
+                ctl(&[SITE])
+                    .tcp(EP443, true)
+                    .tls(EP443, "")
+                    .page("Phnom Penh Daily News", 5100),
+            )
+            .run()
+    };
+    // One silent try; the UDP resolver answered like the control and the
+    // page loaded over its address: accessible, and the evidence says why.
+    let v = lossy(1).test_keys.x_verdict.unwrap();
+    assert_eq!(v.status, VerdictStatus::Accessible, "{:?}", v.evidence);
+    assert!(
+        v.evidence.iter().any(|e| e.contains("contradicted")),
+        "{:?}",
+        v.evidence
+    );
+    // Every one of two tries silent: persistent, `likely`, never confirmed.
+    let v = lossy(2).test_keys.x_verdict.unwrap();
+    assert_eq!(v.status, VerdictStatus::Blocked);
+    assert_eq!(v.mechanism.as_deref(), Some("dns.timeout"));
+    assert_eq!(v.confidence.as_deref(), Some("likely"));
+    assert!(
+        v.evidence[0].contains("on each of its 2 tries"),
+        "{:?}",
+        v.evidence
+    );
+    // One silent try and nothing else to compare: at most possible.
+    let m = url(U)
+        .sys_fail("generic_timeout_error")
+        .control(ctl(&[SITE]).page("News", 5000))
+        .run();
+    let v = m.test_keys.x_verdict.unwrap();
+    assert_eq!(v.mechanism.as_deref(), Some("dns.timeout"));
+    assert_eq!(v.confidence.as_deref(), Some("possible"));
+    // An answer (NXDOMAIN) is not what loss makes: unchanged.
+    let m = url(U)
+        .sys_fail("dns_nxdomain_error")
+        .udp("198.51.100.53:53", &[SITE])
+        .control(ctl(&[SITE]).page("News", 5000))
+        .run();
+    let v = m.test_keys.x_verdict.unwrap();
+    assert_eq!(v.confidence.as_deref(), Some("confirmed"));
+}
