@@ -102,6 +102,7 @@ mod dnscheck;
 mod httpdiff;
 mod observe;
 mod outcome;
+mod sni_layout;
 mod verdict;
 
 use std::fmt;

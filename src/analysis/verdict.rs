@@ -20,6 +20,7 @@ use super::httpdiff::{self, Diff};
 use super::lossy;
 use super::observe::{self, join_ips, join_words, Control, Lookup, ResolverKind, Target};
 use super::outcome::{Failed, Outcome, Step};
+use super::sni_layout;
 use super::throttling;
 use super::AnalysisContext;
 
@@ -544,7 +545,7 @@ fn compare_failure(i: &Inputs<'_>, f: &Failed, mut ev: Vec<String>) -> Verdict {
                     Failure::Eof => "tls.eof",
                     _ => "tls.reset",
                 };
-                compare_step(
+                let mut v = compare_step(
                     ctl,
                     &res,
                     what,
@@ -552,7 +553,15 @@ fn compare_failure(i: &Inputs<'_>, f: &Failed, mut ev: Vec<String>) -> Verdict {
                     "completed the handshake",
                     ev,
                     unexplained,
-                )
+                );
+                if v.status == VerdictStatus::Blocked {
+                    let (e, conf) = sni_layout::judge(i.m, &f.endpoints, &f.failure);
+                    v.evidence.extend(e);
+                    if let Some(c) = conf {
+                        v.confidence = Some(c.into());
+                    }
+                }
+                v
             }
         }
         Step::Http => {

@@ -45,6 +45,7 @@ mod injection;
 mod limits;
 mod redirects;
 mod resend;
+mod tls_retry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
