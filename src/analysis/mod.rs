@@ -87,6 +87,7 @@
 //!     asn_db: Some(Arc::new(|_ip| None)), // e.g. the --asn-db lookup
 //!     probe_cc: "KH".into(),
 //!     treat_as_public: vec![],
+//!     line_rate_bps: None, // the run's line baseline, when known
 //! };
 //! analyze(m, &ctx);
 //! # Ok(()) }
@@ -128,6 +129,10 @@ pub struct AnalysisContext {
     pub probe_cc: String,
     /// Ranges treated as public (not loopback, not bogons).
     pub treat_as_public: Vec<ipnet::IpNet>,
+    /// The line baseline: the median transfer rate (bytes/s) of this run's
+    /// large pages finished so far (see [`throttling`]); `None` means no
+    /// baseline, and then nothing is judged throttled by its rate.
+    pub line_rate_bps: Option<f64>,
 }
 
 impl Default for AnalysisContext {
@@ -137,6 +142,7 @@ impl Default for AnalysisContext {
             asn_db: None,
             probe_cc: "ZZ".into(),
             treat_as_public: Vec::new(),
+            line_rate_bps: None,
         }
     }
 }

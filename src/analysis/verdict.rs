@@ -828,7 +828,7 @@ fn page_step(
     }
 
     if secure || same_page(diff) {
-        let th = throttling::check(i.m, tx, ctl.r);
+        let th = throttling::check(i.m, tx, ctl.r, i.ctx.line_rate_bps);
         if !th.evidence.is_empty() {
             let conf = if th.both { "confirmed" } else { "likely" };
             let mut v = verdict_with(VerdictStatus::Throttled, "throttling", conf, th.evidence);
@@ -840,6 +840,7 @@ fn page_step(
         } else {
             format!("{page}, matching the control's page; {ctl_page}")
         });
+        ev.extend(th.notes);
         return accessible(ev);
     }
 

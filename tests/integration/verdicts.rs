@@ -91,6 +91,11 @@ impl M {
         });
         self
     }
+    /// The run's line baseline (bytes/s) when this URL is judged.
+    fn line(mut self, bps: f64) -> M {
+        self.ctx.line_rate_bps = Some(bps);
+        self
+    }
     /// The system resolver answers `addrs` for HOST.
     fn sys(self, addrs: &[&str]) -> M {
         self.query("getaddrinfo", "", HOST, addrs, "")
@@ -1227,11 +1232,25 @@ fn qa_table_pages() {
             exp(C, HttpDiff, F, Accessible, Some("http"), Some("server_side")),
         ),
         (
-            "throttling: transfer rate",
+            "throttling: transfer rate (far below this line's other pages)",
+            url(US).sys(&[SITE]).tcp(EP443, "").tls(EP443, "").page(US, EP443, "Big Report", "b")
+                .line(1_000_000.0).transfer(1 << 20, 15_000.0, "feed")
+                .control(ctl(&[SITE]).tls(EP443, "").page("Big Report", 1 << 20).transfer(1 << 20, 2_000_000.0, "feed")).run(),
+            exp(C, No, T, Throttled, Some("throttling"), Some("throttling")),
+        ),
+        (
+            "trap: a slow line is not throttling (other pages as slow)",
+            url(US).sys(&[SITE]).tcp(EP443, "").tls(EP443, "").page(US, EP443, "Big Report", "b")
+                .line(20_000.0).transfer(1 << 20, 15_000.0, "feed")
+                .control(ctl(&[SITE]).tls(EP443, "").page("Big Report", 1 << 20).transfer(1 << 20, 2_000_000.0, "feed")).run(),
+            exp(C, No, T, Accessible, None, None),
+        ),
+        (
+            "trap: no line baseline, no throttling by rate",
             url(US).sys(&[SITE]).tcp(EP443, "").tls(EP443, "").page(US, EP443, "Big Report", "b")
                 .transfer(1 << 20, 15_000.0, "feed")
                 .control(ctl(&[SITE]).tls(EP443, "").page("Big Report", 1 << 20).transfer(1 << 20, 2_000_000.0, "feed")).run(),
-            exp(C, No, T, Throttled, Some("throttling"), Some("throttling")),
+            exp(C, No, T, Accessible, None, None),
         ),
         (
             "throttling: TLS handshake time",
