@@ -1367,6 +1367,7 @@ fn verdict_details_confidence_article6_evidence() {
         .tcp(EP443, "")
         .tls(EP443, "")
         .page(US, EP443, "Big", "b")
+        .line(1_000_000.0)
         .transfer(1 << 20, 15_000.0, "feed")
         .control(ctl(&[SITE]).tls(EP443, "").page("Big", 1 << 20).transfer(
             1 << 20,
