@@ -369,7 +369,19 @@ pub(super) fn start_control(world: &World) -> String {
 
 /// `gatewatch run` in the probe namespace, with short timeouts.
 pub(super) fn probe_command(world: &World, list: &Path, out: &Path, control: &str) -> Command {
-    let mut c = world.topo.probe.command(GATEWATCH);
+    probe_command_with(world, Path::new(GATEWATCH), list, out, control)
+}
+
+/// [`probe_command`] with another gatewatch binary (for before/after
+/// figures).
+pub(super) fn probe_command_with(
+    world: &World,
+    bin: &Path,
+    list: &Path,
+    out: &Path,
+    control: &str,
+) -> Command {
+    let mut c = world.topo.probe.command(bin);
     c.arg("run")
         .args(["--stun", "none"])
         .arg("--input-file")

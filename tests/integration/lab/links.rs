@@ -9,7 +9,9 @@
 
 use serde_json::Value;
 
-use super::e2e::{print_table, probe_command, read_results, start_control, write_list, Row};
+use super::e2e::{
+    print_table, probe_command, probe_command_with, read_results, start_control, write_list, Row,
+};
 use super::scenarios::Scenario;
 use super::topology::addr;
 use super::world::World;
@@ -228,4 +230,95 @@ fn a_slow_line_is_not_throttling_but_a_throttled_site_on_it_is() {
     );
     let ev = evidence(&results, &world, "throttled");
     assert!(ev.contains("this line fetched other pages"), "{ev}");
+}
+
+/// Not a test: before/after figures on a randomly lossy line (issue 23) and
+/// for the SNI rows at MTU 1500 (issue 20). Random loss can flake by design,
+/// so this only prints; run it by hand:
+///
+/// ```sh
+/// GW_BIN=path/to/gatewatch GW_RUNS=8 GW_LOSS=0.1 \
+///   cargo test --test integration lab::links::field_figures -- --ignored --nocapture
+/// ```
+///
+/// `GW_LOSS` drops that share of every packet crossing r1, both ways
+/// (iptables `statistic --mode random`); `GW_ONLY=a,b` limits the rows.
+#[test]
+#[ignore = "a measurement, not a test: random loss"]
+fn field_figures() {
+    let Some(world) = World::start_or_skip(super::scenarios::SCENARIOS) else {
+        return;
+    };
+    let control = start_control(&world);
+    let bin = std::env::var("GW_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_gatewatch").into());
+    let runs: usize = std::env::var("GW_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let loss = std::env::var("GW_LOSS").unwrap_or_default();
+    let only = std::env::var("GW_ONLY").unwrap_or_default();
+    if !loss.is_empty() && loss != "0" {
+        world
+            .topo
+            .r1
+            .exec(
+                "iptables",
+                &[
+                    "-A",
+                    "FORWARD",
+                    "-m",
+                    "statistic",
+                    "--mode",
+                    "random",
+                    "--probability",
+                    &loss,
+                    "-j",
+                    "DROP",
+                ],
+            )
+            .unwrap();
+    }
+    let list: Vec<Scenario> = world
+        .scenarios
+        .iter()
+        .filter(|s| only.is_empty() || only.split(',').any(|o| o == s.name))
+        .copied()
+        .collect();
+    let input = write_list(&world, "figures.txt", &list);
+    println!(
+        "binary {bin}, {runs} runs, loss {loss:?}, {} URLs",
+        list.len()
+    );
+    let mut tally: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for run in 0..runs {
+        let out = world.dir.path().join(format!("figures-{run}.jsonl"));
+        let _ = probe_command_with(&world, std::path::Path::new(&bin), &input, &out, &control)
+            .output()
+            .unwrap();
+        let results = read_results(&out);
+        let (mut false_blocked, mut missed, mut other) = (Vec::new(), Vec::new(), 0);
+        for sc in &list {
+            let row = Row::new(sc, results.get(&sc.url()));
+            let want_blocked = sc.expect.status == "blocked";
+            let got = results
+                .get(&sc.url())
+                .and_then(|m| m["test_keys"]["x_verdict"]["status"].as_str())
+                .unwrap_or("(none)")
+                .to_string();
+            *tally.entry((sc.name.to_string(), got.clone())).or_default() += 1;
+            if !want_blocked && got == "blocked" {
+                false_blocked.push(sc.name);
+            } else if want_blocked && got != "blocked" {
+                missed.push(sc.name);
+            } else if !row.ok() {
+                other += 1;
+            }
+        }
+        println!(
+            "run {run}: false blocked {false_blocked:?}, missed blocks {missed:?}, other mismatches {other}"
+        );
+    }
+    for ((name, got), n) in &tally {
+        println!("{name:<20} {got:<12} {n}");
+    }
 }
