@@ -9,7 +9,7 @@
 //! | step | what is repeated | when | cost |
 //! |---|---|---|---|
 //! | DNS over UDP | the same query (same id and socket) | 1 s, then 2 s, 4 s … of silence; at most 3 sends (`probes::dns::udp`) | one datagram per resend; none when the first is answered |
-//! | system resolver | a second, independent getaddrinfo | after 1 s of silence (`web::resend`) | one more lookup thread for the rest of the DNS timeout |
+//! | system resolver | a new, independent getaddrinfo | every 1 s of silence, at most 3 tries, none starting within 0.5 s of the end (`web::resend`) | one more lookup thread per try for the rest of the DNS timeout |
 //! | TCP connect | SYN retransmissions by the kernel (1 s, 3 s, 7 s …) | always | none of ours: a 10 s connect timeout already spans 3–4 SYNs |
 //! | TLS handshake | a second handshake, the ClientHello split inside the name (`web::sni_split`) | after a reset, EOF or timeout | one more connect + handshake, up to the TLS timeout, on such failures only |
 //!
@@ -21,7 +21,9 @@
 //!
 //! - A failure that loss can produce ([`loss_can_cause`]: a silence) counts
 //!   as persistent only when every try failed ([`PERSISTENT_TRIES`] or
-//!   more); persistent gives at most `likely`.
+//!   more); persistent gives at most `likely`, and only `possible` when
+//!   more than [`LOSSY_LINE_SHARE`] of the run's steps so far needed a
+//!   retry (`AnalysisContext::line_loss`).
 //! - A single silent try gives at most `possible`.
 //! - A single silent try of the system resolver contradicted by another
 //!   resolver that answered consistently with the control in the same
@@ -54,6 +56,14 @@ pub fn loss_can_cause(f: &Failure) -> bool {
     matches!(
         f,
         Failure::GenericTimeout | Failure::TimedOut | Failure::DnsTemporaryFailure
+    )
+}
+
+/// Evidence for a persistent silence on a line that lost many packets.
+pub(crate) fn lossy_line_sentence(loss: f64) -> String {
+    format!(
+        "{:.0} % of this run's network steps so far needed a retry: on so lossy a line even repeated silences can be loss",
+        loss * 100.0
     )
 }
 

@@ -88,6 +88,7 @@
 //!     probe_cc: "KH".into(),
 //!     treat_as_public: vec![],
 //!     line_rate_bps: None, // the run's line baseline, when known
+//!     line_loss: None,     // the run's retried-step share, when known
 //! };
 //! analyze(m, &ctx);
 //! # Ok(()) }
@@ -133,6 +134,9 @@ pub struct AnalysisContext {
     /// large pages finished so far (see [`throttling`]); `None` means no
     /// baseline, and then nothing is judged throttled by its rate.
     pub line_rate_bps: Option<f64>,
+    /// The share of retriable steps that needed a retry in this run's URLs
+    /// finished so far (see [`lossy`]); `None` before any.
+    pub line_loss: Option<f64>,
 }
 
 impl Default for AnalysisContext {
@@ -143,6 +147,7 @@ impl Default for AnalysisContext {
             probe_cc: "ZZ".into(),
             treat_as_public: Vec::new(),
             line_rate_bps: None,
+            line_loss: None,
         }
     }
 }

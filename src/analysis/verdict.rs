@@ -149,7 +149,13 @@ fn dns_step(i: &Inputs<'_>, ev: &mut Vec<String>, side: &mut Option<Verdict>) ->
                     e.push(lossy::SINGLE_TRY.to_string());
                     conf = "possible";
                 }
-                (true, _) => conf = "likely",
+                (true, _) => {
+                    conf = "likely";
+                    if let Some(loss) = i.ctx.line_loss.filter(|l| *l > lossy::LOSSY_LINE_SHARE) {
+                        e.push(lossy::lossy_line_sentence(loss));
+                        conf = "possible";
+                    }
+                }
             }
         }
         return Some(blocked(dns_failure_mechanism(f), conf, e));

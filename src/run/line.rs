@@ -1,7 +1,8 @@
-//! The line baseline for throttling (see `analysis::throttling`): the
-//! transfer rates of this run's large pages that were judged `accessible`,
-//! learnt as each URL finishes, so a URL finishing later is judged against
-//! what the volunteer's own line achieved for the others.
+//! What the run has learnt about the volunteer's line, as each URL
+//! finishes, so a URL finishing later is judged against it: the transfer
+//! rates of large pages judged `accessible` (the throttling baseline, see
+//! `analysis::throttling`) and the share of steps that needed a retry (see
+//! `analysis::lossy`).
 
 use std::sync::Mutex;
 
@@ -12,6 +13,8 @@ use crate::model::{Measurement, VerdictStatus};
 #[derive(Debug, Default)]
 pub struct LineBaseline {
     rates: Mutex<Vec<f64>>,
+    /// Retriable steps and retried steps of the URLs finished so far.
+    steps: Mutex<(u64, u64)>,
 }
 
 impl LineBaseline {
@@ -30,10 +33,23 @@ impl LineBaseline {
         })
     }
 
-    /// Learns `m`'s final transfer when its page was at least
+    /// The share of retriable steps that needed a retry so far (see
+    /// `analysis::lossy`); `None` before any.
+    pub fn loss(&self) -> Option<f64> {
+        let (steps, retried) = *self.steps.lock().unwrap_or_else(|e| e.into_inner());
+        (steps > 0).then(|| retried as f64 / steps as f64)
+    }
+
+    /// Learns `m`'s retried steps, and its final transfer when its page was at least
     /// [`MIN_BODY_BYTES`] and the verdict `accessible` (a throttled or
     /// blocked page never lowers the baseline).
     pub fn learn(&self, m: &Measurement) {
+        let (steps, retried) = crate::analysis::lossy::retried_steps(m);
+        {
+            let mut st = self.steps.lock().unwrap_or_else(|e| e.into_inner());
+            st.0 += u64::from(steps);
+            st.1 += u64::from(retried);
+        }
         let ok = m
             .test_keys
             .x_verdict
@@ -84,5 +100,20 @@ mod tests {
         b.learn(&page(200_000, 1e5, VerdictStatus::Accessible));
         b.learn(&page(200_000, 9e6, VerdictStatus::Accessible));
         assert_eq!(b.median(), Some(3e5));
+        assert_eq!(b.loss(), Some(0.0), "no DNS steps in these pages");
+        let mut m = page(1, 0.0, VerdictStatus::Accessible);
+        m.test_keys.queries = vec![
+            probes::records::DnsQuery {
+                engine: "udp".into(),
+                x_attempts: 2,
+                ..Default::default()
+            },
+            probes::records::DnsQuery {
+                engine: "getaddrinfo".into(),
+                ..Default::default()
+            },
+        ];
+        b.learn(&m);
+        assert_eq!(b.loss(), Some(0.5));
     }
 }

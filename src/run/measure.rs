@@ -269,6 +269,7 @@ fn finish(ctx: &UrlContext, mut m: Measurement) -> Finished {
         let mut actx = ctx.analysis.clone();
         actx.probe_cc = m.probe_cc.clone();
         actx.line_rate_bps = ctx.line.median();
+        actx.line_loss = ctx.line.loss();
         crate::analysis::analyze(&mut m, &actx);
         ctx.line.learn(&m);
     }

@@ -96,6 +96,11 @@ impl M {
         self.ctx.line_rate_bps = Some(bps);
         self
     }
+    /// The run's share of retried steps when this URL is judged.
+    fn line_loss(mut self, share: f64) -> M {
+        self.ctx.line_loss = Some(share);
+        self
+    }
     /// The system resolver answers `addrs` for HOST.
     fn sys(self, addrs: &[&str]) -> M {
         self.query("getaddrinfo", "", HOST, addrs, "")
@@ -1932,8 +1937,9 @@ fn a_single_silence_contradicted_by_another_resolver_is_not_a_block() {
         }
         m
     };
-    let lossy = |n: u32| {
+    let lossy_on = |n: u32, line: f64| {
         tries(url(US).sys_fail("generic_timeout_error"), n)
+            .line_loss(line)
             .udp("198.51.100.53:53", &[SITE])
             .tcp(EP443, "")
             .tls(EP443, "")
@@ -1946,6 +1952,7 @@ fn a_single_silence_contradicted_by_another_resolver_is_not_a_block() {
             )
             .run()
     };
+    let lossy = |n: u32| lossy_on(n, 0.0);
     // One silent try; the UDP resolver answered like the control and the
     // page loaded over its address: accessible, and the evidence says why.
     let v = lossy(1).test_keys.x_verdict.unwrap();
@@ -1962,6 +1969,18 @@ fn a_single_silence_contradicted_by_another_resolver_is_not_a_block() {
     assert_eq!(v.confidence.as_deref(), Some("likely"));
     assert!(
         v.evidence[0].contains("on each of its 2 tries"),
+        "{:?}",
+        v.evidence
+    );
+    // The same on a line where 30 % of the steps needed a retry: even
+    // repeated silences can be loss.
+    let v = lossy_on(2, 0.3).test_keys.x_verdict.unwrap();
+    assert_eq!(v.status, VerdictStatus::Blocked);
+    assert_eq!(v.confidence.as_deref(), Some("possible"));
+    assert!(
+        v.evidence
+            .iter()
+            .any(|e| e.contains("30 % of this run's network steps")),
         "{:?}",
         v.evidence
     );

@@ -433,8 +433,8 @@ pub(super) struct Row {
     pub(super) name: &'static str,
     /// status, layer, blocking, mechanism.
     want: [String; 4],
-    got: [String; 4],
-    detail: String,
+    pub(super) got: [String; 4],
+    pub(super) detail: String,
 }
 
 impl Row {

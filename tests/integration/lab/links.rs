@@ -313,6 +313,19 @@ fn field_figures() {
             } else if !row.ok() {
                 other += 1;
             }
+            if !row.ok() {
+                let ev = results
+                    .get(&sc.url())
+                    .map(|m| m["test_keys"]["x_verdict"]["evidence"].to_string())
+                    .unwrap_or_default();
+                println!(
+                    "  {}: {} ({}) {}",
+                    sc.name,
+                    row.got.join("/"),
+                    row.detail,
+                    ev.chars().take(400).collect::<String>()
+                );
+            }
         }
         println!(
             "run {run}: false blocked {false_blocked:?}, missed blocks {missed:?}, other mismatches {other}"
