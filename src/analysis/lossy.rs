@@ -76,6 +76,41 @@ pub(crate) fn tries_text(attempts: u32) -> String {
     }
 }
 
+/// Sentences for the steps of `m` that succeeded only on a retry: they are
+/// reported, and they are not evidence of blocking.
+pub(crate) fn retry_notes(m: &Measurement) -> Vec<String> {
+    let mut notes = Vec::new();
+    let resent: Vec<String> = m
+        .test_keys
+        .queries
+        .iter()
+        .filter(|q| q.failure.is_none() && q.attempts() > 1)
+        .map(|q| {
+            let who = if q.engine == "getaddrinfo" {
+                "the system resolver".to_string()
+            } else {
+                format!("{} {}", q.resolver_address, q.query_type)
+            };
+            format!("{who} ({} tries)", q.attempts())
+        })
+        .collect();
+    if !resent.is_empty() {
+        notes.push(format!(
+            "some DNS lookups were answered only after a resend: {}; a lost datagram is not evidence of blocking",
+            resent.join(", ")
+        ));
+    }
+    for h in &m.test_keys.tls_handshakes {
+        if h.failure.is_none() && h.tags.iter().any(|t| t == "retry") {
+            notes.push(format!(
+                "the TLS handshake with {} completed on a later try after the first failed; that failure is not evidence of blocking",
+                h.address
+            ));
+        }
+    }
+    notes
+}
+
 /// The steps of one measurement that can be retried (DNS queries over UDP
 /// and the system resolver), and how many of them needed more than one try.
 pub fn retried_steps(m: &Measurement) -> (u32, u32) {

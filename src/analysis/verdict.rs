@@ -59,13 +59,15 @@ pub(crate) fn decide(i: &Inputs<'_>) -> Verdict {
     };
     // Tampering seen only on a secondary resolver still counts when the page
     // itself loaded.
-    match side_dns {
+    let mut v = match side_dns {
         Some(mut s) if v.status == VerdictStatus::Accessible => {
             s.evidence.extend(v.evidence);
             s
         }
         _ => v,
-    }
+    };
+    v.evidence.extend(lossy::retry_notes(i.m));
+    v
 }
 
 // ---------------------------------------------------------------- DNS ----

@@ -163,6 +163,8 @@ fn a_lossy_line_blocks_nothing_and_hides_no_block() {
         );
         assert_eq!(attempts(m, "getaddrinfo"), vec![2], "{n}");
         assert!(m["test_keys"]["dns_experiment_failure"].is_null(), "{n}");
+        let ev = m["test_keys"]["x_verdict"]["evidence"].to_string();
+        assert!(ev.contains("answered only after a resend"), "{n}: {ev}");
     }
     let s = &results["summary"];
     assert!(s["retried_steps"].as_u64().unwrap() >= 8, "{s}");
