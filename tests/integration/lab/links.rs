@@ -244,7 +244,8 @@ fn a_slow_line_is_not_throttling_but_a_throttled_site_on_it_is() {
 /// ```
 ///
 /// `GW_LOSS` drops that share of every packet crossing r1, both ways
-/// (iptables `statistic --mode random`); `GW_ONLY=a,b` limits the rows.
+/// (iptables `statistic --mode random`); `GW_ONLY=a,b` limits the rows;
+/// `GW_LINE=1500kbit` shapes the line towards the probe.
 #[test]
 #[ignore = "a measurement, not a test: random loss"]
 fn field_figures() {
@@ -259,6 +260,9 @@ fn field_figures() {
         .unwrap_or(3);
     let loss = std::env::var("GW_LOSS").unwrap_or_default();
     let only = std::env::var("GW_ONLY").unwrap_or_default();
+    if let Ok(rate) = std::env::var("GW_LINE") {
+        shape_line(&world, "add", &rate);
+    }
     if !loss.is_empty() && loss != "0" {
         world
             .topo
