@@ -9,6 +9,8 @@
 #        PARALLEL=16                         (the parallel run's --parallel)
 #        TCP_TIMEOUT=2s                      (connect timeout of the blackholed URLs)
 #        SEQUENTIAL=1                        (0: skip the --parallel 1 runs)
+#        LOSS=0.1                            (also run each list with this share of
+#                                             DNS queries lost, and compare)
 #
 # Every URL has its own host name (h<i>.bench.test), resolved by a local fake
 # DNS server through --resolver, with --no-system-resolver: nothing leaves the
@@ -43,16 +45,23 @@ cleanup() {
 }
 trap cleanup EXIT
 
-python3 "$here/run_servers.py" >"$work/ports" &
-servers_pid=$!
-for _ in $(seq 100); do
-    [[ -s "$work/ports" ]] && break
-    sleep 0.1
-done
-read -r dns_kv http_kv bh_kv <"$work/ports"
-dns_port="${dns_kv#dns=}"
-http_port="${http_kv#http=}"
-bh_port="${bh_kv#blackhole=}"
+loss="${LOSS:-}"
+start_servers() { # dns_loss -> sets dns_port http_port bh_port servers_pid
+    if [[ -n "$servers_pid" ]]; then kill "$servers_pid" 2>/dev/null || true; fi
+    rm -f "$work/ports"
+    DNS_LOSS="$1" python3 "$here/run_servers.py" >"$work/ports" &
+    servers_pid=$!
+    for _ in $(seq 100); do
+        [[ -s "$work/ports" ]] && break
+        sleep 0.1
+    done
+    local dns_kv http_kv bh_kv
+    read -r dns_kv http_kv bh_kv <"$work/ports"
+    dns_port="${dns_kv#dns=}"
+    http_port="${http_kv#http=}"
+    bh_port="${bh_kv#blackhole=}"
+}
+start_servers 0
 
 make_list() { # n file
     local n="$1" f="$2" i
@@ -72,7 +81,8 @@ measure() { # list parallel -> "seconds rss_kib lines"
         /usr/bin/time -v -o "$tv" "$bin" run --yes --no-progress --control none --stun none \
         --no-system-resolver --resolver "127.0.0.1:$dns_port" \
         --treat-as-public 127.0.0.0/8 --tcp-timeout "$tcp_timeout" \
-        --parallel "$par" -i "$list" -o "$out" >/dev/null 2>"$work/stderr" || {
+        --parallel "$par" -i "$list" -o "$out" --json-summary "$work/summary.json" \
+        >/dev/null 2>"$work/stderr" || {
         echo "gatewatch failed:" >&2
         cat "$work/stderr" >&2
         exit 1
@@ -102,3 +112,26 @@ for n in "${sizes[@]}"; do
     fi
     printf '%6s %9.1fs %7d KiB %8s %11ss %7s KiB %8s %8s\n' "$n" "$pw" "$pr" "$pl" "$sw" "$sr" "$sl" "$ratio"
 done
+
+# A lossy line (LOSS=P): the same lists with P of the DNS queries lost, at
+# --parallel $parallel. Without loss no step is retried and no lookup fails;
+# with loss the resend (1 s, then 2 s) recovers most queries, so the wall time
+# grows by the resend delay, not by a timeout per lost datagram.
+if [[ -n "$loss" ]]; then
+    dns_failed() { # out.jsonl -> URLs with a UDP lookup that timed out
+        grep -c '"engine":"udp","failure":"generic_timeout_error"' "$work/out.jsonl" || true
+    }
+    echo
+    echo "DNS loss: none vs $loss (resolver datagrams dropped by the local DNS server)"
+    printf '%6s %8s %10s %12s %10s %10s\n' URLs loss wall "retried" "loss est." "DNS failed"
+    for n in "${sizes[@]}"; do
+        list="$work/list-$n.txt"
+        make_list "$n" "$list"
+        for p in 0 "$loss"; do
+            start_servers "$p"
+            read -r w _ _ <<<"$(measure "$list" "$parallel")"
+            r="$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print("%s/%s %s" % (s.get("retried_steps", "-"), s.get("retriable_steps", "-"), s.get("line_loss_estimate", "-")))' "$work/summary.json")"
+            printf '%6s %8s %9.1fs %12s %10s %10s\n' "$n" "$p" "$w" ${r% *} "${r##* }" "$(dns_failed)"
+        done
+    done
+fi

@@ -7,11 +7,17 @@
 - a "blackhole" TCP port: a listening socket with a full accept queue that
   never accepts, so new SYNs are dropped and connects time out.
 
+With DNS_LOSS=P in the environment (0 <= P < 1), the DNS server ignores that
+share of the queries it receives (seeded, so a run is repeatable): a lossy
+line for the resolver's datagrams.
+
 Prints "dns=PORT http=PORT blackhole=PORT" on stdout once ready, then serves
 until killed.
 """
 
 import http.server
+import os
+import random
 import socket
 import socketserver
 import sys
@@ -36,8 +42,12 @@ def dns_reply(q):
 
 
 def serve_dns(sock):
+    loss = float(os.environ.get("DNS_LOSS", "0"))
+    rng = random.Random(23)
     while True:
         q, peer = sock.recvfrom(1500)
+        if loss > 0 and rng.random() < loss:
+            continue
         r = dns_reply(q)
         if r:
             sock.sendto(r, peer)

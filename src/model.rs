@@ -152,6 +152,12 @@ pub struct WebTestKeys {
     /// Probes that were not run and why (e.g. `no_cap_net_raw`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub x_skipped: Vec<String>,
+    /// Second TLS handshakes after one failed the way an SNI filter makes
+    /// it fail: the same endpoint, the ClientHello split in two TCP segments
+    /// inside the server name (tag `sni_split`). Completing where the
+    /// one-segment handshake failed means the filter does not reassemble.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub x_sni_split: Vec<TlsHandshake>,
 }
 
 /// OONI's `blocking` key: `false`, a layer string, or `null`.

@@ -283,12 +283,26 @@ pub struct DnsQuery {
     /// question), with its failure.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub x_replies: Vec<DnsReply>,
+    /// How many times the query was sent (UDP resends it after a silence,
+    /// see [`crate::dns::udp`]; the system resolver may be asked twice).
+    /// Absent (0) when it was sent once or not at all.
+    #[serde(default, skip_serializing_if = "is_single_attempt")]
+    pub x_attempts: u32,
+}
+
+fn is_single_attempt(n: &u32) -> bool {
+    *n <= 1
 }
 
 impl DnsQuery {
     /// The IP addresses among the answers.
     pub fn addrs(&self) -> Vec<std::net::IpAddr> {
         self.answers.iter().filter_map(DnsAnswer::ip).collect()
+    }
+
+    /// How many times the query went out (at least 1).
+    pub fn attempts(&self) -> u32 {
+        self.x_attempts.max(1)
     }
 }
 

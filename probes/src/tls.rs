@@ -257,7 +257,9 @@ fn client_setup(
         Some(sni) => ServerName::try_from(sni.clone()).map_err(|_| bad_name(sni))?,
         None => verify_as.clone(),
     };
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    // Classical key shares only: the ClientHello fits one segment (see
+    // `crate::hello`).
+    let provider = Arc::new(crate::hello::provider());
     let inner = WebPkiServerVerifier::builder_with_provider(
         Arc::clone(&params.roots.store),
         Arc::clone(&provider),

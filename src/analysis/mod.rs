@@ -111,6 +111,8 @@
 //!     probe_cc: "KH".into(),
 //!     treat_as_public: vec![],
 //!     clusters: None, // or one shared gatewatch::analysis::cluster::Registry per run
+//!     line_rate_bps: None, // the run's line baseline, when known
+//!     line_loss: None,     // the run's retried-step share, when known
 //! };
 //! analyze(m, &ctx);
 //! # Ok(()) }
@@ -122,6 +124,7 @@ pub mod fingerprints;
 pub mod flags;
 pub mod lexicon;
 pub mod pagetext;
+pub mod lossy;
 pub mod throttling;
 
 mod dnscheck;
@@ -130,6 +133,7 @@ mod httpdiff;
 mod observe;
 mod outcome;
 mod pagecmp;
+mod sni_layout;
 mod verdict;
 
 use std::fmt;
@@ -158,6 +162,13 @@ pub struct AnalysisContext {
     /// The run's registry of probe-side pages, for clustering blockpages
     /// across sites ([`cluster`]); `None` judges each URL alone.
     pub clusters: Option<Arc<cluster::Registry>>,
+    /// The line baseline: the median transfer rate (bytes/s) of this run's
+    /// large pages finished so far (see [`throttling`]); `None` means no
+    /// baseline, and then nothing is judged throttled by its rate.
+    pub line_rate_bps: Option<f64>,
+    /// The share of retriable steps that needed a retry in this run's URLs
+    /// finished so far (see [`lossy`]); `None` before any.
+    pub line_loss: Option<f64>,
 }
 
 impl Default for AnalysisContext {
@@ -168,6 +179,8 @@ impl Default for AnalysisContext {
             probe_cc: "ZZ".into(),
             treat_as_public: Vec::new(),
             clusters: None,
+            line_rate_bps: None,
+            line_loss: None,
         }
     }
 }

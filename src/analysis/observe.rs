@@ -91,6 +91,9 @@ pub(crate) struct Lookup {
     pub injected: bool,
     /// The disagreeing replies, as `source: answers` strings.
     pub reply_notes: Vec<String>,
+    /// How many times the least-tried query of this lookup went out (1
+    /// unless it was resent after a silence).
+    pub attempts: u32,
 }
 
 impl Lookup {
@@ -213,6 +216,7 @@ pub(crate) fn lookups(m: &Measurement, name: &str, depth0_only: bool) -> Vec<Loo
             {
                 injected = true;
             }
+            let attempts = qs.iter().map(|q| q.attempts()).min().unwrap_or(1);
             Lookup {
                 kind,
                 resolver,
@@ -221,6 +225,7 @@ pub(crate) fn lookups(m: &Measurement, name: &str, depth0_only: bool) -> Vec<Loo
                 failure,
                 injected,
                 reply_notes,
+                attempts,
             }
         })
         .collect()

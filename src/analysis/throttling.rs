@@ -1,33 +1,50 @@
-//! Throttling: the page arrived, far slower than the control got the same
-//! content.
+//! Throttling: the page arrived far slower than this line fetches other
+//! sites, while the control got the same content fast.
 //!
 //! # Thresholds, and why
 //!
-//! **Transfer rate.** Throttled when all hold:
+//! **Transfer rate.** A line is not a site: a rural 3G line at 2 Mbit/s
+//! fetches *everything* a thousand times slower than a data-centre control,
+//! so the probe's rate is judged against what the same line achieves for
+//! other sites in the same run (the *line baseline*, see below), and the
+//! control only shows that the site itself is fast. Throttled when all hold:
 //! - the probe's body is at least [`MIN_BODY_BYTES`] (64 KiB) and the control
 //!   saw the same content (equal SHA-256, or lengths within 10 %). Below
 //!   64 KiB a transfer is over in a few round trips of TCP slow start
 //!   (an initial window of 10 segments is ~14 KiB), so its "rate" measures
 //!   latency, not bandwidth;
-//! - the probe's rate is below [`RATE_RATIO`] (1/5) of the control's. A
-//!   volunteer's link is slower than a data-centre control, but a factor of
-//!   five leaves room for that; documented throttles are far stronger
-//!   (Russia's 2021 Twitter throttle held flows to ~130–150 kbit/s on links
-//!   of tens of Mbit/s);
-//! - the probe's rate is below [`MAX_THROTTLED_RATE_BPS`] (2 Mbit/s): a
-//!   page that still arrives faster than that is not usefully throttled, and
-//!   the cap keeps a fast data-centre control from turning every ordinary
-//!   mobile link into "throttling". It sits above the 1 Mbit/s shaping our
-//!   lab applies (goodput under a 1 Mbit/s shaper is ~0.95 Mbit/s, too
-//!   close to a 1 Mbit/s cap to judge reliably).
+//! - there is a line baseline, and the probe's rate is below
+//!   [`LINE_RATIO`] (1/5) of it: far below what this line does for other
+//!   sites, not merely below a data centre;
+//! - the probe's rate is below [`RATE_RATIO`] (1/5) of the control's: the
+//!   site is fast where it is not filtered;
+//! - the probe's rate is below [`MAX_THROTTLED_RATE_BPS`] (2 Mbit/s): a page
+//!   that still arrives faster than that is not usefully throttled.
+//!
+//! Documented throttles are far stronger than 1/5 (Russia's 2021 Twitter
+//! throttle held flows to ~130–150 kbit/s on links of tens of Mbit/s).
+//! Without a baseline (a one-URL run, a run whose transfers were all small,
+//! or the first large page of a run) the rate signal never fires: the rate
+//! stays recorded in `x_transfer` and the evidence says throttling was not
+//! judged.
+//!
+//! **The line baseline** is a running one, because each URL's result is
+//! written as soon as it finishes: the median transfer rate of the URLs
+//! already finished in this run whose page was at least [`MIN_BODY_BYTES`]
+//! and judged `accessible` (so a throttled or blocked page never lowers
+//! it). The median, not the maximum, so one in-country CDN node does not
+//! make every foreign site look throttled. `gatewatch run` keeps it
+//! (`run::line`) and passes it in
+//! [`AnalysisContext::line_rate_bps`](super::AnalysisContext::line_rate_bps).
 //!
 //! **TLS handshake time.** Throttled when the probe's handshake for the name
 //! took more than [`MIN_SLOW_HANDSHAKE_S`] (1 s), more than
 //! [`HANDSHAKE_RATIO`] (5×) the control's for the same endpoint, *and*
 //! more than 5× the probe's own TCP connect time to that endpoint when it is
-//! known. TLS 1.3 needs one round trip and TLS 1.2 two, so a handshake many
-//! round trips long on a path whose TCP connect was quick points at
-//! SNI-triggered delay or loss, not at a distant probe.
+//! known. The probe's own connect time is this line's baseline: TLS 1.3
+//! needs one round trip and TLS 1.2 two, so a handshake many round trips
+//! long on a path whose TCP connect was quick points at SNI-triggered delay
+//! or loss, not at a distant or slow line.
 //!
 //! Both signals together give confidence `confirmed`; one gives `likely`.
 //! A slow site is slow for the control too, and stays `accessible`.
@@ -45,6 +62,8 @@ use super::observe;
 pub const MIN_BODY_BYTES: u64 = 64 * 1024;
 /// The probe's rate must be below this fraction of the control's.
 pub const RATE_RATIO: f64 = 0.2;
+/// ... and below this fraction of the line baseline.
+pub const LINE_RATIO: f64 = 0.2;
 /// ... and below this absolute rate (bytes/s; 2 Mbit/s).
 pub const MAX_THROTTLED_RATE_BPS: f64 = 250_000.0;
 /// The probe's handshake must be longer than this (seconds) ...
@@ -59,12 +78,43 @@ pub(crate) struct Throttling {
     pub evidence: Vec<String>,
     /// Both the rate and the handshake signal fired.
     pub both: bool,
+    /// Sentences for an `accessible` verdict: why a slow transfer was not
+    /// judged throttled (no baseline, or the line is as slow for others).
+    pub notes: Vec<String>,
 }
 
 /// Checks the final response `tx` of `m` against the control.
-pub(crate) fn check(m: &Measurement, tx: &HttpTransaction, ctl: &ControlResponse) -> Throttling {
+/// Checks the final response `tx` of `m` against the control and against
+/// `line_bps`, the line baseline (bytes/s) when there is one.
+pub(crate) fn check(
+    m: &Measurement,
+    tx: &HttpTransaction,
+    ctl: &ControlResponse,
+    line_bps: Option<f64>,
+) -> Throttling {
     let mut out = Throttling::default();
-    let rate = rate_signal(tx, ctl);
+    let rate = match (rate_signal(tx, ctl), line_bps) {
+        (None, _) => None,
+        (Some(s), Some(line)) if tx.x_transfer.rate_bps < line * LINE_RATIO => Some(format!(
+            "{s}; this line fetched other pages of this run at {} (median)",
+            fmt_rate(line)
+        )),
+        (Some(_), Some(line)) => {
+            out.notes.push(format!(
+                "the page arrived at {}, slower than at the control but not far below what this line achieves for other sites ({} median): a slow line, not throttling",
+                fmt_rate(tx.x_transfer.rate_bps),
+                fmt_rate(line)
+            ));
+            None
+        }
+        (Some(_), None) => {
+            out.notes.push(format!(
+                "the page arrived at {}, slower than at the control, but this run has no baseline of the line's own throughput yet (no other large page finished), so throttling was not judged",
+                fmt_rate(tx.x_transfer.rate_bps)
+            ));
+            None
+        }
+    };
     let hs = handshake_signal(m, tx, ctl);
     out.both = rate.is_some() && hs.is_some();
     out.evidence.extend(rate);
@@ -72,6 +122,9 @@ pub(crate) fn check(m: &Measurement, tx: &HttpTransaction, ctl: &ControlResponse
     out
 }
 
+/// The rate half of the rule against the control only (same content, far
+/// slower, slow in absolute terms); the line baseline is applied by
+/// [`check`].
 fn rate_signal(tx: &HttpTransaction, ctl: &ControlResponse) -> Option<String> {
     // 0 is "unknown". A body too quick to time carries a lower bound (see
     // `TransferStats::rate_bps`): on the control's side it can only hide a
@@ -147,7 +200,8 @@ fn handshake_signal(
     })
 }
 
-fn fmt_rate(bps: f64) -> String {
+/// `1.9 Mbit/s`, `512 kbit/s`.
+pub(crate) fn fmt_rate(bps: f64) -> String {
     let bits = bps * 8.0;
     if bits >= 1e6 {
         format!("{:.1} Mbit/s", bits / 1e6)

@@ -17,10 +17,12 @@ use super::classic::{control_tcp, control_tls};
 use super::dnscheck::{Diversion, DnsView};
 use super::fingerprints::FingerprintMatch;
 use super::httpdiff::{self, Diff};
+use super::lossy;
 use super::observe::{self, join_ips, join_words, Control, Lookup, ResolverKind, Target};
 use super::outcome::{Failed, Outcome, Step};
 use super::pagecmp::PageCmp;
 use super::pagetext::{SAME_TEXT, SAME_TITLE};
+use super::sni_layout;
 use super::AnalysisContext;
 use super::{cluster, hopdns, throttling};
 
@@ -90,13 +92,15 @@ fn after_dns(i: &Inputs<'_>, ev: Vec<String>, side_dns: Option<Verdict>) -> Verd
     };
     // Tampering seen only on a secondary resolver still counts when the page
     // itself loaded.
-    match side_dns {
+    let mut v = match side_dns {
         Some(mut s) if v.status == VerdictStatus::Accessible => {
             s.evidence.extend(v.evidence);
             s
         }
         _ => v,
-    }
+    };
+    v.evidence.extend(lossy::retry_notes(i.m));
+    v
 }
 
 // ---------------------------------------------------------------- DNS ----
@@ -149,25 +153,50 @@ fn dns_step(
             return Some(down(std::mem::take(ev)));
         }
         let mut e = vec![format!(
-            "{label} failed with {f}; the control resolved {}",
+            "{label} failed with {f}{}; the control resolved {}",
+            lossy::tries_text(p.attempts),
             join_ips(ctl_addrs)
         )];
         let mut conf = "likely";
-        for o in &i.view.others {
-            if o.failure.is_none() && i.view.validity(o).any() {
-                e.push(format!(
-                    "{} resolved {}, consistent with the control",
-                    o.label(None),
-                    o.addrs_text()
-                ));
-                conf = "confirmed";
-                break;
-            }
+        let consistent = i
+            .view
+            .others
+            .iter()
+            .find(|o| o.failure.is_none() && i.view.validity(o).any());
+        if let Some(o) = consistent {
+            e.push(format!(
+                "{} resolved {}, consistent with the control",
+                o.label(None),
+                o.addrs_text()
+            ));
+            conf = "confirmed";
         }
         if p.injected {
             e.extend(p.reply_notes.iter().cloned());
             conf = "confirmed";
             return Some(blocked("dns.injected", conf, e));
+        }
+        if lossy::loss_can_cause(f) {
+            // A silence is what a lost datagram looks like too: only a
+            // persistent one counts, and never as `confirmed`.
+            match (p.attempts >= lossy::PERSISTENT_TRIES, consistent) {
+                (false, Some(_)) => {
+                    ev.extend(e);
+                    ev.push(lossy::CONTRADICTED.to_string());
+                    return None;
+                }
+                (false, None) => {
+                    e.push(lossy::SINGLE_TRY.to_string());
+                    conf = "possible";
+                }
+                (true, _) => {
+                    conf = "likely";
+                    if let Some(loss) = i.ctx.line_loss.filter(|l| *l > lossy::LOSSY_LINE_SHARE) {
+                        e.push(lossy::lossy_line_sentence(loss));
+                        conf = "possible";
+                    }
+                }
+            }
         }
         return Some(blocked(dns_failure_mechanism(f), conf, e));
     }
@@ -614,7 +643,7 @@ fn compare_failure(i: &Inputs<'_>, f: &Failed, mut ev: Vec<String>) -> Verdict {
                     Failure::Eof => "tls.eof",
                     _ => "tls.reset",
                 };
-                compare_step(
+                let mut v = compare_step(
                     ctl,
                     &res,
                     what,
@@ -622,7 +651,15 @@ fn compare_failure(i: &Inputs<'_>, f: &Failed, mut ev: Vec<String>) -> Verdict {
                     "completed the handshake",
                     ev,
                     unexplained,
-                )
+                );
+                if v.status == VerdictStatus::Blocked {
+                    let (e, conf) = sni_layout::judge(i.m, &f.endpoints, &f.failure);
+                    v.evidence.extend(e);
+                    if let Some(c) = conf {
+                        v.confidence = Some(c.into());
+                    }
+                }
+                v
             }
         }
         Step::Http => {
@@ -951,7 +988,7 @@ fn page_loaded(
     mut ev: Vec<String>,
     sentence: String,
 ) -> Verdict {
-    let th = throttling::check(i.m, tx, ctl.r);
+    let th = throttling::check(i.m, tx, ctl.r, i.ctx.line_rate_bps);
     if !th.evidence.is_empty() {
         let conf = if th.both { "confirmed" } else { "likely" };
         let mut v = verdict_with(VerdictStatus::Throttled, "throttling", conf, th.evidence);
@@ -959,6 +996,7 @@ fn page_loaded(
         return v;
     }
     ev.push(sentence);
+    ev.extend(th.notes);
     accessible(ev)
 }
 

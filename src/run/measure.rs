@@ -37,6 +37,8 @@ pub struct UrlContext {
     pub analysis: AnalysisContext,
     /// When the run started, UTC `YYYY-MM-DD hh:mm:ss`.
     pub test_start_time: String,
+    /// What this line achieved for the URLs finished so far (throttling).
+    pub line: super::line::LineBaseline,
     where_: Mutex<WhereState>,
 }
 
@@ -87,6 +89,7 @@ impl UrlContext {
             geo,
             analysis,
             test_start_time,
+            line: super::line::LineBaseline::default(),
             where_: Mutex::new(WhereState::default()),
         }
     }
@@ -266,7 +269,10 @@ fn finish(ctx: &UrlContext, mut m: Measurement) -> Finished {
     if m.test_keys.x_interrupted.as_deref() != Some(INTERRUPTED) {
         let mut actx = ctx.analysis.clone();
         actx.probe_cc = m.probe_cc.clone();
+        actx.line_rate_bps = ctx.line.median();
+        actx.line_loss = ctx.line.loss();
         crate::analysis::analyze(&mut m, &actx);
+        ctx.line.learn(&m);
     }
     let mut json = serde_json::to_value(&m).unwrap_or(serde_json::Value::Null);
     scrub::scrub(&mut json, &addrs);

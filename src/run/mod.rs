@@ -16,6 +16,7 @@
 pub mod config;
 pub mod consent;
 pub mod inputs;
+pub mod line;
 pub mod measure;
 pub mod output;
 pub mod progress;

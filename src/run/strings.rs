@@ -121,6 +121,10 @@ pub enum Phrase {
     ResumeHint,
     /// "Time taken".
     Elapsed,
+    /// "Network steps repeated after a silence" (the line's loss estimate).
+    Retried,
+    /// The warning for a lossy line.
+    LossyLine,
 }
 
 /// A fixed phrase of the summary.
@@ -136,6 +140,12 @@ pub fn phrase(lang: Lang, p: Phrase) -> &'static str {
             "The run was interrupted; run again with --resume to measure the rest."
         }
         (Lang::En, Phrase::Elapsed) => "Time taken",
+        (Lang::En, Phrase::Retried) => "Network steps repeated after a silence",
+        (Lang::En, Phrase::LossyLine) => {
+            "This connection lost many packets during the run: the results are less certain. \
+             Lost packets were repeated and are not counted as blocking, but measure again \
+             on a steadier connection if you can."
+        }
         (Lang::Km, Phrase::Heading) => "សេចក្តីសង្ខេបនៃការវាស់ gatewatch",
         (Lang::Km, Phrase::Measured) => "ចំនួន URL ដែលបានវាស់",
         (Lang::Km, Phrase::Interrupted) => "បានបញ្ឈប់មុនចប់",
@@ -146,6 +156,12 @@ pub fn phrase(lang: Lang, p: Phrase) -> &'static str {
             "ការវាស់ត្រូវបានបញ្ឈប់មុនចប់។ ដំណើរការម្តងទៀតជាមួយ --resume ដើម្បីវាស់ URL ដែលនៅសល់។"
         }
         (Lang::Km, Phrase::Elapsed) => "រយៈពេល",
+        (Lang::Km, Phrase::Retried) => "ជំហានបណ្តាញដែលត្រូវធ្វើម្តងទៀតដោយគ្មានចម្លើយ",
+        (Lang::Km, Phrase::LossyLine) => {
+            "ការតភ្ជាប់នេះបានបាត់បង់កញ្ចប់ទិន្នន័យច្រើនក្នុងពេលវាស់៖ លទ្ធផលមិនសូវប្រាកដទេ។ \
+             កញ្ចប់ដែលបាត់ត្រូវបានផ្ញើម្តងទៀត ហើយមិនត្រូវបានរាប់ថាជាការបិទទេ \
+             ប៉ុន្តែសូមវាស់ម្តងទៀតនៅលើការតភ្ជាប់ដែលមានស្ថិរភាពជាងនេះ ប្រសិនបើអាច។"
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::strings::{self, Lang, Phrase};
+use crate::analysis::lossy;
 use crate::model::{Measurement, VerdictStatus};
 
 /// One anomalous URL.
@@ -59,12 +60,31 @@ pub struct Summary {
     /// where it is named.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub page_clusters: Vec<crate::analysis::cluster::ClusterInfo>,
+    /// Network steps that can be repeated after a silence (DNS queries over
+    /// UDP and system lookups), over every URL.
+    pub retriable_steps: u64,
+    /// Of those, the ones that needed more than one try.
+    pub retried_steps: u64,
+    /// `retried_steps / retriable_steps`: an estimate of how lossy the line
+    /// was (null without such steps). Above
+    /// [`crate::analysis::lossy::LOSSY_LINE_SHARE`] verdicts are less certain.
+    pub line_loss_estimate: Option<f64>,
+    /// True when `line_loss_estimate` is above the lossy-line share.
+    pub lossy_line: bool,
 }
 
 impl Summary {
     /// Counts one finished measurement; returns true when it is anomalous.
     pub fn add(&mut self, m: &Measurement) -> bool {
         self.measured += 1;
+        let (steps, retried) = lossy::retried_steps(m);
+        self.retriable_steps += u64::from(steps);
+        self.retried_steps += u64::from(retried);
+        self.line_loss_estimate = (self.retriable_steps > 0)
+            .then(|| self.retried_steps as f64 / self.retriable_steps as f64);
+        self.lossy_line = self
+            .line_loss_estimate
+            .is_some_and(|l| l > lossy::LOSSY_LINE_SHARE);
         if m.test_keys.x_interrupted.is_some() {
             self.interrupted += 1;
             return false;
@@ -130,6 +150,19 @@ impl Summary {
                 strings::phrase(lang, Phrase::Interrupted),
                 self.interrupted
             );
+        }
+        if let Some(share) = self.line_loss_estimate {
+            let _ = writeln!(
+                s,
+                "  {}: {}/{} ({:.0} %)",
+                strings::phrase(lang, Phrase::Retried),
+                self.retried_steps,
+                self.retriable_steps,
+                share * 100.0
+            );
+        }
+        if self.lossy_line {
+            let _ = writeln!(s, "{}", strings::phrase(lang, Phrase::LossyLine));
         }
         if self.anomalies.is_empty() {
             let _ = writeln!(s, "{}", strings::phrase(lang, Phrase::NoAnomalies));
@@ -227,6 +260,38 @@ mod tests {
         );
         let km = s.render(Lang::Km);
         assert!(km.contains("ត្រូវបានបិទ"), "{km}");
+        assert!(s.line_loss_estimate.is_none());
+    }
+
+    #[test]
+    fn the_line_loss_estimate_and_its_warning() {
+        let q = |n: u32| probes::records::DnsQuery {
+            engine: "udp".into(),
+            x_attempts: n,
+            ..Default::default()
+        };
+        let mut s = Summary::default();
+        let mut a = m("https://a.example/", Some(VerdictStatus::Accessible));
+        a.test_keys.queries = vec![q(1), q(1), q(1), q(1), q(1)];
+        s.add(&a);
+        assert_eq!(s.line_loss_estimate, Some(0.0));
+        assert!(!s.lossy_line);
+        assert!(!s.render(Lang::En).contains("lost many packets"));
+        let mut b = m("https://b.example/", Some(VerdictStatus::Accessible));
+        b.test_keys.queries = vec![q(2), q(3), q(1), q(1), q(1)];
+        s.add(&b);
+        assert_eq!((s.retried_steps, s.retriable_steps), (2, 10));
+        assert!(s.lossy_line, "20 % of steps retried");
+        let en = s.render(Lang::En);
+        assert!(
+            en.contains("Network steps repeated after a silence: 2/10 (20 %)"),
+            "{en}"
+        );
+        assert!(en.contains("lost many packets"), "{en}");
+        assert!(s.render(Lang::Km).contains("មិនសូវប្រាកដ"));
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["line_loss_estimate"], 0.2);
+        assert_eq!(json["lossy_line"], true);
     }
 
     #[test]

@@ -66,7 +66,8 @@ pub fn a_records(m: &Message) -> Vec<Ipv4Addr> {
 /// The first flight of a TLS handshake for `sni` (no SNI when it is an IP
 /// address), as bytes, with browser-like ALPN.
 pub fn client_hello(sni: &str) -> Result<Vec<u8>, TriggerError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    // The same one-segment ClientHello as our handshakes (probes::hello).
+    let provider = Arc::new(probes::hello::provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TriggerError::Tls(e.to_string()))?

@@ -40,6 +40,7 @@ pub(crate) struct Records {
     pub requests: Vec<HttpTransaction>,
     pub injection: Vec<InjectionEvidence>,
     pub skipped: Vec<String>,
+    pub sni_split: Vec<TlsHandshake>,
     pub control_request: Option<ControlRequest>,
     pub control: Option<ControlResponse>,
     pub control_failure: Option<String>,
@@ -210,6 +211,7 @@ fn build_keys(ctx: &Ctx, interrupted: Option<String>) -> WebTestKeys {
         x_injection: r.injection,
         x_interrupted: interrupted,
         x_skipped: r.skipped,
+        x_sni_split: r.sni_split,
         ..WebTestKeys::default()
     }
 }

@@ -104,7 +104,7 @@ impl Fanout {
                 .child(ctx.next_id(), vec![depth_tag.clone(), "classic".into()]);
             let (host, timeout, i) = (host.clone(), s.dns, order);
             fan.set.spawn(async move {
-                let q = probes::dns::system::lookup(&trace, &host, timeout).await;
+                let q = super::resend::system_lookup(&trace, &host, timeout).await;
                 (i, flags::SYSTEM, q)
             });
             order += 1;

@@ -210,9 +210,20 @@ async fn flow(ctx: Arc<Ctx>, spec: FlowSpec, offers: Option<UnboundedSender<Offe
         match (failure, tls) {
             (None, Some(s)) => (Conn::Tls(Box::new(s)), alpn),
             (f, _) => {
-                drop(slot);
-                fail(1, f.unwrap_or(Failure::SslFailedHandshake));
-                return;
+                let f = f.unwrap_or(Failure::SslFailedHandshake);
+                let retried = if spec.fetch && super::tls_retry::looks_like_sni_filter(&f) {
+                    super::tls_retry::after_failure(&ctx, &trace, spec.addr, &params).await
+                } else {
+                    None
+                };
+                match retried {
+                    Some((s, alpn)) => (Conn::Tls(Box::new(s)), alpn),
+                    None => {
+                        drop(slot);
+                        fail(1, f);
+                        return;
+                    }
+                }
             }
         }
     } else {

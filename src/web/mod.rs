@@ -44,6 +44,8 @@ mod fetch;
 mod injection;
 mod limits;
 mod redirects;
+mod resend;
+mod tls_retry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -563,6 +563,12 @@ pub mod dns {
 
     /// Starts the fake on 127.0.0.1 (UDP and TCP, same port).
     pub async fn spawn(script: Script) -> DnsFake {
+        spawn_dropping(script, 0).await
+    }
+
+    /// Like [`spawn`], but the first `drop_first` UDP queries are counted
+    /// and ignored, as if lost on the way (a lossy link, deterministically).
+    pub async fn spawn_dropping(script: Script, drop_first: usize) -> DnsFake {
         let (udp, tcp) = loop {
             let udp = UdpSocket::bind("127.0.0.1:0").await.expect("bind udp");
             let port = udp.local_addr().unwrap().port();
@@ -578,7 +584,9 @@ pub mod dns {
         tokio::spawn(async move {
             let mut buf = vec![0u8; 4096];
             while let Ok((n, from)) = udp.recv_from(&mut buf).await {
-                count.fetch_add(1, Ordering::SeqCst);
+                if count.fetch_add(1, Ordering::SeqCst) < drop_first {
+                    continue;
+                }
                 let Ok(query) = Message::from_vec(&buf[..n]) else {
                     continue;
                 };

@@ -174,6 +174,58 @@ async fn silence_is_generic_timeout() {
 }
 
 #[tokio::test]
+async fn a_lost_first_query_is_resent_and_the_answer_recorded() {
+    // The fake ignores the first datagram (lost on the way); the resend
+    // after 1 s is answered: an answer, not a failure, and two attempts.
+    let fake =
+        fakes::dns::spawn_dropping(Script::always(Reply::Answer(vec![ip("192.0.2.44")])), 1).await;
+    let o = DnsOptions {
+        timeout: Duration::from_secs(4),
+        listen_after_first: Duration::from_millis(100),
+    };
+    let q = udp::query(&Trace::new(), fake.addr, "lossy.example", QueryType::A, &o).await;
+    assert_eq!(q.failure, None);
+    assert_eq!(q.addrs(), vec![ip("192.0.2.44")]);
+    assert_eq!(q.x_attempts, 2);
+    assert_eq!(q.attempts(), 2);
+    assert_eq!(q.x_replies.len(), 1);
+    assert_eq!(
+        fake.udp_queries.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "no resend after the answer"
+    );
+    let json = serde_json::to_value(&q).unwrap();
+    assert_eq!(json["x_attempts"], 2);
+}
+
+#[tokio::test]
+async fn silence_is_resent_with_backoff_inside_the_timeout() {
+    // Sends at 0, 1 and 3 s; a 3.5 s timeout leaves room for all three and
+    // no fourth (MAX_SENDS).
+    let fake = fakes::dns::spawn(Script::default()).await;
+    let o = DnsOptions {
+        timeout: Duration::from_millis(3500),
+        listen_after_first: Duration::from_millis(100),
+    };
+    let q = udp::query(&Trace::new(), fake.addr, "quiet.example", QueryType::A, &o).await;
+    assert_eq!(q.failure, Some(Failure::GenericTimeout));
+    assert_eq!(q.x_attempts, udp::MAX_SENDS);
+    assert_eq!(
+        fake.udp_queries.load(std::sync::atomic::Ordering::SeqCst),
+        3
+    );
+}
+
+#[tokio::test]
+async fn one_send_is_no_attempts_field() {
+    let fake = fakes::dns::spawn(Script::always(Reply::Answer(vec![ip("192.0.2.45")]))).await;
+    let q = udp::query(&Trace::new(), fake.addr, "a.example", QueryType::A, &opts()).await;
+    assert_eq!(q.attempts(), 1);
+    let json = serde_json::to_value(&q).unwrap();
+    assert!(json.get("x_attempts").is_none());
+}
+
+#[tokio::test]
 async fn truncated_udp_reply_falls_back_to_tcp() {
     let fake = fakes::dns::spawn(Script {
         udp: vec![(Duration::ZERO, Reply::Truncated)],

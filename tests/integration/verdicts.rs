@@ -91,6 +91,16 @@ impl M {
         });
         self
     }
+    /// The run's line baseline (bytes/s) when this URL is judged.
+    fn line(mut self, bps: f64) -> M {
+        self.ctx.line_rate_bps = Some(bps);
+        self
+    }
+    /// The run's share of retried steps when this URL is judged.
+    fn line_loss(mut self, share: f64) -> M {
+        self.ctx.line_loss = Some(share);
+        self
+    }
     /// The system resolver answers `addrs` for HOST.
     fn sys(self, addrs: &[&str]) -> M {
         self.query("getaddrinfo", "", HOST, addrs, "")
@@ -1227,11 +1237,25 @@ fn qa_table_pages() {
             exp(C, HttpDiff, F, Accessible, Some("http"), Some("server_side")),
         ),
         (
-            "throttling: transfer rate",
+            "throttling: transfer rate (far below this line's other pages)",
+            url(US).sys(&[SITE]).tcp(EP443, "").tls(EP443, "").page(US, EP443, "Big Report", "b")
+                .line(1_000_000.0).transfer(1 << 20, 15_000.0, "feed")
+                .control(ctl(&[SITE]).tls(EP443, "").page("Big Report", 1 << 20).transfer(1 << 20, 2_000_000.0, "feed")).run(),
+            exp(C, No, T, Throttled, Some("throttling"), Some("throttling")),
+        ),
+        (
+            "trap: a slow line is not throttling (other pages as slow)",
+            url(US).sys(&[SITE]).tcp(EP443, "").tls(EP443, "").page(US, EP443, "Big Report", "b")
+                .line(20_000.0).transfer(1 << 20, 15_000.0, "feed")
+                .control(ctl(&[SITE]).tls(EP443, "").page("Big Report", 1 << 20).transfer(1 << 20, 2_000_000.0, "feed")).run(),
+            exp(C, No, T, Accessible, None, None),
+        ),
+        (
+            "trap: no line baseline, no throttling by rate",
             url(US).sys(&[SITE]).tcp(EP443, "").tls(EP443, "").page(US, EP443, "Big Report", "b")
                 .transfer(1 << 20, 15_000.0, "feed")
                 .control(ctl(&[SITE]).tls(EP443, "").page("Big Report", 1 << 20).transfer(1 << 20, 2_000_000.0, "feed")).run(),
-            exp(C, No, T, Throttled, Some("throttling"), Some("throttling")),
+            exp(C, No, T, Accessible, None, None),
         ),
         (
             "throttling: TLS handshake time",
@@ -1348,6 +1372,7 @@ fn verdict_details_confidence_article6_evidence() {
         .tcp(EP443, "")
         .tls(EP443, "")
         .page(US, EP443, "Big", "b")
+        .line(1_000_000.0)
         .transfer(1 << 20, 15_000.0, "feed")
         .control(ctl(&[SITE]).tls(EP443, "").page("Big", 1 << 20).transfer(
             1 << 20,
@@ -1961,4 +1986,80 @@ fn our_own_lookup_limit_is_never_a_dns_verdict() {
             m.test_keys.blocking
         );
     }
+}
+
+/// Issue 23: a lost datagram is not a block.
+#[test]
+fn a_single_silence_contradicted_by_another_resolver_is_not_a_block() {
+    let tries = |mut m: M, n: u32| {
+        for q in &mut m.m.test_keys.queries {
+            if q.engine == "getaddrinfo" {
+                q.x_attempts = n;
+            }
+        }
+        m
+    };
+    let lossy_on = |n: u32, line: f64| {
+        tries(url(US).sys_fail("generic_timeout_error"), n)
+            .line_loss(line)
+            .udp("198.51.100.53:53", &[SITE])
+            .tcp(EP443, "")
+            .tls(EP443, "")
+            .page(US, EP443, "Phnom Penh Daily News", "body")
+            .control(
+                ctl(&[SITE])
+                    .tcp(EP443, true)
+                    .tls(EP443, "")
+                    .page("Phnom Penh Daily News", 5100),
+            )
+            .run()
+    };
+    let lossy = |n: u32| lossy_on(n, 0.0);
+    // One silent try; the UDP resolver answered like the control and the
+    // page loaded over its address: accessible, and the evidence says why.
+    let v = lossy(1).test_keys.x_verdict.unwrap();
+    assert_eq!(v.status, VerdictStatus::Accessible, "{:?}", v.evidence);
+    assert!(
+        v.evidence.iter().any(|e| e.contains("contradicted")),
+        "{:?}",
+        v.evidence
+    );
+    // Every one of two tries silent: persistent, `likely`, never confirmed.
+    let v = lossy(2).test_keys.x_verdict.unwrap();
+    assert_eq!(v.status, VerdictStatus::Blocked);
+    assert_eq!(v.mechanism.as_deref(), Some("dns.timeout"));
+    assert_eq!(v.confidence.as_deref(), Some("likely"));
+    assert!(
+        v.evidence[0].contains("on each of its 2 tries"),
+        "{:?}",
+        v.evidence
+    );
+    // The same on a line where 30 % of the steps needed a retry: even
+    // repeated silences can be loss.
+    let v = lossy_on(2, 0.3).test_keys.x_verdict.unwrap();
+    assert_eq!(v.status, VerdictStatus::Blocked);
+    assert_eq!(v.confidence.as_deref(), Some("possible"));
+    assert!(
+        v.evidence
+            .iter()
+            .any(|e| e.contains("30 % of this run's network steps")),
+        "{:?}",
+        v.evidence
+    );
+    // One silent try and nothing else to compare: at most possible.
+    let m = url(U)
+        .sys_fail("generic_timeout_error")
+        .control(ctl(&[SITE]).page("News", 5000))
+        .run();
+    let v = m.test_keys.x_verdict.unwrap();
+    assert_eq!(v.mechanism.as_deref(), Some("dns.timeout"));
+    assert_eq!(v.confidence.as_deref(), Some("possible"));
+    // An answer (NXDOMAIN) is not what loss makes: unchanged.
+    let m = url(U)
+        .sys_fail("dns_nxdomain_error")
+        .udp("198.51.100.53:53", &[SITE])
+        .control(ctl(&[SITE]).page("News", 5000))
+        .run();
+    let v = m.test_keys.x_verdict.unwrap();
+    assert_eq!(v.confidence.as_deref(), Some("confirmed"));
 }

@@ -146,6 +146,7 @@ async fn lookup_in(pool: &Pool, trace: &Trace, host: &str, timeout: Duration) ->
         tags: trace.tags.clone(),
         transaction_id: trace.transaction_id,
         x_replies: Vec::new(),
+        x_attempts: 0,
     }
 }
 

@@ -6,10 +6,23 @@
 //! reply we keep listening for [`DnsOptions::listen_after_first`]: an
 //! injected reply racing the genuine one, or a duplicate, ends up in
 //! `x_replies` next to it.
+//!
+//! # Resends (lossy links)
+//!
+//! A lost datagram is not a block. While no valid reply has come, the same
+//! query (same id, same socket, so a late reply to any copy counts) is sent
+//! again [`FIRST_RESEND`] (1 s) after the first send, then after doubling
+//! gaps (1 s, 2 s, 4 s, ...), at most [`MAX_SENDS`] times in all, and never
+//! after `opts.timeout`: the resends live inside the step's timeout, so a
+//! name that is really blocked costs no extra time. With the default 4 s
+//! timeout the sends are at 0, 1 and 3 s. The count is `x_attempts`; on a
+//! line losing 10 % of packets each way, one send fails ~19 % of the time,
+//! three ~0.7 %.
 
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsRawFd;
+use std::time::Duration;
 
 use nix::sys::socket::{
     recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage,
@@ -28,6 +41,13 @@ const MAX_DATAGRAM: usize = 65535;
 
 /// Receive errors tolerated before giving up on the socket.
 const MAX_RECV_ERRORS: usize = 16;
+
+/// The silence after the first send that triggers a resend; each later gap
+/// doubles.
+pub const FIRST_RESEND: Duration = Duration::from_secs(1);
+
+/// The most times one query is sent (the first send included).
+pub const MAX_SENDS: u32 = 3;
 
 /// Sends one query for `host`/`qtype` to `resolver` and records every reply
 /// that arrives within the listening window (engine `udp`).
@@ -48,6 +68,8 @@ const MAX_RECV_ERRORS: usize = 16;
 ///   undecodable reply from the resolver's address ends the wait
 ///   `opts.listen_after_first` (at least 1 s) after it, with its parse
 ///   failure.
+/// - While no valid reply has come, the query is resent (see the module
+///   doc); `x_attempts` says how many times it went out when more than once.
 /// - **Truncation.** When the first valid reply has the TC bit, the query
 ///   is repeated over TCP ([`super::tcp::query`]) after the listening
 ///   window; the record then has engine `udp+tcp`, the TCP reply's
@@ -81,7 +103,8 @@ pub async fn query(
         q.t = trace.clock.now();
         return q;
     }
-    let (replies, first) = collect(trace, &sock, resolver, &wq, started, opts).await;
+    let (replies, first, sends) = collect(trace, &sock, resolver, &wq, started, opts).await;
+    q.x_attempts = sends;
     q.x_replies = replies.iter().map(|r| r.reply.clone()).collect();
     match first {
         None => {
@@ -91,6 +114,7 @@ pub async fn query(
             let mut via_tcp = super::tcp::query(trace, resolver, host, qtype, opts).await;
             via_tcp.engine = "udp+tcp".to_string();
             via_tcp.t0 = q.t0;
+            via_tcp.x_attempts = sends;
             let mut replies = std::mem::take(&mut q.x_replies);
             replies.append(&mut via_tcp.x_replies);
             via_tcp.x_replies = replies;
@@ -128,8 +152,9 @@ async fn open_socket(resolver: SocketAddr) -> io::Result<UdpSocket> {
 
 /// Receives datagrams until `opts.timeout` after `started` if no valid
 /// reply came, or until `opts.listen_after_first` after the first valid
-/// one. Returns every datagram read and the
-/// index of the first valid one.
+/// one, resending the query while none came (see the module doc). Returns
+/// every datagram read, the index of the first valid one and how many
+/// times the query was sent (the first send, made by the caller, included).
 async fn collect(
     trace: &Trace,
     sock: &UdpSocket,
@@ -137,15 +162,31 @@ async fn collect(
     wq: &WireQuery,
     started: Instant,
     opts: &DnsOptions,
-) -> (Vec<wire::ReadReply>, Option<usize>) {
+) -> (Vec<wire::ReadReply>, Option<usize>, u32) {
     let mut replies = Vec::new();
     let mut first = None;
     let mut deadline = started + opts.timeout;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut errors = 0;
+    let mut sends = 1u32;
+    let mut gap = FIRST_RESEND;
+    let mut resend_at = started + gap;
     loop {
-        let got = tokio::time::timeout_at(deadline, recv_with_ttl(sock, &mut buf)).await;
+        let resend_due = first.is_none() && sends < MAX_SENDS && resend_at < deadline;
+        let wait_until = if resend_due { resend_at } else { deadline };
+        let got = tokio::time::timeout_at(wait_until, recv_with_ttl(sock, &mut buf)).await;
         let (n, source, ttl) = match got {
+            Err(_) if resend_due => {
+                // A failed resend is not a reply either; the earlier sends
+                // may still be answered.
+                if let Err(e) = sock.send_to(&wq.bytes, resolver).await {
+                    tracing::debug!("udp resend: {e}");
+                }
+                sends += 1;
+                gap *= 2;
+                resend_at += gap;
+                continue;
+            }
             Err(_) => break,
             Ok(Err(e)) => {
                 // A socket error is not a reply; keep listening, but do not
@@ -183,7 +224,7 @@ async fn collect(
         }
         replies.push(read);
     }
-    (replies, first)
+    (replies, first, sends)
 }
 
 /// How long a lookup still listens after an undecodable reply from the

@@ -369,7 +369,19 @@ pub(super) fn start_control(world: &World) -> String {
 
 /// `gatewatch run` in the probe namespace, with short timeouts.
 pub(super) fn probe_command(world: &World, list: &Path, out: &Path, control: &str) -> Command {
-    let mut c = world.topo.probe.command(GATEWATCH);
+    probe_command_with(world, Path::new(GATEWATCH), list, out, control)
+}
+
+/// [`probe_command`] with another gatewatch binary (for before/after
+/// figures).
+pub(super) fn probe_command_with(
+    world: &World,
+    bin: &Path,
+    list: &Path,
+    out: &Path,
+    control: &str,
+) -> Command {
+    let mut c = world.topo.probe.command(bin);
     c.arg("run")
         .args(["--stun", "none"])
         .arg("--input-file")
@@ -417,16 +429,16 @@ pub(super) fn read_results(p: &Path) -> BTreeMap<String, Value> {
 }
 
 /// One line of the result table.
-struct Row {
-    name: &'static str,
+pub(super) struct Row {
+    pub(super) name: &'static str,
     /// status, layer, blocking, mechanism.
     want: [String; 4],
-    got: [String; 4],
-    detail: String,
+    pub(super) got: [String; 4],
+    pub(super) detail: String,
 }
 
 impl Row {
-    fn new(sc: &Scenario, m: Option<&Value>) -> Row {
+    pub(super) fn new(sc: &Scenario, m: Option<&Value>) -> Row {
         let want = [
             sc.expect.status.to_string(),
             sc.expect.layer.unwrap_or("null").to_string(),
@@ -472,12 +484,12 @@ impl Row {
         }
     }
 
-    fn ok(&self) -> bool {
+    pub(super) fn ok(&self) -> bool {
         self.want == self.got
     }
 }
 
-fn print_table(rows: &[Row]) {
+pub(super) fn print_table(rows: &[Row]) {
     println!(
         "{:<20} {:<52} {:<52} confidence, failures seen",
         "scenario", "expected status/layer/blocking/mechanism", "got"

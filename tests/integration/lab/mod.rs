@@ -12,7 +12,8 @@
 //!   gatewatch binary in the lab: verdicts per scenario, the control server,
 //!   an unreachable control, `--trace-blocked` at hop 2, SIGKILL + resume),
 //!   `stuck_resolver` (a getaddrinfo that hangs: no false verdict, the run
-//!   still exits, also on SIGTERM).
+//!   still exits, also on SIGTERM), `links` (lossy and slow lines: retries,
+//!   the line baseline).
 
 // Reusable APIs: not every item is used by this crate's tests.
 #[allow(dead_code)]
@@ -33,6 +34,7 @@ pub mod world;
 mod clusters;
 mod diverted;
 mod e2e;
+mod links;
 mod mechanisms;
 mod mmdb;
 mod netns_selftest;

@@ -176,6 +176,9 @@ const SLOWED: Expect = Expect {
 pub const SCENARIOS: &[Scenario] = &[
     row("clean", "https", Site::Static, Censor::None, OPEN),
     row("clean-http", "http", Site::Static, Censor::None, OPEN),
+    // A large uncensored page: early in the list, so the run has a baseline
+    // of the line's own throughput when the throttled row finishes.
+    row("big", "https", Site::Big(160 * 1024), Censor::None, OPEN),
     // DNS, by the ISP resolver the probe's system resolver uses.
     row("dns-nxdomain", "http", Site::Static, Censor::DnsNxdomain, blocked("dns", "dns", "dns.nxdomain")),
     row("dns-localhost", "http", Site::Static, Censor::DnsLocalhost, blocked("dns", "dns", "dns.localhost")),
@@ -212,7 +215,8 @@ pub const SCENARIOS: &[Scenario] = &[
     row("dns-diverted", "https", Site::Static, Censor::DnsDivert, OPEN),
     row("dns-other-node", "https", Site::Static, Censor::DnsOtherNode, OPEN),
     // Degradation: 160 KiB at 512 kbit/s (the verdict's threshold is < 1/5
-    // of the control's rate and < 1 Mbit/s on >= 64 KiB).
+    // of the control's rate, < 1/5 of the line baseline (the `big` row) and
+    // < 2 Mbit/s on >= 64 KiB).
     row("throttled", "https", Site::Big(160 * 1024), Censor::Throttle { kbit: 512 }, SLOWED),
     // Traps: none of these is censorship.
     row("down-everywhere", "https", Site::Down, Censor::None, DOWN),

@@ -67,7 +67,7 @@ pub mod addr {
 }
 
 /// The MTU of every lab link (see [`Topology::build`]).
-pub const LINK_MTU: u32 = 9000;
+pub const LINK_MTU: u32 = 1500;
 
 /// The censor's interface towards the probe (tc shapes here).
 pub const CENSOR_DOWN_IF: &str = "down0";
@@ -122,10 +122,9 @@ impl Topology {
             "up0",
             &format!("{CONTROL}/28"),
         )?;
-        // One segment carries a whole ClientHello (rustls sends ~1.5 KB and
-        // shuffles its extensions): at 1500 bytes the name sometimes
-        // straddles two segments and slips past the censor's per-packet
-        // string match, which would make the SNI rows flaky.
+        // A real MTU, as the field has: the probe's ClientHello must put the
+        // name in one segment by itself (probes::hello), not thanks to the
+        // lab's links.
         for (ns, devs) in [
             (&probe, &["up0"][..]),
             (&r1, &["down0", "up0"][..]),
