@@ -123,8 +123,8 @@ pub mod cluster;
 pub mod fingerprints;
 pub mod flags;
 pub mod lexicon;
-pub mod pagetext;
 pub mod lossy;
+pub mod pagetext;
 pub mod throttling;
 
 mod dnscheck;
