@@ -11,6 +11,7 @@ pub mod failure;
 pub mod http;
 pub mod ipclass;
 pub mod metered;
+pub mod quic;
 #[cfg(feature = "raw")]
 pub mod raw;
 pub mod records;

@@ -1,0 +1,98 @@
+//! A real QUIC server (quinn, rustls with aws-lc-rs) for the QUIC tests:
+//! on loopback, or at any address inside a lab namespace. It completes
+//! handshakes, remembers the SNI each client sent, and holds every
+//! connection open until the client closes it.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use crate::fakes::ca::TestCert;
+
+/// A running QUIC server.
+pub struct QuicFake {
+    /// Where it listens (UDP).
+    pub addr: SocketAddr,
+    /// The SNI of every handshake that completed, in order.
+    pub seen_sni: Arc<Mutex<Vec<String>>>,
+    endpoint: quinn::Endpoint,
+}
+
+impl QuicFake {
+    /// The SNIs seen so far.
+    pub fn sni(&self) -> Vec<String> {
+        self.seen_sni.lock().unwrap().clone()
+    }
+}
+
+impl Drop for QuicFake {
+    fn drop(&mut self) {
+        self.endpoint.close(0u32.into(), b"");
+    }
+}
+
+/// A quinn server config presenting `cert`, TLS 1.3, offering `alpn`.
+pub fn server_config(cert: &TestCert, alpn: &[&[u8]]) -> quinn::ServerConfig {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .with_no_client_auth()
+        .with_single_cert(cert.chain.clone(), cert.key.clone_key())
+        .expect("server cert");
+    tls.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).expect("QUIC TLS");
+    quinn::ServerConfig::with_crypto(Arc::new(crypto))
+}
+
+/// Starts a QUIC server on 127.0.0.1 offering ALPN `h3`.
+pub async fn spawn(cert: &TestCert) -> QuicFake {
+    spawn_at(
+        server_config(cert, &[b"h3"]),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+}
+
+/// Starts a QUIC server with this config on `bind` (inside the current
+/// tokio runtime, which must have time and I/O enabled).
+pub fn spawn_at(config: quinn::ServerConfig, bind: SocketAddr) -> QuicFake {
+    let endpoint = quinn::Endpoint::server(config, bind).expect("bind QUIC server");
+    let addr = endpoint.local_addr().expect("addr");
+    let seen_sni = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen_sni);
+    let ep = endpoint.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = ep.accept().await {
+            let log = Arc::clone(&log);
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                let sni = conn
+                    .handshake_data()
+                    .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+                    .and_then(|d| d.server_name)
+                    .unwrap_or_default();
+                log.lock().unwrap().push(sni);
+                conn.closed().await;
+            });
+        }
+    });
+    QuicFake {
+        addr,
+        seen_sni,
+        endpoint,
+    }
+}
+
+/// A UDP socket that reads and never answers (a path that drops the
+/// replies, or a firewall that drops UDP/443). Keep it alive.
+pub fn blackhole() -> (SocketAddr, std::net::UdpSocket) {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    (s.local_addr().unwrap(), s)
+}
+
+/// A loopback UDP port with nothing bound.
+pub fn closed_port() -> SocketAddr {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    s.local_addr().unwrap()
+}
