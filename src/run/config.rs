@@ -193,6 +193,8 @@ pub struct RunSettings {
     pub url_deadline: Duration,
     /// `--trace-blocked`.
     pub trace_blocked: bool,
+    /// `--quic`: QUIC handshakes for every https URL.
+    pub quic: bool,
     /// `--yes` or `consent = true`.
     pub consent: bool,
     /// Language of the consent text and the summary.
@@ -405,6 +407,7 @@ pub fn resolve(args: &RunArgs, file: FileConfig) -> Result<RunSettings, ConfigEr
             Duration::from_secs(60),
         )?,
         trace_blocked: args.probe.trace_blocked || file.trace_blocked.unwrap_or(false),
+        quic: args.probe.quic,
         consent: args.yes || file.consent.unwrap_or(false),
         lang,
         no_progress: args.no_progress || file.no_progress.unwrap_or(false),
