@@ -28,7 +28,10 @@
 //!      `disconnect` (TLS/HTTP connection torn down or silently dropped after
 //!      the trigger), `degrade` (throttling), or null;
 //!    - `evidence`: sentences naming resolvers, addresses and observations.
-//! 3. OONI LTE's non-exclusive facets `x_dns_flags` and `x_blocking_flags`
+//! 3. The HTTP/3 verdict `x_quic_verdict` when QUIC was measured
+//!    (`quic.timeout`, `quic.sni_block`, or a site without
+//!    HTTP/3 as `down`), beside `x_verdict` and never changing it.
+//! 4. OONI LTE's non-exclusive facets `x_dns_flags` and `x_blocking_flags`
 //!    ([`flags`]).
 //!
 //! # Rules
@@ -101,6 +104,7 @@ mod dnscheck;
 mod httpdiff;
 mod observe;
 mod outcome;
+mod quic;
 mod verdict;
 
 use std::fmt;
@@ -199,6 +203,7 @@ pub fn analyze(m: &mut Measurement, ctx: &AnalysisContext) {
         let flags = flags::compute(m, &target, &view, &outcome, control, classic.diff);
         (classic, verdict::decide(&inputs), flags)
     };
+    let quic_verdict = quic::decide(m);
     let tk = &mut m.test_keys;
     tk.dns_consistency = classic.dns_consistency.map(str::to_string);
     let d = classic.diff.unwrap_or_default();
@@ -210,6 +215,7 @@ pub fn analyze(m: &mut Measurement, ctx: &AnalysisContext) {
     tk.blocking = classic.blocking;
     tk.accessible = classic.accessible;
     tk.x_verdict = Some(verdict);
+    tk.x_quic_verdict = quic_verdict;
     tk.x_dns_flags = Some(dns_flags);
     tk.x_blocking_flags = Some(blocking_flags);
 }
