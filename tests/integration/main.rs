@@ -17,3 +17,4 @@ mod trace;
 mod unattended;
 mod verdicts;
 mod web;
+mod web_quic;

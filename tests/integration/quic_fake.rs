@@ -57,7 +57,12 @@ pub async fn spawn(cert: &TestCert) -> QuicFake {
 /// Starts a QUIC server with this config on `bind` (inside the current
 /// tokio runtime, which must have time and I/O enabled).
 pub fn spawn_at(config: quinn::ServerConfig, bind: SocketAddr) -> QuicFake {
-    let endpoint = quinn::Endpoint::server(config, bind).expect("bind QUIC server");
+    try_spawn_at(config, bind).expect("bind QUIC server")
+}
+
+/// [`spawn_at`], with the bind error returned.
+pub fn try_spawn_at(config: quinn::ServerConfig, bind: SocketAddr) -> std::io::Result<QuicFake> {
+    let endpoint = quinn::Endpoint::server(config, bind)?;
     let addr = endpoint.local_addr().expect("addr");
     let seen_sni = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&seen_sni);
@@ -77,11 +82,11 @@ pub fn spawn_at(config: quinn::ServerConfig, bind: SocketAddr) -> QuicFake {
             });
         }
     });
-    QuicFake {
+    Ok(QuicFake {
         addr,
         seen_sni,
         endpoint,
-    }
+    })
 }
 
 /// A UDP socket that reads and never answers (a path that drops the
@@ -95,4 +100,56 @@ pub fn blackhole() -> (SocketAddr, std::net::UdpSocket) {
 pub fn closed_port() -> SocketAddr {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     s.local_addr().unwrap()
+}
+
+/// An https site on 127.0.0.1: TLS over TCP serving a page, optionally
+/// announcing HTTP/3 with `Alt-Svc: h3=":port"`, and optionally a QUIC
+/// server on the same UDP port.
+pub struct H3Site {
+    /// The TCP (and UDP) address.
+    pub addr: SocketAddr,
+    /// The QUIC server, when there is one.
+    pub quic: Option<QuicFake>,
+}
+
+/// Starts an [`H3Site`] presenting `cert` (a free port for both TCP and UDP
+/// is searched for).
+pub async fn spawn_h3_site(cert: &TestCert, quic: bool, alt_svc: bool) -> H3Site {
+    use crate::fakes::http::{self, Behaviour};
+    for _ in 0..50 {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let addr = udp.local_addr().unwrap();
+        drop(udp);
+        let Ok(listener) = tokio::net::TcpListener::bind(addr).await else {
+            continue;
+        };
+        let server = if quic {
+            match try_spawn_at(server_config(cert, &[b"h3"]), addr) {
+                Ok(q) => Some(q),
+                Err(_) => continue,
+            }
+        } else {
+            None
+        };
+        let alt = format!("h3=\":{}\"; ma=60", addr.port());
+        let mut headers: Vec<(&str, &str)> = vec![("Content-Type", "text/html")];
+        if alt_svc {
+            headers.push(("Alt-Svc", alt.as_str()));
+        }
+        let page = http::response(200, "OK", &headers, b"<title>H3 site</title>hello");
+        let acceptor = tokio_rustls::TlsAcceptor::from(crate::fakes::tls::server_config(cert));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                let (acceptor, page, log) = (acceptor.clone(), page.clone(), Arc::clone(&log));
+                tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(s).await {
+                        http::serve(tls, Behaviour::Respond(page), log).await;
+                    }
+                });
+            }
+        });
+        return H3Site { addr, quic: server };
+    }
+    panic!("no free TCP+UDP port pair on 127.0.0.1");
 }
