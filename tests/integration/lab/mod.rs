@@ -11,7 +11,7 @@
 //!   (the lab really censors, and leaves the control alone), `e2e` (the
 //!   gatewatch binary in the lab: verdicts per scenario, the control server,
 //!   an unreachable control, `--trace-blocked` at hop 2, SIGKILL + resume),
-//!   `quic` (HTTP/3: UDP/443 dropped by the censor, and its twins).
+//!   `quic` (HTTP/3: UDP/443 dropped, QUIC filtered by SNI, and the twins).
 
 // Reusable APIs: not every item is used by this crate's tests.
 #[allow(dead_code)]
