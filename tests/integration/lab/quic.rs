@@ -242,7 +242,7 @@ async fn sni_filter(
             return;
         };
         let dgram = buf[..n].to_vec();
-        if !flows.contains_key(&client) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = flows.entry(client) {
             let Ok(up) = UdpSocket::bind("0.0.0.0:0").await else {
                 continue;
             };
@@ -258,7 +258,7 @@ async fn sni_filter(
                 }
             });
             let state = State::Undecided(Vec::new(), Vec::new());
-            flows.insert(client, Flow { up, state });
+            slot.insert(Flow { up, state });
         }
         let Some(flow) = flows.get_mut(&client) else {
             continue;
