@@ -252,3 +252,62 @@ async fn the_control_answers_quic_only_when_asked() {
     assert!(on.quic_handshake[&key].status, "{:?}", on.quic_handshake);
     assert_eq!(site.quic.as_ref().unwrap().sni(), vec![HOST.to_string()]);
 }
+
+#[tokio::test]
+async fn the_control_never_sends_quic_to_a_forbidden_address() {
+    // Only 127.0.0.2 is public to this control; a UDP canary on 127.0.0.1
+    // must receive nothing, whatever the request says.
+    let canary = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let port = canary.local_addr().unwrap().port();
+    let dns = fdns::spawn(Script::always(Reply::Answer(vec![IpAddr::V4(
+        Ipv4Addr::LOCALHOST,
+    )])))
+    .await;
+    let cfg = crate::control::config(dns.addr, &["127.0.0.2/32"]);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        serve(cfg, listener, std::future::pending()).await.unwrap();
+    });
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    for (target, endpoints) in [
+        (format!("https://{HOST}:{port}/"), vec![]),
+        (
+            format!("https://{HOST}:{port}/"),
+            vec![
+                format!("127.0.0.1:{port}"),
+                format!("[::ffff:127.0.0.1]:{port}"),
+                format!("[::ffff:7f00:1]:{port}"),
+            ],
+        ),
+        (format!("https://127.0.0.1:{port}/"), vec![]),
+        (format!("https://[::ffff:127.0.0.1]:{port}/"), vec![]),
+    ] {
+        let req = ControlRequest {
+            http_request: target.clone(),
+            tcp_connect: endpoints,
+            x_quic_enabled: true,
+            x_quic_always: true,
+            ..ControlRequest::default()
+        };
+        let text = client
+            .post(&url)
+            .json(&req)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let r: ControlResponse = serde_json::from_str(&text).unwrap();
+        assert!(
+            r.quic_handshake.is_empty(),
+            "{target}: {:?}",
+            r.quic_handshake
+        );
+    }
+    let mut buf = [0u8; 2048];
+    let got = tokio::time::timeout(Duration::from_millis(300), canary.recv_from(&mut buf)).await;
+    assert!(got.is_err(), "the canary on 127.0.0.1 received a datagram");
+    task.abort();
+}
