@@ -27,7 +27,9 @@
 //!    - `nig_article6`: `block` (name or address refused, blockpage),
 //!      `disconnect` (TLS/HTTP connection torn down or silently dropped after
 //!      the trigger), `degrade` (throttling), or null;
-//!    - `evidence`: sentences naming resolvers, addresses and observations.
+//!    - `evidence`: sentences naming resolvers, addresses and observations;
+//!      an `accessible` verdict also names connects that failed in one
+//!      address family only where the control connected (e.g. IPv6 only).
 //! 3. The HTTP/3 verdict `x_quic_verdict` when QUIC was measured
 //!    (`quic.timeout`, `quic.sni_block`, or a site without
 //!    HTTP/3 as `down`), beside `x_verdict` and never changing it.
@@ -101,6 +103,7 @@ pub mod flags;
 pub mod throttling;
 
 mod dnscheck;
+mod family;
 mod httpdiff;
 mod observe;
 mod outcome;
@@ -201,7 +204,9 @@ pub fn analyze(m: &mut Measurement, ctx: &AnalysisContext) {
             diff: classic.diff,
         };
         let flags = flags::compute(m, &target, &view, &outcome, control, classic.diff);
-        (classic, verdict::decide(&inputs), flags)
+        let mut verdict = verdict::decide(&inputs);
+        family::note(m, &mut verdict);
+        (classic, verdict, flags)
     };
     let quic_verdict = quic::decide(m);
     let tk = &mut m.test_keys;

@@ -1979,3 +1979,53 @@ fn no_ipv6_route_at_the_probe_is_never_a_block() {
         ),
     ]);
 }
+
+#[test]
+fn blocking_of_one_family_is_reported_beside_an_accessible_site() {
+    let v6_blocked = url6(US)
+        .sys(&[SITE, V6])
+        .tcp(EP443, "")
+        .tcp(EP6, "generic_timeout_error")
+        .tls(EP443, "")
+        .page(US, EP443, "News", "body")
+        .control(
+            ctl(&[SITE, V6])
+                .tcp(EP443, true)
+                .tcp(EP6, true)
+                .tls(EP443, "")
+                .tls(EP6, "")
+                .page("News", 5000),
+        )
+        .run();
+    let v = v6_blocked.test_keys.x_verdict.as_ref().unwrap();
+    assert_eq!(v.status, VerdictStatus::Accessible);
+    assert!(
+        v.evidence
+            .iter()
+            .any(|e| e.contains("over IPv6 only") && e.contains("[2001:db8::7]:443")),
+        "{:?}",
+        v.evidence
+    );
+    // No IPv6 route: not a finding.
+    let no_route = url6(US)
+        .sys(&[SITE, V6])
+        .tcp(EP443, "")
+        .tcp(EP6, "network_unreachable")
+        .tls(EP443, "")
+        .page(US, EP443, "News", "body")
+        .control(
+            ctl(&[SITE, V6])
+                .tcp(EP443, true)
+                .tcp(EP6, true)
+                .tls(EP443, "")
+                .page("News", 5000),
+        )
+        .run();
+    let v = no_route.test_keys.x_verdict.as_ref().unwrap();
+    assert_eq!(v.status, VerdictStatus::Accessible);
+    assert!(
+        !v.evidence.iter().any(|e| e.contains("only")),
+        "{:?}",
+        v.evidence
+    );
+}
