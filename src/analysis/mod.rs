@@ -208,7 +208,7 @@ pub fn analyze(m: &mut Measurement, ctx: &AnalysisContext) {
         family::note(m, &mut verdict);
         (classic, verdict, flags)
     };
-    let quic_verdict = quic::decide(m);
+    let quic_verdict = quic::decide(m, &verdict);
     let tk = &mut m.test_keys;
     tk.dns_consistency = classic.dns_consistency.map(str::to_string);
     let d = classic.diff.unwrap_or_default();

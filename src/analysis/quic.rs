@@ -19,7 +19,8 @@
 //!   "block", like a dropped SYN).
 //!
 //! One address that completed makes HTTP/3 reachable. Without the control's
-//! QUIC answer nothing is `blocked`.
+//! QUIC answer nothing is `blocked`; after a DNS block in the headline the
+//! handshakes went to the censor's addresses and prove nothing.
 
 use std::collections::BTreeMap;
 
@@ -45,8 +46,10 @@ enum Finding {
     Unclear,
 }
 
-/// The HTTP/3 verdict, or `None` when no QUIC handshake was made.
-pub(crate) fn decide(m: &Measurement) -> Option<Verdict> {
+/// The HTTP/3 verdict, or `None` when no QUIC handshake was made. When the
+/// headline found the probe's DNS tampered with, the QUIC handshakes went
+/// to the censor's addresses and say nothing about HTTP/3: `inconclusive`.
+pub(crate) fn decide(m: &Measurement, headline: &Verdict) -> Option<Verdict> {
     let tk = &m.test_keys;
     let tagged = |h: &&TlsHandshake, tag: &str| h.tags.iter().any(|t| t == tag);
     let site: Vec<&TlsHandshake> = tk
@@ -64,6 +67,10 @@ pub(crate) fn decide(m: &Measurement) -> Option<Verdict> {
         .map(|h| (h.address.as_str(), h))
         .collect();
     let mut ev = Vec::new();
+    if headline.status == VerdictStatus::Blocked && headline.layer.as_deref() == Some("dns") {
+        ev.push("the probe's DNS answer was tampered with: its QUIC handshakes went to the censor's addresses".into());
+        return Some(plain(VerdictStatus::Inconclusive, ev));
+    }
     let mut findings = Vec::new();
     for h in site {
         let f = judge(h, other.get(h.address.as_str()).copied(), m, &mut ev);
@@ -277,6 +284,29 @@ mod tests {
         m
     }
 
+    fn decide_ok(m: &Measurement) -> Option<Verdict> {
+        let headline = Verdict {
+            status: VerdictStatus::Accessible,
+            ..Verdict::default()
+        };
+        decide(m, &headline)
+    }
+
+    #[test]
+    fn after_dns_tampering_quic_says_nothing() {
+        let headline = Verdict {
+            status: VerdictStatus::Blocked,
+            layer: Some("dns".into()),
+            ..Verdict::default()
+        };
+        let other = quic("example.org", None, true);
+        let m = measurement(vec![site_timeout(), other], vec![tls_ok()], Some(true));
+        assert_eq!(
+            decide(&m, &headline).unwrap().status,
+            VerdictStatus::Inconclusive
+        );
+    }
+
     fn site_timeout() -> TlsHandshake {
         quic("site.example", Some(Failure::GenericTimeout), false)
     }
@@ -284,14 +314,14 @@ mod tests {
     #[test]
     fn no_quic_measured_gives_no_verdict() {
         assert_eq!(
-            decide(&measurement(vec![], vec![tls_ok()], Some(true))),
+            decide_ok(&measurement(vec![], vec![tls_ok()], Some(true))),
             None
         );
     }
 
     #[test]
     fn a_completed_handshake_is_accessible() {
-        let v = decide(&measurement(
+        let v = decide_ok(&measurement(
             vec![quic("site.example", None, false)],
             vec![tls_ok()],
             Some(true),
@@ -304,7 +334,7 @@ mod tests {
     #[test]
     fn udp_drop_with_tcp_working_and_the_control_fine_is_quic_timeout() {
         let other = quic("example.org", Some(Failure::GenericTimeout), true);
-        let v = decide(&measurement(
+        let v = decide_ok(&measurement(
             vec![site_timeout(), other],
             vec![tls_ok()],
             Some(true),
@@ -320,7 +350,7 @@ mod tests {
     #[test]
     fn name_filtering_is_quic_sni_block() {
         let other = quic("example.org", None, true);
-        let v = decide(&measurement(
+        let v = decide_ok(&measurement(
             vec![site_timeout(), other],
             vec![tls_ok()],
             Some(true),
@@ -333,7 +363,7 @@ mod tests {
 
     #[test]
     fn a_site_without_http3_is_down_not_blocked() {
-        let v = decide(&measurement(
+        let v = decide_ok(&measurement(
             vec![site_timeout()],
             vec![tls_ok()],
             Some(false),
@@ -350,7 +380,7 @@ mod tests {
             Failure::HostUnreachable,
             Failure::Unknown("boom".into()),
         ] {
-            let v = decide(&measurement(
+            let v = decide_ok(&measurement(
                 vec![quic("site.example", Some(f.clone()), false)],
                 vec![tls_ok()],
                 Some(true),
@@ -360,7 +390,7 @@ mod tests {
         }
         // The harmless name could not be sent either: no SNI conclusion.
         let other = quic("example.org", Some(Failure::NetworkUnreachable), true);
-        let v = decide(&measurement(
+        let v = decide_ok(&measurement(
             vec![site_timeout(), other],
             vec![tls_ok()],
             Some(true),
@@ -372,7 +402,7 @@ mod tests {
     #[test]
     fn without_the_control_quic_answer_nothing_is_blocked() {
         let other = quic("example.org", None, true);
-        let v = decide(&measurement(
+        let v = decide_ok(&measurement(
             vec![site_timeout(), other],
             vec![tls_ok()],
             None,
@@ -383,7 +413,7 @@ mod tests {
 
     #[test]
     fn a_timeout_without_working_tcp_is_not_a_udp_drop() {
-        let v = decide(&measurement(vec![site_timeout()], vec![], Some(true))).unwrap();
+        let v = decide_ok(&measurement(vec![site_timeout()], vec![], Some(true))).unwrap();
         assert_eq!(v.status, VerdictStatus::Inconclusive);
     }
 
@@ -391,7 +421,7 @@ mod tests {
     fn one_reachable_address_makes_http3_reachable() {
         let mut ok = quic("site.example", None, false);
         ok.address = "203.0.113.11:443".into();
-        let v = decide(&measurement(
+        let v = decide_ok(&measurement(
             vec![site_timeout(), ok],
             vec![tls_ok()],
             Some(true),
