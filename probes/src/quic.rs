@@ -11,10 +11,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::{Buf, Bytes};
 use rustls::pki_types::{CertificateDer, ServerName};
+use sha2::{Digest, Sha256};
 
 use crate::failure::Failure;
-use crate::records::{TlsHandshake, Trace};
+use crate::http::{extract_title, rate_lower_bound, HttpParams};
+use crate::records::{
+    HttpRequestRecord, HttpResponseRecord, HttpTransaction, MaybeBinary, TlsHandshake, Trace,
+    TransferStats,
+};
 use crate::tls::{self, TlsParams, TrustRoots};
 
 /// The ALPN token of HTTP/3.
@@ -129,6 +135,135 @@ pub async fn handshake(
     };
     record.t = trace.clock.now();
     (record, conn)
+}
+
+/// One HTTP/3 GET of `params.url` over an established QUIC connection
+/// (ALPN `h3`), recorded as a request with `network: "udp"` and
+/// `alpn: "h3"`. The body is read up to `params.body_cap`; `params.timeout`
+/// bounds the whole round trip (then `generic_timeout_error`, keeping what
+/// arrived). The authority comes from the URL (`params.host_header` is not
+/// used: HTTP/3 has no Host header). A connection the peer closed is mapped
+/// like a handshake failure; any other HTTP/3 error is
+/// `http_request_failed`.
+pub async fn get(trace: &Trace, conn: &QuicConnection, params: &HttpParams) -> HttpTransaction {
+    let t0 = trace.clock.now();
+    let address = conn.connection.remote_address();
+    let headers_list: Vec<(String, String)> = params
+        .headers
+        .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("host"))
+        .cloned()
+        .collect();
+    let request = HttpRequestRecord {
+        body: MaybeBinary::default(),
+        body_is_truncated: false,
+        headers: headers_list.iter().rev().cloned().collect(),
+        headers_list: headers_list.clone(),
+        method: "GET".to_string(),
+        url: params.url.to_string(),
+    };
+    let mut head: Option<(i64, Vec<(String, String)>)> = None;
+    let mut body: Vec<u8> = Vec::new();
+    let mut truncated = false;
+    let (mut t_request, mut t_first, mut t_last) = (t0, None, None);
+    let mut driver: Option<tokio::task::JoinHandle<()>> = None;
+    let round_trip = async {
+        let h3c = h3_quinn::Connection::new(conn.connection.clone());
+        let (mut drive, mut send) = h3::client::new(h3c).await.map_err(|_| ())?;
+        driver = Some(tokio::spawn(async move {
+            let _ = std::future::poll_fn(|cx| drive.poll_close(cx)).await;
+        }));
+        let mut req = http::Request::get(params.url.as_str());
+        for (k, v) in &headers_list {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let req = req.body(()).map_err(|_| ())?;
+        t_request = trace.clock.now();
+        let mut stream = send.send_request(req).await.map_err(|_| ())?;
+        stream.finish().await.map_err(|_| ())?;
+        let resp = stream.recv_response().await.map_err(|_| ())?;
+        let list = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_ascii_lowercase(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        head = Some((i64::from(resp.status().as_u16()), list));
+        while let Some(mut chunk) = stream.recv_data().await.map_err(|_| ())? {
+            let data: Bytes = chunk.copy_to_bytes(chunk.remaining());
+            if data.is_empty() {
+                continue;
+            }
+            let now = trace.clock.now();
+            t_first.get_or_insert(now);
+            t_last = Some(now);
+            let room = params.body_cap.saturating_sub(body.len());
+            if data.len() > room {
+                body.extend_from_slice(&data[..room]);
+                truncated = true;
+                break;
+            }
+            body.extend_from_slice(&data);
+        }
+        Ok::<(), ()>(())
+    };
+    let result = tokio::time::timeout(params.timeout, round_trip).await;
+    if let Some(task) = driver {
+        task.abort();
+    }
+    let failure = match result {
+        Err(_) => Some(Failure::GenericTimeout),
+        Ok(Ok(())) => None,
+        Ok(Err(())) => Some(match conn.connection.close_reason() {
+            Some(reason) => from_connection_error(&reason),
+            None => Failure::HttpRequestFailed,
+        }),
+    };
+    let body_seconds = match (t_first, t_last) {
+        (Some(a), Some(b)) => f64::max(b - a, 0.0),
+        _ => 0.0,
+    };
+    let response = match head {
+        Some((code, headers_list)) => {
+            let mut headers = std::collections::BTreeMap::new();
+            for (k, v) in &headers_list {
+                headers.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+            HttpResponseRecord {
+                body: MaybeBinary::from_bytes(&body),
+                body_is_truncated: truncated,
+                code,
+                headers,
+                headers_list,
+                x_body_length: body.len() as u64,
+                x_body_sha256: hex::encode(Sha256::digest(&body)),
+                x_title: extract_title(&body),
+            }
+        }
+        None => HttpResponseRecord::default(),
+    };
+    HttpTransaction {
+        network: "udp".to_string(),
+        address: address.to_string(),
+        alpn: "h3".to_string(),
+        failure,
+        request,
+        response,
+        t0,
+        t: trace.clock.now(),
+        tags: trace.tags.clone(),
+        transaction_id: trace.transaction_id,
+        x_transfer: TransferStats {
+            ttfb: t_first.map(|t| (t - t_request).max(0.0)).unwrap_or(0.0),
+            body_seconds,
+            bytes: body.len() as u64,
+            rate_bps: rate_lower_bound(body.len() as u64, body_seconds),
+        },
+    }
 }
 
 /// Checks for a route, opens an endpoint and runs the handshake under

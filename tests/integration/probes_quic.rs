@@ -121,3 +121,58 @@ async fn no_common_alpn_is_a_failed_handshake() {
     let rec = run(srv.addr, &params("www.example.org", ca.roots(), 3000)).await;
     assert_eq!(rec.failure, Some(Failure::SslFailedHandshake));
 }
+
+#[tokio::test]
+async fn one_http3_get_over_the_handshake_is_recorded_as_udp_h3() {
+    let ca = TestCa::new("gatewatch test CA");
+    let cert = ca.issue(&["www.example.org"]);
+    let srv = quic_fake::spawn_h3_at(
+        quic_fake::server_config(&cert, &[b"h3"]),
+        "127.0.0.1:0".parse().unwrap(),
+    );
+    let trace = Trace::new();
+    let (hs, conn) = handshake(
+        &trace,
+        srv.addr,
+        &params("www.example.org", ca.roots(), 3000),
+    )
+    .await;
+    assert_eq!(hs.failure, None);
+    let conn = conn.unwrap();
+    let url = url::Url::parse(&format!(
+        "https://www.example.org:{}/x?y=1",
+        srv.addr.port()
+    ))
+    .unwrap();
+    let mut hp = probes::http::HttpParams::new(url.clone());
+    hp.timeout = Duration::from_secs(3);
+    let tx = probes::quic::get(&trace, &conn, &hp).await;
+    conn.close().await;
+    assert_eq!(tx.failure, None, "{tx:?}");
+    assert_eq!(tx.network, "udp");
+    assert_eq!(tx.alpn, "h3");
+    assert_eq!(tx.address, srv.addr.to_string());
+    assert_eq!(tx.request.url, url.to_string());
+    assert_eq!(tx.request.method, "GET");
+    assert_eq!(tx.response.code, 200);
+    assert_eq!(tx.response.body.to_bytes(), quic_fake::H3_PAGE.as_bytes());
+    assert_eq!(tx.response.x_title.as_deref(), Some("H3 page"));
+    assert_eq!(
+        tx.response.headers.get("content-type").map(String::as_str),
+        Some("text/html")
+    );
+
+    // A QUIC server that speaks no HTTP/3 on the connection: a timeout.
+    let plain = quic_fake::spawn(&cert).await;
+    let (_, conn) = handshake(
+        &trace,
+        plain.addr,
+        &params("www.example.org", ca.roots(), 3000),
+    )
+    .await;
+    let conn = conn.unwrap();
+    hp.timeout = Duration::from_millis(500);
+    let tx = probes::quic::get(&trace, &conn, &hp).await;
+    assert_eq!(tx.failure, Some(Failure::GenericTimeout), "{tx:?}");
+    assert_eq!(tx.response.code, 0);
+}

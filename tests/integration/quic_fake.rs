@@ -62,6 +62,47 @@ pub fn spawn_at(config: quinn::ServerConfig, bind: SocketAddr) -> QuicFake {
 
 /// [`spawn_at`], with the bind error returned.
 pub fn try_spawn_at(config: quinn::ServerConfig, bind: SocketAddr) -> std::io::Result<QuicFake> {
+    try_spawn(config, bind, false)
+}
+
+/// [`spawn_at`] that also answers HTTP/3 requests with [`H3_PAGE`].
+pub fn spawn_h3_at(config: quinn::ServerConfig, bind: SocketAddr) -> QuicFake {
+    try_spawn(config, bind, true).expect("bind QUIC server")
+}
+
+/// The page an HTTP/3 fake serves (200, `text/html`).
+pub const H3_PAGE: &str = "<title>H3 page</title>served over HTTP/3";
+
+/// Answers every HTTP/3 request on `conn` with [`H3_PAGE`].
+async fn serve_h3(conn: quinn::Connection) {
+    let Ok(mut h3c) =
+        h3::server::Connection::<_, bytes::Bytes>::new(h3_quinn::Connection::new(conn)).await
+    else {
+        return;
+    };
+    while let Ok(Some(resolver)) = h3c.accept().await {
+        tokio::spawn(async move {
+            let Ok((_req, mut stream)) = resolver.resolve_request().await else {
+                return;
+            };
+            let resp = http::Response::builder()
+                .status(200)
+                .header("content-type", "text/html")
+                .body(())
+                .unwrap();
+            if stream.send_response(resp).await.is_ok()
+                && stream
+                    .send_data(bytes::Bytes::from_static(H3_PAGE.as_bytes()))
+                    .await
+                    .is_ok()
+            {
+                let _ = stream.finish().await;
+            }
+        });
+    }
+}
+
+fn try_spawn(config: quinn::ServerConfig, bind: SocketAddr, h3: bool) -> std::io::Result<QuicFake> {
     let endpoint = quinn::Endpoint::server(config, bind)?;
     let addr = endpoint.local_addr().expect("addr");
     let seen_sni = Arc::new(Mutex::new(Vec::new()));
@@ -78,7 +119,11 @@ pub fn try_spawn_at(config: quinn::ServerConfig, bind: SocketAddr) -> std::io::R
                     .and_then(|d| d.server_name)
                     .unwrap_or_default();
                 log.lock().unwrap().push(sni);
-                conn.closed().await;
+                if h3 {
+                    serve_h3(conn).await;
+                } else {
+                    conn.closed().await;
+                }
             });
         }
     });
