@@ -88,6 +88,11 @@ pub struct WebTestKeys {
     /// drop carry the tag `quic_control_name`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quic_handshakes: Vec<TlsHandshake>,
+    /// The one HTTP/3 GET made over a completed QUIC handshake (`network:
+    /// "udp"`, `alpn: "h3"`). OONI lists it in `requests`; it is kept apart
+    /// here because `requests` is the redirect chain the analysis reads.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub x_http3_requests: Vec<HttpTransaction>,
     /// HTTP round trips, newest first (the final response first).
     #[serde(default)]
     pub requests: Vec<HttpTransaction>,

@@ -76,6 +76,15 @@ pub(crate) fn decide(m: &Measurement, headline: &Verdict) -> Option<Verdict> {
         let f = judge(h, other.get(h.address.as_str()).copied(), m, &mut ev);
         findings.push(f);
     }
+    for tx in &tk.x_http3_requests {
+        match &tx.failure {
+            None => ev.push(format!(
+                "an HTTP/3 GET over {} returned {}",
+                tx.address, tx.response.code
+            )),
+            Some(f) => ev.push(format!("the HTTP/3 GET over {} failed ({f})", tx.address)),
+        }
+    }
     let has = |f: Finding| findings.contains(&f);
     let v = if has(Finding::Reachable) {
         plain(VerdictStatus::Accessible, ev)

@@ -54,7 +54,9 @@ pub struct ControlResponse {
     /// The page as the control fetched it (after redirects).
     #[serde(default)]
     pub http_request: ControlHttp,
-    /// Always null (no HTTP/3).
+    /// The page fetched once over HTTP/3 (the first verified QUIC
+    /// connection); null unless `quic_handshake` was measured and one
+    /// handshake verified.
     #[serde(default)]
     pub http3_request: Option<ControlHttp>,
     /// The control's DNS answer for the URL's host.

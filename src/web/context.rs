@@ -37,6 +37,7 @@ pub(crate) struct Records {
     pub tcp_connect: Vec<TcpConnect>,
     pub tls_handshakes: Vec<TlsHandshake>,
     pub quic_handshakes: Vec<TlsHandshake>,
+    pub http3_requests: Vec<HttpTransaction>,
     /// Oldest first; reversed when the keys are built.
     pub requests: Vec<HttpTransaction>,
     pub injection: Vec<InjectionEvidence>,
@@ -178,6 +179,7 @@ fn build_keys(ctx: &Ctx, interrupted: Option<String>) -> WebTestKeys {
         tcp_connect: r.tcp_connect,
         tls_handshakes: r.tls_handshakes,
         quic_handshakes: r.quic_handshakes,
+        x_http3_requests: r.http3_requests,
         requests: r.requests,
         network_events: ctx.trace.take_events(),
         x_control_request: r.control_request,

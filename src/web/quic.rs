@@ -1,6 +1,8 @@
 //! The HTTP/3 step (OONI LTE's QUIC row): QUIC handshakes with the URL's
 //! SNI to each of its addresses, when the control found an HTTP/3 endpoint
-//! (`discovered_h3_endpoint`, from `Alt-Svc`) or `--quic` asks for it.
+//! (`discovered_h3_endpoint`, from `Alt-Svc`) or `--quic` asks for it, and
+//! one HTTP/3 GET of the URL over the first verified handshake
+//! (`x_http3_requests`).
 //!
 //! A handshake with the site's name that fails for a reason not our own is
 //! repeated to the same address with a harmless name
@@ -8,9 +10,11 @@
 //! completes, the path filters QUIC by name, not UDP/443 as a whole.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use probes::records::TlsHandshake;
+use probes::quic::QuicConnection;
+use probes::records::{TlsHandshake, Trace};
 use probes::Failure;
 use tokio::task::JoinSet;
 use url::{Host, Url};
@@ -90,21 +94,36 @@ pub(crate) async fn run(
         addrs.truncate(MAX_QUIC_ADDRESSES);
     }
     let mut set = JoinSet::new();
+    let fetched = Arc::new(AtomicBool::new(false));
     for ip in addrs {
         let ctx = Arc::clone(ctx);
         let host = host.clone();
+        let url = url.clone();
+        let fetched = Arc::clone(&fetched);
         set.spawn(async move {
             let addr = SocketAddr::new(ip, port);
             let sni = is_domain.then(|| host.clone());
-            let site = handshake(&ctx, addr, sni, &host, TAG_QUIC).await;
+            let (site, conn) = handshake(&ctx, addr, sni, &host, TAG_QUIC).await;
+            let verified = site.failure.is_none();
             let discriminate = is_domain
                 && site
                     .failure
                     .as_ref()
                     .is_some_and(|f| !is_own_failure(f) && !f.is_certificate_error());
             ctx.with(|r| r.quic_handshakes.push(site));
+            if let Some((trace, conn)) = conn {
+                // One GET per URL, over the first verified handshake.
+                if verified && !fetched.swap(true, Ordering::SeqCst) {
+                    let mut hp = probes::http::HttpParams::new(url);
+                    hp.body_cap = ctx.settings.body_cap;
+                    hp.timeout = ctx.settings.http;
+                    let tx = probes::quic::get(&trace, &conn, &hp).await;
+                    ctx.with(|r| r.http3_requests.push(tx));
+                }
+                conn.close().await;
+            }
             if discriminate {
-                let other = handshake(
+                let (other, conn) = handshake(
                     &ctx,
                     addr,
                     Some(QUIC_CONTROL_NAME.to_string()),
@@ -113,6 +132,9 @@ pub(crate) async fn run(
                 )
                 .await;
                 ctx.with(|r| r.quic_handshakes.push(other));
+                if let Some((_, conn)) = conn {
+                    conn.close().await;
+                }
             }
         });
     }
@@ -122,14 +144,15 @@ pub(crate) async fn run(
 /// One recorded QUIC handshake; the chain is judged against `verify_as`.
 /// With the site's name an invalid chain is the record's failure (as for
 /// TLS over TCP); with the harmless name only `x_certificate_failure`
-/// says so, since that name is not the site's.
+/// says so, since that name is not the site's. The connection (and its
+/// trace) is returned open; the caller closes it.
 async fn handshake(
     ctx: &Ctx,
     addr: SocketAddr,
     sni: Option<String>,
     verify_as: &str,
     tag: &str,
-) -> TlsHandshake {
+) -> (TlsHandshake, Option<(Trace, QuicConnection)>) {
     let mut tags = vec!["depth=0".to_string(), TAG_QUIC.to_string()];
     if tag != TAG_QUIC {
         tags.push(tag.to_string());
@@ -140,16 +163,13 @@ async fn handshake(
     params.timeout = ctx.settings.tls;
     params.fail_on_invalid = false;
     let (mut record, conn) = probes::quic::handshake(&trace, addr, &params).await;
-    if let Some(conn) = conn {
-        conn.close().await;
-    }
     if tag == TAG_QUIC {
         if record.failure.is_none() {
             record.failure = record.x_certificate_failure.clone();
         }
         record.no_tls_verify = false;
     }
-    record
+    (record, conn.map(|c| (trace, c)))
 }
 
 /// Failures that say the probe could not send at all (no route, no

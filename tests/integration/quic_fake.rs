@@ -102,7 +102,12 @@ async fn serve_h3(conn: quinn::Connection) {
     }
 }
 
-fn try_spawn(config: quinn::ServerConfig, bind: SocketAddr, h3: bool) -> std::io::Result<QuicFake> {
+/// A QUIC server on `bind`; with `h3`, it answers HTTP/3 requests too.
+pub fn try_spawn(
+    config: quinn::ServerConfig,
+    bind: SocketAddr,
+    h3: bool,
+) -> std::io::Result<QuicFake> {
     let endpoint = quinn::Endpoint::server(config, bind)?;
     let addr = endpoint.local_addr().expect("addr");
     let seen_sni = Arc::new(Mutex::new(Vec::new()));
@@ -169,7 +174,7 @@ pub async fn spawn_h3_site(cert: &TestCert, quic: bool, alt_svc: bool) -> H3Site
             continue;
         };
         let server = if quic {
-            match try_spawn_at(server_config(cert, &[b"h3"]), addr) {
+            match try_spawn(server_config(cert, &[b"h3"]), addr, true) {
                 Ok(q) => Some(q),
                 Err(_) => continue,
             }

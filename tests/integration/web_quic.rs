@@ -127,6 +127,20 @@ async fn an_announced_h3_site_is_handshaken_at_both_ends_and_reachable() {
     // The probe's handshake and the control's both reached the server.
     let quic = site.quic.as_ref().unwrap();
     assert_eq!(quic.sni(), vec![HOST.to_string(), HOST.to_string()]);
+    // One HTTP/3 GET each.
+    assert_eq!(k.x_http3_requests.len(), 1, "{:?}", k.x_http3_requests);
+    let h3 = &k.x_http3_requests[0];
+    assert_eq!((h3.network.as_str(), h3.alpn.as_str()), ("udp", "h3"));
+    assert_eq!(h3.failure, None);
+    assert_eq!(h3.response.code, 200);
+    assert_eq!(h3.response.x_title.as_deref(), Some("H3 page"));
+    let c3 = c.http3_request.as_ref().expect("control http3_request");
+    assert_eq!(c3.status_code, 200);
+    assert_eq!(c3.title, "H3 page");
+    assert_eq!(c3.body_length, quic_fake::H3_PAGE.len() as i64);
+    // The TCP page stays the headline request.
+    assert_eq!(k.requests.len(), 1);
+    assert_eq!(k.requests[0].network, "tcp");
 
     let m = analysed(&url, k);
     assert_eq!(
@@ -206,7 +220,9 @@ async fn without_alt_svc_no_quic_is_made_by_default() {
     let c = k.control.as_ref().unwrap();
     assert_eq!(c.http_request.discovered_h3_endpoint, "");
     assert!(c.quic_handshake.is_empty());
+    assert_eq!(c.http3_request, None);
     assert!(k.quic_handshakes.is_empty());
+    assert!(k.x_http3_requests.is_empty());
     assert!(site.quic.as_ref().unwrap().sni().is_empty());
     let m = analysed(&url, k);
     assert_eq!(m.test_keys.x_quic_verdict, None);

@@ -242,6 +242,7 @@ impl Measurer {
             }
         }
         let headers = honoured_headers(&req);
+        let input_url = url.clone();
         let (chain, outcome) = self.fetch(&trace, url, headers, deadline, &mut resp).await;
 
         let mut tls_ok: BTreeSet<IpAddr> = BTreeSet::new();
@@ -337,8 +338,11 @@ impl Measurer {
         }
         if super::quic::wanted(&req, &discovered) {
             let timeout = bounded(self.steps.tls, deadline);
-            resp.quic_handshake =
-                super::quic::handshakes(quic_targets, &host, &self.roots, timeout).await;
+            let mut get = HttpParams::new(input_url);
+            get.body_cap = self.body_cap;
+            get.timeout = bounded(self.steps.http, deadline);
+            (resp.quic_handshake, resp.http3_request) =
+                super::quic::handshakes(quic_targets, &host, &self.roots, timeout, Some(get)).await;
         }
         resp
     }

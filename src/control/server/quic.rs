@@ -2,20 +2,23 @@
 //! response announces in `Alt-Svc` (`discovered_h3_endpoint`), and, when
 //! the request has `x_quic_enabled` and the site announces HTTP/3 (or the
 //! request has `x_quic_always`), a QUIC handshake with the URL's SNI to
-//! every https endpoint that passed the address policy (`quic_handshake`).
+//! every https endpoint that passed the address policy (`quic_handshake`)
+//! and one HTTP/3 GET of the URL over the first that verified
+//! (`http3_request`).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use probes::http::HttpParams;
 use probes::records::Trace;
 use probes::tls::TrustRoots;
 use tokio::task::JoinSet;
 use url::Url;
 
 use super::ssrf::TargetHost;
-use crate::control::protocol::{ControlRequest, ControlTls};
+use crate::control::protocol::{ControlHttp, ControlRequest, ControlTls};
 
 /// At most this many QUIC handshakes per request.
 pub const MAX_QUIC_ENDPOINTS: usize = 8;
@@ -48,14 +51,17 @@ pub fn wanted(req: &ControlRequest, discovered: &str) -> bool {
 }
 
 /// QUIC handshakes with `host`'s name (verified against it) to each
-/// endpoint, in parallel, each within `timeout`; keyed by `ip:port`.
-/// The endpoints must already have passed the address policy.
+/// endpoint, in parallel, each within `timeout`; keyed by `ip:port`. Then,
+/// with `get`, one HTTP/3 GET over the first verified connection (by
+/// endpoint order), as `http3_request`. The endpoints must already have
+/// passed the address policy.
 pub async fn handshakes(
     endpoints: Vec<SocketAddr>,
     host: &TargetHost,
     roots: &Arc<TrustRoots>,
     timeout: Duration,
-) -> BTreeMap<String, ControlTls> {
+    get: Option<HttpParams>,
+) -> (BTreeMap<String, ControlTls>, Option<ControlHttp>) {
     let host_str = host.to_string();
     let mut set = JoinSet::new();
     for addr in endpoints.into_iter().take(MAX_QUIC_ENDPOINTS) {
@@ -70,10 +76,15 @@ pub async fn handshakes(
         set.spawn(async move {
             let trace = Trace::new().child(3, vec!["quic".into()]);
             let (hs, conn) = probes::quic::handshake(&trace, addr, &params).await;
-            if let Some(conn) = conn {
-                conn.close().await;
-            }
             let failure = hs.failure.or(hs.x_certificate_failure);
+            let conn = match conn {
+                Some(c) if failure.is_none() => Some((trace, c)),
+                Some(c) => {
+                    c.close().await;
+                    None
+                }
+                None => None,
+            };
             (
                 addr.to_string(),
                 ControlTls {
@@ -81,16 +92,43 @@ pub async fn handshakes(
                     status: failure.is_none(),
                     failure: failure.map(|f| f.to_string()),
                 },
+                conn,
             )
         });
     }
     let mut out = BTreeMap::new();
+    let mut conns = BTreeMap::new();
     while let Some(r) = set.join_next().await {
-        if let Ok((key, tls)) = r {
+        if let Ok((key, tls, conn)) = r {
+            if let Some(c) = conn {
+                conns.insert(key.clone(), c);
+            }
             out.insert(key, tls);
         }
     }
-    out
+    let mut http3 = None;
+    if let (Some(params), Some((trace, conn))) = (get, conns.values().next()) {
+        let tx = probes::quic::get(trace, conn, &params).await;
+        let body = tx.response.body.to_bytes();
+        http3 = Some(match tx.failure {
+            None => ControlHttp {
+                body_length: body.len() as i64,
+                discovered_h3_endpoint: String::new(),
+                failure: None,
+                title: tx.response.x_title.clone().unwrap_or_default(),
+                headers: tx.response.headers.clone(),
+                status_code: tx.response.code,
+            },
+            Some(f) => ControlHttp {
+                failure: Some(f.to_string()),
+                ..ControlHttp::default()
+            },
+        });
+    }
+    for (_, (_, conn)) in conns {
+        conn.close().await;
+    }
+    (out, http3)
 }
 
 #[cfg(test)]

@@ -137,7 +137,7 @@ fn udp_drop_and_sni_filtering_are_told_apart_and_a_site_without_h3_is_not_censor
             move || {
                 binds
                     .iter()
-                    .map(|a| quic_fake::try_spawn_at(config.clone(), *a))
+                    .map(|a| quic_fake::try_spawn(config.clone(), *a, true))
                     .collect::<std::io::Result<Vec<_>>>()
             },
             |servers, stop| async move {
@@ -195,6 +195,16 @@ fn udp_drop_and_sni_filtering_are_told_apart_and_a_site_without_h3_is_not_censor
         );
         if got != want {
             bad.push(format!("{name}: want {want:?}, got {got:?}: {}", q));
+        }
+        // Where QUIC gets through, one GET over HTTP/3 at each end.
+        if name == "h3-open" {
+            let probe_h3 = tk["x_http3_requests"][0]["response"]["code"].as_i64();
+            let control_h3 = tk["control"]["http3_request"]["status_code"].as_i64();
+            if (probe_h3, control_h3) != (Some(200), Some(200)) {
+                bad.push(format!(
+                    "{name}: HTTP/3 GET {probe_h3:?} / control {control_h3:?}"
+                ));
+            }
         }
         // The control is not behind the censor: its QUIC handshake works
         // wherever a QUIC server runs.
