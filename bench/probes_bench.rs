@@ -1,6 +1,7 @@
 //! Cost of each measurement primitive on loopback: p50/p99 latency of a UDP
 //! DNS query (with the listening window set to zero), a TCP connect, a TLS
-//! handshake, and an HTTP GET, each against an in-process server; then the
+//! handshake, a QUIC handshake (quinn), and an HTTP GET, each against an
+//! in-process server; then the
 //! wall time of many UDP queries in parallel. Loopback only.
 //!
 //!   PROBES_BENCH_N=300 bash bench/probes_bench.sh
@@ -73,6 +74,22 @@ async fn run(n: usize) {
         t.push(start.elapsed());
     }
     report("tls::handshake (TLS 1.3, P-256 leaf)", &mut t);
+
+    let quic_srv = quic_server();
+    for _ in 0..n {
+        let p = TlsParams {
+            fail_on_invalid: false,
+            ..probes::quic::h3_params("bench.example", Arc::clone(&roots))
+        };
+        let start = Instant::now();
+        let (r, conn) = probes::quic::handshake(&Trace::new(), quic_srv.0, &p).await;
+        assert!(r.failure.is_none(), "{:?}", r.failure);
+        t.push(start.elapsed());
+        if let Some(c) = conn {
+            c.close().await;
+        }
+    }
+    report("quic::handshake (ALPN h3, P-256 leaf)", &mut t);
 
     let params = HttpParams::new(url::Url::parse("http://bench.example/").unwrap());
     for _ in 0..n {
@@ -169,6 +186,35 @@ async fn http_server() -> SocketAddr {
         }
     });
     addr
+}
+
+/// A quinn server completing handshakes (ALPN h3); keep the endpoint.
+fn quic_server() -> (SocketAddr, quinn::Endpoint) {
+    let ck = rcgen::generate_simple_self_signed(vec!["bench.example".to_string()]).unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key)
+        .unwrap();
+    cfg.alpn_protocols = vec![b"h3".to_vec()];
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(cfg).unwrap();
+    let config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let ep = quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = ep.local_addr().unwrap();
+    let server = ep.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = server.accept().await {
+            tokio::spawn(async move {
+                if let Ok(conn) = incoming.await {
+                    conn.closed().await;
+                }
+            });
+        }
+    });
+    (addr, ep)
 }
 
 async fn tls_server() -> SocketAddr {

@@ -83,6 +83,16 @@ pub struct WebTestKeys {
     /// Every TLS handshake.
     #[serde(default)]
     pub tls_handshakes: Vec<TlsHandshake>,
+    /// Every QUIC handshake (`network: "udp"`; HTTP/3's first step).
+    /// Handshakes with a harmless SNI that tell SNI filtering from a UDP
+    /// drop carry the tag `quic_control_name`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quic_handshakes: Vec<TlsHandshake>,
+    /// The one HTTP/3 GET made over a completed QUIC handshake (`network:
+    /// "udp"`, `alpn: "h3"`). OONI lists it in `requests`; it is kept apart
+    /// here because `requests` is the redirect chain the analysis reads.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub x_http3_requests: Vec<HttpTransaction>,
     /// HTTP round trips, newest first (the final response first).
     #[serde(default)]
     pub requests: Vec<HttpTransaction>,
@@ -131,6 +141,11 @@ pub struct WebTestKeys {
     /// Our verdict.
     #[serde(default)]
     pub x_verdict: Option<Verdict>,
+    /// The HTTP/3 (QUIC) verdict, when QUIC was measured: beside
+    /// `x_verdict`, never changing it (mechanisms `quic.timeout`,
+    /// `quic.sni_block`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_quic_verdict: Option<Verdict>,
     /// OONI LTE's DNS flags (1 bogon, 2 unexpected failure, 4 unexpected
     /// addresses), over every resolver at depth 0.
     #[serde(default, skip_serializing_if = "Option::is_none")]

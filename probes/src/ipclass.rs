@@ -238,6 +238,75 @@ mod tests {
     }
 
     #[test]
+    fn every_ipv6_encoding_of_a_special_address_is_special() {
+        for s in [
+            // Loopback and unspecified, in every spelling.
+            "::1",
+            "0:0:0:0:0:0:0:1",
+            "::",
+            "::0.0.0.1",
+            // Link-local fe80::/10 (fe80.. to febf..), site-local fec0::/10.
+            "fe80::1",
+            "febf:ffff::1",
+            "fec0::1",
+            // ULA fc00::/7.
+            "fc00::1",
+            "fdff:ffff::1",
+            // IPv4-mapped ::ffff:0:0/96 carrying special IPv4.
+            "::ffff:127.0.0.1",
+            "0:0:0:0:0:ffff:7f00:1",
+            "::ffff:10.1.2.3",
+            "::ffff:192.168.0.1",
+            "::ffff:169.254.169.254",
+            "::ffff:100.64.0.1",
+            "::ffff:0.0.0.0",
+            "::ffff:224.0.0.1",
+            // IPv4-translated ::ffff:0:0:0/96 and IPv4-compatible ::/96.
+            "::ffff:0:7f00:1",
+            "::ffff:0:808:808",
+            "::127.0.0.1",
+            "::8.8.8.8",
+            // NAT64 64:ff9b::/96 with special IPv4; local-use 64:ff9b:1::/48.
+            "64:ff9b::127.0.0.1",
+            "64:ff9b::10.0.0.1",
+            "64:ff9b::169.254.169.254",
+            "64:ff9b:1::808:808",
+            // 6to4 2002::/16 embedding special IPv4.
+            "2002:7f00:1::1",
+            "2002:a00:1::",
+            "2002:c0a8:101::1",
+            "2002:a9fe:a9fe::",
+            // Documentation, Teredo and other IETF blocks, discard.
+            "2001:db8::1",
+            "2001:db8:ffff:ffff::1",
+            "3fff:fff::1",
+            "2001::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2001:10::1",
+            "2001:20::1",
+            "100::1",
+            // Multicast ff00::/8.
+            "ff02::1",
+            "ff05::1:3",
+            "ff0e::1",
+        ] {
+            assert!(special(s), "{s} should be special");
+            // The same through the lenient parser, bracketed, with a zone.
+            let parsed = parse_ip_lenient(&format!("[{s}%eth0]")).unwrap();
+            assert!(is_special_purpose(parsed), "[{s}%eth0] should be special");
+        }
+        for s in [
+            "2001:4860:4860::8888",
+            "2400:cb00::1",
+            "::ffff:93.184.215.14",
+            "64:ff9b::93.184.215.14",
+            "2002:5db8:d70e::1",
+        ] {
+            assert!(!special(s), "{s} should be global");
+        }
+    }
+
+    #[test]
     fn lenient_parser_reads_inet_aton_forms() {
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
         for s in [

@@ -12,6 +12,7 @@ pub mod hello;
 pub mod http;
 pub mod ipclass;
 pub mod metered;
+pub mod quic;
 #[cfg(feature = "raw")]
 pub mod raw;
 pub mod records;

@@ -366,6 +366,35 @@ fn suite_name(cs: rustls::CipherSuite) -> String {
     }
 }
 
+/// The recording verifier for transports other than TLS over TCP (QUIC):
+/// a client config whose verifier records the chain, the name to pass to
+/// the transport, and the handle that fills a record afterwards.
+pub(crate) fn recording_config(
+    params: &TlsParams,
+) -> Result<(rustls::ClientConfig, ServerName<'static>, Recording), Failure> {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (config, name) = client_setup(params, Arc::clone(&seen))?;
+    Ok((config, name, Recording { seen }))
+}
+
+/// What a [`recording_config`] verifier saw, read after the handshake.
+#[derive(Debug)]
+pub(crate) struct Recording {
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl Recording {
+    /// Writes the chain (`peer_certificates`, `x_leaf`) and the verifier's
+    /// verdict (`x_certificate_failure`) into `record`; returns the verdict.
+    pub(crate) fn fill(&self, record: &mut TlsHandshake) -> Option<Failure> {
+        let seen = self.seen.lock().map(|s| s.clone()).unwrap_or_default();
+        record.peer_certificates = seen.chain.iter().map(|c| BinaryData::new(c)).collect();
+        record.x_leaf = seen.chain.first().map(|c| summarize(c));
+        record.x_certificate_failure = seen.verdict.clone();
+        seen.verdict
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

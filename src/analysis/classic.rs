@@ -128,6 +128,7 @@ pub(crate) fn compute(
                         set(&mut c, Blocking::HttpFailure);
                     }
                 }
+                Step::Tcp if f.no_ipv6_route() => {}
                 Step::Tcp => {
                     let res = control_tcp(ctl, f, depth0);
                     if res.is_empty() {

@@ -63,7 +63,14 @@ pub(crate) fn compute(
         // Unexpected TCP and TLS failures at depth 0, endpoint by endpoint.
         for c in &m.test_keys.tcp_connect {
             let Some(ep) = c.endpoint() else { continue };
-            if !c.status.success && ctl.tcp(ep).is_some_and(|t| t.status) {
+            // As OONI LTE: an unreachable IPv6 endpoint means the probe has
+            // no IPv6 route, not a block.
+            let no_v6_route = ep.is_ipv6()
+                && c.status
+                    .failure
+                    .as_ref()
+                    .is_some_and(super::outcome::is_unreachable);
+            if !c.status.success && !no_v6_route && ctl.tcp(ep).is_some_and(|t| t.status) {
                 b |= BLOCKING_TCP_IP;
             }
         }

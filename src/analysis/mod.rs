@@ -27,8 +27,13 @@
 //!    - `nig_article6`: `block` (name or address refused, blockpage),
 //!      `disconnect` (TLS/HTTP connection torn down or silently dropped after
 //!      the trigger), `degrade` (throttling), or null;
-//!    - `evidence`: sentences naming resolvers, addresses and observations.
-//! 3. OONI LTE's non-exclusive facets `x_dns_flags` and `x_blocking_flags`
+//!    - `evidence`: sentences naming resolvers, addresses and observations;
+//!      an `accessible` verdict also names connects that failed in one
+//!      address family only where the control connected (e.g. IPv6 only).
+//! 3. The HTTP/3 verdict `x_quic_verdict` when QUIC was measured
+//!    (`quic.timeout`, `quic.sni_block`, or a site without
+//!    HTTP/3 as `down`), beside `x_verdict` and never changing it.
+//! 4. OONI LTE's non-exclusive facets `x_dns_flags` and `x_blocking_flags`
 //!    ([`flags`]).
 //!
 //! # Rules
@@ -128,11 +133,13 @@ pub mod pagetext;
 pub mod throttling;
 
 mod dnscheck;
+mod family;
 mod hopdns;
 mod httpdiff;
 mod observe;
 mod outcome;
 mod pagecmp;
+mod quic;
 mod sni_layout;
 mod verdict;
 
@@ -249,8 +256,11 @@ pub fn analyze(m: &mut Measurement, ctx: &AnalysisContext) {
             diff: classic.diff,
         };
         let flags = flags::compute(m, &target, &view, &outcome, control, classic.diff);
-        (classic, verdict::decide(&inputs), flags)
+        let mut verdict = verdict::decide(&inputs);
+        family::note(m, &mut verdict);
+        (classic, verdict, flags)
     };
+    let quic_verdict = quic::decide(m, &verdict);
     let tk = &mut m.test_keys;
     tk.dns_consistency = classic.dns_consistency.map(str::to_string);
     let d = classic.diff.unwrap_or_default();
@@ -274,6 +284,7 @@ pub fn analyze(m: &mut Measurement, ctx: &AnalysisContext) {
         }
     }
     tk.x_verdict = Some(verdict);
+    tk.x_quic_verdict = quic_verdict;
     tk.x_dns_flags = Some(dns_flags);
     tk.x_blocking_flags = Some(blocking_flags);
 }

@@ -41,6 +41,23 @@ pub(crate) struct Failed {
     pub leaf_sha256: Option<String>,
 }
 
+impl Failed {
+    /// True when the TCP step tried only IPv6 endpoints and failed with
+    /// `network_unreachable`/`host_unreachable`: the probe has no IPv6
+    /// route (as OONI LTE, such IPv6 failures are not evidence).
+    pub fn no_ipv6_route(&self) -> bool {
+        self.step == Step::Tcp
+            && !self.endpoints.is_empty()
+            && self.endpoints.iter().all(SocketAddr::is_ipv6)
+            && is_unreachable(&self.failure)
+    }
+}
+
+/// `network_unreachable` or `host_unreachable`.
+pub(crate) fn is_unreachable(f: &Failure) -> bool {
+    matches!(f, Failure::NetworkUnreachable | Failure::HostUnreachable)
+}
+
 /// The end of the probe's fetch.
 #[derive(Clone, Debug)]
 pub(crate) enum Outcome<'a> {

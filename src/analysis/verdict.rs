@@ -523,6 +523,13 @@ fn failed_step(i: &Inputs<'_>, f: &Failed, mut ev: Vec<String>) -> Verdict {
         ev.push(describe_failure(f));
         return inconclusive(ev, "");
     }
+    if f.no_ipv6_route() {
+        ev.push(describe_failure(f));
+        return inconclusive(
+            ev,
+            "only IPv6 addresses were tried and the probe has no IPv6 route: not evidence",
+        );
+    }
     let mut v = compare_failure(i, f, ev);
     // An injected RST (its IP TTL differs from the server's packets) is an
     // independent signal agreeing with the control comparison.

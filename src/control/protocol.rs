@@ -40,9 +40,14 @@ pub struct ControlRequest {
     /// `ip:port` endpoints the probe resolved.
     #[serde(default, deserialize_with = "null_as_default")]
     pub tcp_connect: Vec<String>,
-    /// QUIC opt-in (not supported; ignored).
+    /// QUIC opt-in: the control answers `quic_handshake` for the https
+    /// endpoints when the site announces HTTP/3 (`Alt-Svc`), as oohelperd.
     #[serde(default)]
     pub x_quic_enabled: bool,
+    /// With `x_quic_enabled`: QUIC handshakes even without `Alt-Svc`
+    /// (the probe's `--quic`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub x_quic_always: bool,
 }
 
 /// The control's answer (OONI `THResponse`) plus our extensions.
@@ -55,13 +60,16 @@ pub struct ControlResponse {
     /// verify?
     #[serde(default, deserialize_with = "null_as_default")]
     pub tls_handshake: BTreeMap<String, ControlTls>,
-    /// Always empty (no QUIC).
+    /// Per `ip:port` (UDP): did a QUIC handshake with the URL's SNI and
+    /// ALPN `h3` verify? Empty unless the request had `x_quic_enabled`.
     #[serde(default, deserialize_with = "null_as_default")]
     pub quic_handshake: BTreeMap<String, ControlTls>,
     /// The page as the control fetched it (after redirects).
     #[serde(default)]
     pub http_request: ControlHttp,
-    /// Always null (no HTTP/3).
+    /// The page fetched once over HTTP/3 (the first verified QUIC
+    /// connection); null unless `quic_handshake` was measured and one
+    /// handshake verified.
     #[serde(default)]
     pub http3_request: Option<ControlHttp>,
     /// The control's DNS answer for the URL's host.
@@ -126,7 +134,8 @@ pub struct ControlTls {
 pub struct ControlHttp {
     /// Body length, -1 on failure.
     pub body_length: i64,
-    /// Always empty.
+    /// `host:port` of the HTTP/3 endpoint the final response announced in
+    /// `Alt-Svc` (`h3=...`), or empty.
     #[serde(default)]
     pub discovered_h3_endpoint: String,
     /// `dns_lookup_error`, `generic_timeout_error`, `connection_refused_error`,

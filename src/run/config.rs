@@ -110,6 +110,8 @@ pub struct FileConfig {
     pub url_deadline: Option<String>,
     /// Localise the censoring hop of blocked URLs.
     pub trace_blocked: Option<bool>,
+    /// QUIC handshakes for every https URL.
+    pub quic: Option<bool>,
     /// Consent given for unattended runs.
     pub consent: Option<bool>,
     /// `km` or `en`.
@@ -193,6 +195,8 @@ pub struct RunSettings {
     pub url_deadline: Duration,
     /// `--trace-blocked`.
     pub trace_blocked: bool,
+    /// `--quic`: QUIC handshakes for every https URL.
+    pub quic: bool,
     /// `--yes` or `consent = true`.
     pub consent: bool,
     /// Language of the consent text and the summary.
@@ -405,6 +409,7 @@ pub fn resolve(args: &RunArgs, file: FileConfig) -> Result<RunSettings, ConfigEr
             Duration::from_secs(60),
         )?,
         trace_blocked: args.probe.trace_blocked || file.trace_blocked.unwrap_or(false),
+        quic: args.probe.quic || file.quic.unwrap_or(false),
         consent: args.yes || file.consent.unwrap_or(false),
         lang,
         no_progress: args.no_progress || file.no_progress.unwrap_or(false),
@@ -508,5 +513,17 @@ mod tests {
             parse_resolver("9.9.9.9").unwrap(),
             "9.9.9.9:53".parse().unwrap()
         );
+    }
+
+    #[test]
+    fn quic_from_the_flag_or_the_file() {
+        assert!(!resolve(&args(&[]), FileConfig::default()).unwrap().quic);
+        assert!(
+            resolve(&args(&["--quic"]), FileConfig::default())
+                .unwrap()
+                .quic
+        );
+        let file: FileConfig = toml::from_str("quic = true\n").unwrap();
+        assert!(resolve(&args(&[]), file).unwrap().quic);
     }
 }

@@ -46,7 +46,7 @@ use self::strings::Lang;
 use self::summary::Summary;
 use crate::control::client::ControlClient;
 use crate::geo::{GeoDb, GeoError};
-use crate::web::{HostLimiter, WebSettings};
+use crate::web::{HostLimiter, QuicMode, WebSettings};
 use probes::dns::doh::DohServer;
 use probes::tls::TrustRoots;
 
@@ -245,6 +245,10 @@ pub struct ProbeArgs {
     /// Localise the censoring hop of URLs found blocked.
     #[arg(long)]
     pub trace_blocked: bool,
+    /// Make a QUIC (HTTP/3) handshake to every address of every https URL,
+    /// not only when the control reports an HTTP/3 endpoint for the site.
+    #[arg(long)]
+    pub quic: bool,
     /// A directory with OONI-format `fingerprints_dns.csv` and/or
     /// `fingerprints_http.csv`, used besides the shipped fingerprints.
     #[arg(long, value_name = "DIR")]
@@ -476,6 +480,11 @@ fn web_settings(s: &RunSettings) -> Result<WebSettings, RunError> {
         roots,
         treat_as_public: s.treat_as_public.clone(),
         host_limiter: Some(HostLimiter::new(PER_HOST_LIMIT)),
+        quic: if s.quic {
+            QuicMode::Always
+        } else {
+            QuicMode::Discovered
+        },
         ..defaults
     })
 }

@@ -36,6 +36,8 @@ pub(crate) struct Records {
     pub queries: Vec<((u32, usize), DnsQuery)>,
     pub tcp_connect: Vec<TcpConnect>,
     pub tls_handshakes: Vec<TlsHandshake>,
+    pub quic_handshakes: Vec<TlsHandshake>,
+    pub http3_requests: Vec<HttpTransaction>,
     /// Oldest first; reversed when the keys are built.
     pub requests: Vec<HttpTransaction>,
     pub injection: Vec<InjectionEvidence>,
@@ -195,12 +197,15 @@ fn build_keys(ctx: &Ctx, interrupted: Option<String>) -> WebTestKeys {
     r.queries.sort_by_key(|(key, _)| *key);
     sort_by_time(&mut r.tcp_connect, |c| c.t0);
     sort_by_time(&mut r.tls_handshakes, |h| h.t0);
+    sort_by_time(&mut r.quic_handshakes, |h| h.t0);
     r.requests.reverse();
     WebTestKeys {
         agent: "redirect".to_string(),
         queries: r.queries.into_iter().map(|(_, q)| q).collect(),
         tcp_connect: r.tcp_connect,
         tls_handshakes: r.tls_handshakes,
+        quic_handshakes: r.quic_handshakes,
+        x_http3_requests: r.http3_requests,
         requests: r.requests,
         network_events: ctx.trace.take_events(),
         x_control_request: r.control_request,

@@ -12,6 +12,7 @@ use super::context::Ctx;
 use super::dns::flags;
 use super::endpoints;
 use super::fetch::ControlHook;
+use super::quic::{self, QuicMode};
 use crate::control::client::ControlClient;
 use crate::control::protocol::{ControlRequest, MAX_TCP_CONNECT};
 
@@ -23,13 +24,22 @@ pub(crate) async fn run(
     hook: Option<ControlHook>,
     client: Option<&ControlClient>,
 ) {
-    let (Some(client), Some(hook)) = (client, hook) else {
+    let Some(hook) = hook else {
         return;
     };
     let ControlHook {
         probe_addrs,
         offers,
     } = hook;
+    let Some(client) = client else {
+        drop(offers);
+        if ctx.settings.quic == QuicMode::Always {
+            if let Ok(addrs) = probe_addrs.await {
+                quic::run(ctx, url, &addrs, None).await;
+            }
+        }
+        return;
+    };
     let Ok(probe_addrs) = probe_addrs.await else {
         return;
     };
@@ -54,13 +64,15 @@ pub(crate) async fn run(
             }
             v
         });
-    ctx.with(|r| r.control = Some(response));
+    ctx.with(|r| r.control = Some(response.clone()));
     let mut flows = JoinSet::new();
     for ip in extra {
         endpoints::spawn_flows(ctx, &mut flows, url, 0, ip, flags::CONTROL, &offers);
     }
     drop(offers);
-    while flows.join_next().await.is_some() {}
+    let quic = quic::run(ctx, url, &probe_addrs, Some(&response));
+    let flows_done = async { while flows.join_next().await.is_some() {} };
+    tokio::join!(quic, flows_done);
 }
 
 /// The control request: the URL, the three headers the control honours, and
@@ -94,6 +106,7 @@ pub(crate) fn request(ctx: &Ctx, url: &Url, probe_addrs: &[IpAddr]) -> ControlRe
         http_request: url.to_string(),
         http_request_headers: headers,
         tcp_connect,
-        x_quic_enabled: false,
+        x_quic_enabled: ctx.settings.quic != QuicMode::Off,
+        x_quic_always: ctx.settings.quic == QuicMode::Always,
     }
 }

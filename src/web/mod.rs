@@ -43,6 +43,7 @@ mod endpoints;
 mod fetch;
 mod injection;
 mod limits;
+mod quic;
 mod redirects;
 mod resend;
 mod tls_retry;
@@ -59,6 +60,7 @@ use crate::control::client::ControlClient;
 use crate::model::WebTestKeys;
 
 pub use limits::HostLimiter;
+pub use quic::{QuicMode, QUIC_CONTROL_NAME};
 
 /// What `x_interrupted` says when the per-URL deadline expired.
 pub const INTERRUPTED_DEADLINE: &str = "deadline";
@@ -122,6 +124,9 @@ pub struct WebSettings {
     /// The port of `https://` URLs without an explicit port, and of the
     /// TLS validation flow of `http://` URLs. Default: 443.
     pub https_port: u16,
+    /// When to make QUIC (HTTP/3) handshakes, on the https port over UDP,
+    /// with the TLS timeout. Default: [`QuicMode::Discovered`].
+    pub quic: QuicMode,
 }
 
 impl Default for WebSettings {
@@ -145,6 +150,7 @@ impl Default for WebSettings {
             dns_non_resolver_check: None,
             http_port: 80,
             https_port: 443,
+            quic: QuicMode::Discovered,
         }
     }
 }

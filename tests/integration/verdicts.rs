@@ -2063,3 +2063,132 @@ fn a_single_silence_contradicted_by_another_resolver_is_not_a_block() {
     let v = m.test_keys.x_verdict.unwrap();
     assert_eq!(v.confidence.as_deref(), Some("confirmed"));
 }
+
+// ---------------------------------------------------------------- IPv6 ----
+
+const V6: &str = "2001:db8::7";
+const EP6: &str = "[2001:db8::7]:443";
+
+/// A measurement builder that also treats the IPv6 documentation prefix as
+/// public.
+fn url6(u: &str) -> M {
+    let mut b = url(u);
+    b.ctx.treat_as_public.push("2001:db8::/32".parse().unwrap());
+    b
+}
+
+#[test]
+fn no_ipv6_route_at_the_probe_is_never_a_block() {
+    use Blocking::*;
+    use VerdictStatus::*;
+    let v6_only = url6(US)
+        .sys(&[V6])
+        .tcp(EP6, "network_unreachable")
+        .http_failure("network_unreachable")
+        .control(ctl(&[V6]).tcp(EP6, true).tls(EP6, "").page("News", 5000))
+        .run();
+    let dual = url6(US)
+        .sys(&[SITE, V6])
+        .tcp(EP443, "")
+        .tcp(EP6, "network_unreachable")
+        .tls(EP443, "")
+        .page(US, EP443, "News", "body")
+        .control(
+            ctl(&[SITE, V6])
+                .tcp(EP443, true)
+                .tcp(EP6, true)
+                .tls(EP443, "")
+                .tls(EP6, "")
+                .page("News", 5000),
+        )
+        .run();
+    // An IPv4 host unreachable is still the censor's ICMP (the twin).
+    let v4_icmp = url6(US)
+        .sys(&[SITE])
+        .tcp(EP443, "host_unreachable")
+        .http_failure("host_unreachable")
+        .control(
+            ctl(&[SITE])
+                .tcp(EP443, true)
+                .tls(EP443, "")
+                .page("News", 5000),
+        )
+        .run();
+    for (_, m) in [("v6 only", &v6_only), ("dual", &dual)] {
+        assert_eq!(m.test_keys.x_blocking_flags.unwrap() & 2, 0);
+    }
+    run_table(vec![
+        (
+            "IPv6-only site, probe without an IPv6 route",
+            v6_only,
+            exp(C, Undecided, None, Inconclusive, None, None),
+        ),
+        (
+            "dual-stack site, IPv4 fine, IPv6 unreachable",
+            dual,
+            exp(C, No, T, Accessible, None, None),
+        ),
+        (
+            "IPv4 ICMP host unreachable (twin)",
+            v4_icmp,
+            exp(
+                C,
+                TcpIp,
+                F,
+                Blocked,
+                Some("tcp_ip"),
+                Some("tcp.unreachable"),
+            ),
+        ),
+    ]);
+}
+
+#[test]
+fn blocking_of_one_family_is_reported_beside_an_accessible_site() {
+    let v6_blocked = url6(US)
+        .sys(&[SITE, V6])
+        .tcp(EP443, "")
+        .tcp(EP6, "generic_timeout_error")
+        .tls(EP443, "")
+        .page(US, EP443, "News", "body")
+        .control(
+            ctl(&[SITE, V6])
+                .tcp(EP443, true)
+                .tcp(EP6, true)
+                .tls(EP443, "")
+                .tls(EP6, "")
+                .page("News", 5000),
+        )
+        .run();
+    let v = v6_blocked.test_keys.x_verdict.as_ref().unwrap();
+    assert_eq!(v.status, VerdictStatus::Accessible);
+    assert!(
+        v.evidence
+            .iter()
+            .any(|e| e.contains("over IPv6 only") && e.contains("[2001:db8::7]:443")),
+        "{:?}",
+        v.evidence
+    );
+    // No IPv6 route: not a finding.
+    let no_route = url6(US)
+        .sys(&[SITE, V6])
+        .tcp(EP443, "")
+        .tcp(EP6, "network_unreachable")
+        .tls(EP443, "")
+        .page(US, EP443, "News", "body")
+        .control(
+            ctl(&[SITE, V6])
+                .tcp(EP443, true)
+                .tcp(EP6, true)
+                .tls(EP443, "")
+                .page("News", 5000),
+        )
+        .run();
+    let v = no_route.test_keys.x_verdict.as_ref().unwrap();
+    assert_eq!(v.status, VerdictStatus::Accessible);
+    assert!(
+        !v.evidence.iter().any(|e| e.contains("only")),
+        "{:?}",
+        v.evidence
+    );
+}

@@ -214,6 +214,7 @@ impl Measurer {
 
         // TCP/TLS to every endpoint, in parallel with the HTTP fetch.
         let mut set = JoinSet::new();
+        let mut quic_targets = Vec::new();
         for (key, plan) in plans {
             match plan {
                 Plan::Refuse(reason) => {
@@ -230,6 +231,9 @@ impl Measurer {
                     let me = Arc::clone(&self);
                     let tr = trace.child(2, vec!["tcptls".into()]);
                     let with_tls = addr.port() == 443 || Some(addr.port()) == tls_port;
+                    if Some(addr.port()) == tls_port {
+                        quic_targets.push(addr);
+                    }
                     let h = host.clone();
                     let hs = host_str.clone();
                     set.spawn(async move {
@@ -240,6 +244,7 @@ impl Measurer {
             }
         }
         let headers = honoured_headers(&req);
+        let input_url = url.clone();
         let (chain, outcome) = self.fetch(&trace, url, headers, deadline, &mut resp).await;
 
         let mut tls_ok: BTreeSet<IpAddr> = BTreeSet::new();
@@ -283,7 +288,9 @@ impl Measurer {
             );
         }
 
+        let final_url = chain.last().and_then(|h| Url::parse(&h.url).ok());
         resp.x_redirect_chain = chain;
+        let mut discovered = String::new();
         match outcome {
             HopOutcome::Page(txn) => {
                 let body = txn.response.body.to_bytes();
@@ -301,6 +308,11 @@ impl Measurer {
                     headers: txn.response.headers.clone(),
                     status_code: txn.response.code,
                 };
+                if let Some(u) = &final_url {
+                    let alt_svc = txn.response.headers.get("alt-svc").map(String::as_str);
+                    discovered = super::quic::discovered_h3(u, alt_svc);
+                    resp.http_request.discovered_h3_endpoint = discovered.clone();
+                }
                 resp.x_body = Some(ControlBody {
                     length: body.len() as i64,
                     sha256: hex::encode(Sha256::digest(&body)),
@@ -331,6 +343,14 @@ impl Measurer {
                     ..ControlHttp::default()
                 };
             }
+        }
+        if super::quic::wanted(&req, &discovered) {
+            let timeout = bounded(self.steps.tls, deadline);
+            let mut get = HttpParams::new(input_url);
+            get.body_cap = self.body_cap;
+            get.timeout = bounded(self.steps.http, deadline);
+            (resp.quic_handshake, resp.http3_request) =
+                super::quic::handshakes(quic_targets, &host, &self.roots, timeout, Some(get)).await;
         }
         resp
     }

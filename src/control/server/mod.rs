@@ -13,6 +13,7 @@
 pub mod limits;
 pub mod listener;
 pub mod measure;
+pub mod quic;
 pub mod resolver;
 pub mod ssrf;
 

@@ -174,6 +174,59 @@ mod tests {
     }
 
     #[test]
+    fn policy_refuses_every_ipv6_encoding_of_a_special_address() {
+        let p = AddressPolicy::new(vec!["127.0.0.2/32".parse().unwrap()]);
+        for e in [
+            "[::1]:443",
+            "[::]:443",
+            "[fe80::1]:443",
+            "[fe80::1%25eth0]:443",
+            "[fd00::1]:443",
+            "[::ffff:127.0.0.1]:443",
+            "[::ffff:7f00:1]:443",
+            "[::ffff:10.0.0.1]:443",
+            "[::ffff:169.254.169.254]:80",
+            "[64:ff9b::127.0.0.1]:443",
+            "[64:ff9b::a9fe:a9fe]:80",
+            "[2002:7f00:1::]:443",
+            "[2002:a00:1::]:443",
+            "[::127.0.0.1]:443",
+            "[2001:db8::1]:443",
+            "[ff02::1]:443",
+        ] {
+            let refused = match parse_endpoint(e) {
+                Ok(sa) => p.check(sa.ip()).is_err(),
+                Err(_) => true,
+            };
+            assert!(refused, "{e} must be refused");
+        }
+        for u in [
+            "http://[::1]/",
+            "http://[0:0:0:0:0:0:0:1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[::ffff:7f00:1]/",
+            "http://[64:ff9b::7f00:1]/",
+            "http://[2002:7f00:1::]/",
+            "http://[fe80::1]/",
+            "http://[fc00::1]/",
+            "http://[2001:db8::1]/",
+            "http://[ff02::1]/",
+            "http://[::]/",
+        ] {
+            let Some(TargetHost::Ip(ip)) = target_host(&Url::parse(u).unwrap()) else {
+                panic!("{u}: not an address");
+            };
+            assert!(p.check(ip).is_err(), "{u} must be refused");
+        }
+        // An allowed IPv4 address stays allowed when IPv4-mapped, and a
+        // global IPv6 address is public.
+        assert!(p
+            .check(parse_endpoint("[::ffff:127.0.0.2]:80").unwrap().ip())
+            .is_ok());
+        assert!(p.check("2001:4860:4860::8888".parse().unwrap()).is_ok());
+    }
+
+    #[test]
     fn url_hosts_in_numeric_spellings_are_addresses() {
         let lo = TargetHost::Ip("127.0.0.1".parse().unwrap());
         for u in [

@@ -29,6 +29,9 @@ pub struct World {
     pub dir: tempfile::TempDir,
     /// What the censor was configured with.
     pub plan: CensorPlan,
+    /// The sites' TLS server config (leaf for every scenario's name, signed
+    /// by the lab CA), for extra servers such as QUIC.
+    pub site_tls: std::sync::Arc<rustls::ServerConfig>,
     /// Owns the namespaces, servers and processes (dropped after the rest).
     pub lab: Lab,
 }
@@ -103,6 +106,7 @@ impl World {
             ca_der: pki.ca_der.clone(),
             dir,
             plan,
+            site_tls: pki.sites.clone(),
             lab,
         })
     }
