@@ -126,6 +126,10 @@ pub struct FileConfig {
     pub fingerprints: Option<PathBuf>,
     /// STUN server for learning the public address, or `none`.
     pub stun: Option<String>,
+    /// What an unattended run does when no control answers before it
+    /// starts: `continue` (default; most verdicts will be inconclusive) or
+    /// `stop` (exit code 69, nothing measured).
+    pub on_no_control: Option<String>,
 }
 
 impl FileConfig {
@@ -209,6 +213,8 @@ pub struct RunSettings {
     pub fingerprints: Option<PathBuf>,
     /// The STUN server to ask for the public address (`None`: don't).
     pub stun: Option<String>,
+    /// Stop (rather than continue) when no control answers the preflight.
+    pub stop_without_control: bool,
 }
 
 impl RunSettings {
@@ -416,6 +422,16 @@ pub fn resolve(args: &RunArgs, file: FileConfig) -> Result<RunSettings, ConfigEr
             Some(s) if s.eq_ignore_ascii_case("none") => None,
             Some(s) => Some(s),
             None => Some(super::publicip::DEFAULT_STUN.to_string()),
+        },
+        stop_without_control: match file.on_no_control.as_deref() {
+            None | Some("continue") => false,
+            Some("stop") => true,
+            Some(other) => {
+                return Err(ConfigError::Value {
+                    key: "on_no_control",
+                    reason: format!("{other:?}: use \"continue\" or \"stop\""),
+                })
+            }
         },
     })
 }

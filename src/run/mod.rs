@@ -9,7 +9,9 @@
 //! ([`scrub`]) before a measurement leaves [`measure`].
 //!
 //! Exit codes: 0 the run completed; 2 usage, config or input error (nothing
-//! measured); 75 another run holds the lock; 130 interrupted (Ctrl-C or SIGTERM; finished URLs are kept,
+//! measured); 69 no network (the [`preflight`] found no resolver, control or
+//! STUN server answering), or no control and the config says
+//! `on_no_control = "stop"`; nothing measured; 75 another run holds the lock; 130 interrupted (Ctrl-C or SIGTERM; finished URLs are kept,
 //! `--resume` continues); 1 any other abort (e.g. the results file cannot be
 //! written).
 
@@ -18,6 +20,7 @@ pub mod consent;
 pub mod inputs;
 pub mod measure;
 pub mod output;
+pub mod preflight;
 pub mod progress;
 pub mod publicip;
 pub mod scheduler;
@@ -55,6 +58,9 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_ABORT: u8 = 1;
 /// Usage, config or input error; nothing was measured.
 pub const EXIT_USAGE: u8 = 2;
+/// No network, or no control when the config says to stop without one
+/// (EX_UNAVAILABLE): nothing was measured.
+pub const EXIT_NO_NETWORK: u8 = 69;
 /// Another run holds the lock (EX_TEMPFAIL): nothing was measured.
 pub const EXIT_BUSY: u8 = 75;
 /// Interrupted by Ctrl-C or SIGTERM.
@@ -63,7 +69,9 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 /// The exit codes, as `gatewatch run --help` shows them.
 pub const EXIT_CODES_HELP: &str =
     "Exit codes: 0 the run completed; 2 usage, config or input error \
-(nothing measured); 75 another run holds the lock (nothing measured); 130 interrupted \
+(nothing measured); 69 no network: no resolver, control or STUN server answered the \
+preflight (or no control and on_no_control = \"stop\"; nothing measured); \
+75 another run holds the lock (nothing measured); 130 interrupted \
 by Ctrl-C or SIGTERM (finished URLs are kept; --resume continues); 1 any other abort.\n\
 Files: config $XDG_CONFIG_HOME/gatewatch/config.toml, results \
 $XDG_DATA_HOME/gatewatch/results/, lists from `gatewatch lists update` \
@@ -304,6 +312,56 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
         return Ok(EXIT_INTERRUPTED);
     };
 
+    // Is there a network, and a control? (A few seconds, all at once.)
+    let pre = preflight::check(preflight::Targets {
+        hosts: preflight::hosts_of(
+            plan.open(HashSet::new())?.take(64).map(|e| e.url),
+            preflight::HOSTS_CHECKED,
+        ),
+        system_resolver: settings.system_resolver,
+        resolvers: web.resolvers.clone(),
+        control: control.as_ref(),
+        stun: settings.stun.clone(),
+    })
+    .await;
+    match pre.network() {
+        preflight::Network::Dead => {
+            eprintln!(
+                "gatewatch: {}",
+                strings::net_words(lang, strings::NetWords::NoNetwork)
+            );
+            for c in pre.resolvers.iter().chain(&pre.controls).chain(&pre.stun) {
+                eprintln!(
+                    "  {}: {}",
+                    c.target,
+                    c.failure.as_deref().unwrap_or("no answer")
+                );
+            }
+            return Ok(EXIT_NO_NETWORK);
+        }
+        preflight::Network::NoControl => {
+            eprintln!(
+                "gatewatch: warning: {}",
+                strings::net_words(lang, strings::NetWords::NoControl)
+            );
+            for c in &pre.controls {
+                eprintln!(
+                    "  {}: {}",
+                    c.target,
+                    c.failure.as_deref().unwrap_or("no answer")
+                );
+            }
+            if settings.stop_without_control {
+                eprintln!(
+                    "gatewatch: {}",
+                    strings::net_words(lang, strings::NetWords::StoppingWithoutControl)
+                );
+                return Ok(EXIT_NO_NETWORK);
+            }
+        }
+        preflight::Network::Up => {}
+    }
+
     let run_start = time::OffsetDateTime::now_utc();
     let output_path = output_path(&settings, run_start)?;
     let done = if settings.resume {
@@ -342,14 +400,13 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
         ctx = ctx.with_fingerprints(f);
     }
     // The probe's own addresses, for scrubbing even when the control does
-    // not report the public one.
+    // not report the public one; the public one from the preflight (our
+    // control's health answer, STUN) before any page is fetched.
     for ip in publicip::global_interface_addrs() {
         ctx.learn_scrub_only(ip);
     }
-    if let Some(server) = &settings.stun {
-        if let Some(ip) = publicip::stun_lookup(server, std::time::Duration::from_secs(3)).await {
-            ctx.learn_addr(ip);
-        }
+    for ip in &pre.public_addrs {
+        ctx.learn_addr(*ip);
     }
     let ctx = Arc::new(ctx);
     let cancel = CancellationToken::new();
@@ -395,6 +452,11 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
     };
     let _ = writer.sync();
     summary.runtime_seconds = started.elapsed().as_secs_f64();
+    summary.network = Some(summary::NetworkHealth {
+        state: pre.network(),
+        controls: ctx.control.as_ref().map(|c| c.health()).unwrap_or_default(),
+        preflight: pre,
+    });
     summary.aborted = ended == Ended::Cancelled;
     print!("{}", summary.render(lang));
     if let Some(p) = &settings.json_summary {

@@ -149,6 +149,73 @@ pub fn phrase(lang: Lang, p: Phrase) -> &'static str {
     }
 }
 
+/// Words about the network and the control (preflight and summary).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetWords {
+    /// The network is down: the run stops.
+    NoNetwork,
+    /// No control answered before the run.
+    NoControl,
+    /// The config says to stop without a control.
+    StoppingWithoutControl,
+    /// Most verdicts are inconclusive (followed by why).
+    MostlyInconclusive,
+    /// Why: the control could not be reached or failed for most URLs.
+    BecauseControl,
+    /// Why: most URLs could not be reached at all.
+    BecauseUnreachable,
+    /// "Control failures" (a count follows).
+    ControlFailures,
+    /// "Control asked us to slow down" (a count follows).
+    ControlPushBacks,
+}
+
+/// The words about the network and the control.
+pub fn net_words(lang: Lang, w: NetWords) -> &'static str {
+    match (lang, w) {
+        (Lang::En, NetWords::NoNetwork) => {
+            "No network: no resolver, control or STUN server answered. Nothing was measured \
+             (the results would only say \"inconclusive\"). Check the connection and run again."
+        }
+        (Lang::En, NetWords::NoControl) => {
+            "No control: the control server could not be reached, so most verdicts will be \
+             inconclusive (nothing to compare with)."
+        }
+        (Lang::En, NetWords::StoppingWithoutControl) => {
+            "Stopping: the config says on_no_control = \"stop\". Nothing was measured."
+        }
+        (Lang::En, NetWords::MostlyInconclusive) => {
+            "Most verdicts are inconclusive, so this run cannot say whether sites are blocked"
+        }
+        (Lang::En, NetWords::BecauseControl) => "the control could not be used",
+        (Lang::En, NetWords::BecauseUnreachable) => {
+            "most sites could not be reached from here or from the control"
+        }
+        (Lang::En, NetWords::ControlFailures) => "measurements without a control answer",
+        (Lang::En, NetWords::ControlPushBacks) => "control asked us to slow down (waited, retried)",
+        (Lang::Km, NetWords::NoNetwork) => {
+            "គ្មានបណ្តាញ៖ គ្មាន resolver, control ឬ STUN server ណាមួយឆ្លើយតបទេ។ មិនបានវាស់អ្វីទាំងអស់ \
+             (លទ្ធផលនឹងគ្រាន់តែថា \"មិនអាចសន្និដ្ឋានបាន\")។ សូមពិនិត្យការតភ្ជាប់ ហើយដំណើរការម្តងទៀត។"
+        }
+        (Lang::Km, NetWords::NoControl) => {
+            "គ្មាន control៖ មិនអាចទាក់ទង control server បានទេ ដូច្នេះលទ្ធផលភាគច្រើននឹង \
+             មិនអាចសន្និដ្ឋានបាន (គ្មានអ្វីសម្រាប់ប្រៀបធៀប)។"
+        }
+        (Lang::Km, NetWords::StoppingWithoutControl) => {
+            "កំពុងបញ្ឈប់៖ ឯកសារ config កំណត់ on_no_control = \"stop\"។ មិនបានវាស់អ្វីទាំងអស់។"
+        }
+        (Lang::Km, NetWords::MostlyInconclusive) => {
+            "លទ្ធផលភាគច្រើនមិនអាចសន្និដ្ឋានបាន ដូច្នេះការវាស់នេះមិនអាចប្រាប់ថាគេហទំព័រត្រូវបានបិទឬអត់ទេ"
+        }
+        (Lang::Km, NetWords::BecauseControl) => "មិនអាចប្រើ control បាន",
+        (Lang::Km, NetWords::BecauseUnreachable) => "គេហទំព័រភាគច្រើនមិនអាចចូលបាន ទាំងពីទីនេះ និងពី control",
+        (Lang::Km, NetWords::ControlFailures) => "ការវាស់ដែលគ្មានចម្លើយពី control",
+        (Lang::Km, NetWords::ControlPushBacks) => {
+            "control បានស្នើឲ្យយឺតជាងនេះ (បានរង់ចាំ ហើយព្យាយាមម្តងទៀត)"
+        }
+    }
+}
+
 const CONSENT_EN: &str = "\
 gatewatch: please read this before the first run
 
