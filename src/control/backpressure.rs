@@ -1,9 +1,11 @@
 //! Back-pressure towards one control: an AIMD window of requests in flight,
 //! a pause after a push-back (429/503), and the counters the run reports.
 //!
-//! The window starts small, grows by one after a window's worth of good
-//! answers (additive increase) and halves on a push-back (multiplicative
-//! decrease), never below one nor above the control's cap. After a
+//! The window starts small and grows by one per good answer (slow start,
+//! doubling each round trip) until the first push-back; from then on by one
+//! per window's worth of good answers (additive increase). A push-back
+//! halves it (multiplicative decrease), never below one nor above the
+//! control's cap. After a
 //! push-back the whole window waits (`Retry-After`, or a bounded
 //! exponential backoff, with jitter) before anything is sent again, so a
 //! probe never hammers a control that asked it to slow down.
@@ -54,6 +56,8 @@ pub struct ControlHealth {
 #[derive(Debug)]
 struct State {
     limit: f64,
+    /// Below this the window grows by one per answer (slow start).
+    threshold: f64,
     in_flight: usize,
     paused_until: Option<Instant>,
 }
@@ -95,6 +99,7 @@ impl Window {
             max,
             state: Mutex::new(State {
                 limit: initial.clamp(1, max) as f64,
+                threshold: max as f64,
                 in_flight: 0,
                 paused_until: None,
             }),
@@ -146,7 +151,12 @@ impl Window {
         self.answers.fetch_add(1, Ordering::Relaxed);
         {
             let mut st = self.lock();
-            st.limit = (st.limit + 1.0 / st.limit).min(self.max as f64);
+            let step = if st.limit < st.threshold {
+                1.0
+            } else {
+                1.0 / st.limit
+            };
+            st.limit = (st.limit + step).min(self.max as f64);
         }
         self.changed.notify_waiters();
     }
@@ -159,8 +169,14 @@ impl Window {
             self.http_503.fetch_add(1, Ordering::Relaxed);
         }
         let mut st = self.lock();
-        st.limit = (st.limit / 2.0).max(1.0);
-        let until = Instant::now() + wait;
+        let now = Instant::now();
+        // The answers to one burst count as one push-back: halve once per
+        // pause, not once per refused request.
+        if st.paused_until.is_none_or(|t| t <= now) {
+            st.limit = (st.limit / 2.0).max(1.0);
+            st.threshold = st.limit;
+        }
+        let until = now + wait;
         if st.paused_until.is_none_or(|t| t < until) {
             st.paused_until = Some(until);
         }
@@ -221,10 +237,24 @@ mod tests {
         assert!(tokio::time::timeout(Duration::from_millis(50), w.acquire())
             .await
             .is_err());
-        for _ in 0..10 {
+        // After a push-back, growth is additive: three answers at a window
+        // of three add one.
+        for _ in 0..3 {
+            w.answered();
+        }
+        assert_eq!(w.health().window, 3);
+        // Refusals during a pause are one push-back.
+        let w = Window::new("http://c.example/".into(), 8, 8);
+        w.pushed_back(429, Duration::from_secs(3600));
+        w.pushed_back(503, Duration::from_secs(3600));
+        assert_eq!(w.health().window, 4);
+        assert_eq!((w.health().http_429, w.health().http_503), (1, 1));
+        // Never below one.
+        let w = Window::new("http://c.example/".into(), 2, 8);
+        for _ in 0..5 {
             w.pushed_back(503, Duration::ZERO);
         }
-        assert_eq!(w.health().window, 1, "never below one");
+        assert_eq!(w.health().window, 1);
     }
 
     async fn futures_hold(w: &Window, n: usize) -> Vec<Permit<'_>> {
