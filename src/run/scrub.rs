@@ -165,7 +165,7 @@ impl Matcher {
                             .join(".")
                             .into_bytes(),
                     );
-                    prefixes.push(hex[4..].as_bytes().to_vec());
+                    prefixes.push(hex.as_bytes()[4..].to_vec());
                     prefixes.push(dec.into_bytes());
                 }
                 IpAddr::V6(v6) => {

@@ -235,6 +235,18 @@ Risks in Cambodia:
   years in prison for using equipment in a way said to harm national
   security. We cannot promise how the authorities would see a measurement.
 
+Who else learns something, on a default run:
+- OONI's public test helpers (*.th.ooni.org, run by the OONI project)
+  receive every URL measured and see your public IP address. To avoid
+  them: --control with your team's own `gatewatch control serve`, or
+  --control none (most verdicts will then be inconclusive).
+- A STUN server (stun.l.google.com, run by Google) sees your public IP
+  address; gatewatch asks it only to scrub that address from the results.
+  To avoid it: --stun none.
+- Google Public DNS (8.8.8.8) is asked for the name of every site, besides
+  your own resolver. To avoid it: --resolver with a resolver you choose.
+The same can be set once in the config file (control, stun, resolver).
+
 gatewatch never writes your public IP address into the results, but it does
 not hide your traffic. If you are unsure, do not run it, or first ask
 someone you trust or a lawyer.
@@ -258,6 +270,18 @@ gatewatch បើកគេហទំព័រនីមួយៗក្នុងប�
   សរសេរលើអ៊ីនធឺណិត ហើយមាត្រា ៨០ នៃច្បាប់ស្តីពីទូរគមនាគមន៍ មានទោសជាប់ពន្ធនាគារ
   ពី ៧ ទៅ ១៥ ឆ្នាំ ចំពោះការប្រើប្រាស់ឧបករណ៍ដែលគេចាត់ទុកថាប៉ះពាល់ដល់សន្តិសុខជាតិ។
   យើងមិនអាចសន្យាបានថា អាជ្ញាធរនឹងចាត់ទុកការវាស់នេះយ៉ាងដូចម្តេចទេ។
+
+អ្នកផ្សេងទៀតដែលដឹងអ្វីមួយ នៅពេលដំណើរការតាមលំនាំដើម៖
+- ម៉ាស៊ីនជំនួយតេស្តសាធារណៈរបស់ OONI (*.th.ooni.org ដែលគម្រោង OONI ដំណើរការ)
+  ទទួលបាន URL នីមួយៗដែលបានវាស់ ហើយឃើញអាសយដ្ឋាន IP សាធារណៈរបស់អ្នក។ ដើម្បីជៀសវាង៖
+  ប្រើ --control ជាមួយ `gatewatch control serve` ផ្ទាល់របស់ក្រុមអ្នក ឬ --control none
+  (ពេលនោះ លទ្ធផលភាគច្រើននឹងមិនអាចសន្និដ្ឋានបាន)។
+- ម៉ាស៊ីន STUN (stun.l.google.com ដែល Google ដំណើរការ) ឃើញអាសយដ្ឋាន IP សាធារណៈ
+  របស់អ្នក។ gatewatch សួរវា គ្រាន់តែដើម្បីលុបអាសយដ្ឋាននោះចេញពីលទ្ធផលប៉ុណ្ណោះ។
+  ដើម្បីជៀសវាង៖ --stun none។
+- Google Public DNS (8.8.8.8) ត្រូវបានសួរឈ្មោះនៃគេហទំព័រនីមួយៗ ក្រៅពី resolver
+  របស់អ្នកផ្ទាល់។ ដើម្បីជៀសវាង៖ --resolver ជាមួយ resolver ដែលអ្នកជ្រើសរើស។
+ការកំណត់ទាំងនេះ អាចដាក់ម្តងក្នុងឯកសារ config (control, stun, resolver)។
 
 gatewatch មិនដែលសរសេរអាសយដ្ឋាន IP សាធារណៈរបស់អ្នកទៅក្នុងលទ្ធផលទេ ប៉ុន្តែវាមិនលាក់
 ចរាចរណ៍របស់អ្នកទេ។ បើអ្នកមិនប្រាកដចិត្ត សូមកុំដំណើរការវា ឬសួរមនុស្សដែលអ្នកទុកចិត្ត
@@ -284,6 +308,13 @@ mod tests {
             assert!(t.contains("14") || t.contains("១៤"));
             assert!(t.contains("80") || t.contains("៨០"));
             assert!(t.contains("NIG"));
+            // Who else learns what, and how to avoid them.
+            for third in ["th.ooni.org", "stun.l.google.com", "8.8.8.8"] {
+                assert!(t.contains(third), "{third}");
+            }
+            for avoid in ["--control", "--stun none", "--resolver"] {
+                assert!(t.contains(avoid), "{avoid}");
+            }
         }
         assert!(is_acceptance(" yes\n"));
         assert!(is_acceptance("យល់ព្រម"));

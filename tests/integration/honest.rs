@@ -678,3 +678,70 @@ async fn a_page_fetched_while_the_control_pushes_back_is_scrubbed() {
         assert!(m["test_keys"]["control"].is_null());
     }
 }
+
+// ------------------------------------------------------------ consent --
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedule_shows_the_notice_and_records_consent_instead_of_yes() {
+    let env = Env::new();
+    let units = env.path("units");
+    let schedule = |extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_gatewatch"));
+        c.env("XDG_CONFIG_HOME", env.path("config"))
+            .env("XDG_DATA_HOME", env.path("data"))
+            .env("HOME", env.dir.path())
+            .env("LANG", "en_US.UTF-8")
+            .env_remove("LC_ALL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .args(["schedule"])
+            .args(extra);
+        c
+    };
+    let consent_file = env.path("config/gatewatch/consent");
+    // Nobody to ask and no --yes: nothing installed, nothing recorded.
+    let o = output(schedule(&[
+        "install",
+        "--user",
+        "--unit-dir",
+        units.to_str().unwrap(),
+    ]))
+    .await;
+    assert_ne!(o.code, Some(0));
+    assert!(
+        o.stderr.contains("stun.l.google.com"),
+        "the notice: {}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains("consent has not been given"),
+        "{}",
+        o.stderr
+    );
+    assert!(!units.exists() && !consent_file.exists());
+    // With --yes after reading it: recorded in the config directory, and
+    // the unit gives no consent flag of its own.
+    let o = output(schedule(&[
+        "install",
+        "--user",
+        "--yes",
+        "--unit-dir",
+        units.to_str().unwrap(),
+    ]))
+    .await;
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert!(consent_file.exists());
+    let service = std::fs::read_to_string(units.join("gatewatch.service")).unwrap();
+    assert!(service.contains(" run --no-progress"), "{service}");
+    assert!(!service.contains("--yes"), "{service}");
+    // cron: the notice again, consent already recorded, a line without it.
+    let o = output(schedule(&["cron"])).await;
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    assert!(o.stderr.contains("th.ooni.org"));
+    assert!(
+        o.stdout.contains("gatewatch run --no-progress"),
+        "{}",
+        o.stdout
+    );
+}
