@@ -372,8 +372,19 @@ pub fn resolve(args: &RunArgs, file: FileConfig) -> Result<RunSettings, ConfigEr
         json_summary: args.json_summary.clone().or(file.json_summary),
         probe_asn,
         probe_cc,
-        asn_db: args.probe.asn_db.clone().or(file.asn_db),
-        country_db: args.probe.country_db.clone().or(file.country_db),
+        // Else what `gatewatch geo update` downloaded, when it is there.
+        asn_db: args
+            .probe
+            .asn_db
+            .clone()
+            .or(file.asn_db)
+            .or_else(crate::geo::default_asn_db),
+        country_db: args
+            .probe
+            .country_db
+            .clone()
+            .or(file.country_db)
+            .or_else(crate::geo::default_country_db),
         ca_files: pick(args.probe.ca_file.clone(), file.ca_file),
         treat_as_public,
         resolvers,

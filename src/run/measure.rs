@@ -122,6 +122,12 @@ impl UrlContext {
         }
     }
 
+    /// Where the probe is, as the measurements say it (the overrides
+    /// applied); `AS0`/`ZZ` when unknown.
+    pub fn probe_location(&self) -> ProbeLocation {
+        self.location().0
+    }
+
     fn location(&self) -> (ProbeLocation, Vec<IpAddr>) {
         let st = self.where_.lock().unwrap_or_else(|e| e.into_inner());
         let mut loc = st.location.clone().unwrap_or_default();

@@ -408,6 +408,12 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
     for ip in &pre.public_addrs {
         ctx.learn_addr(*ip);
     }
+    if is_unknown(&ctx.probe_location()) {
+        eprintln!(
+            "gatewatch: warning: {}",
+            strings::net_words(lang, strings::NetWords::UnknownNetwork)
+        );
+    }
     let ctx = Arc::new(ctx);
     let cancel = CancellationToken::new();
     spawn_signal_watch(cancel.clone());
@@ -452,6 +458,10 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
     };
     let _ = writer.sync();
     summary.runtime_seconds = started.elapsed().as_secs_f64();
+    let loc = ctx.probe_location();
+    summary.probe_asn = loc.asn;
+    summary.probe_cc = loc.cc;
+    summary.probe_network_name = loc.network_name;
     summary.network = Some(summary::NetworkHealth {
         state: pre.network(),
         controls: ctx.control.as_ref().map(|c| c.health()).unwrap_or_default(),
@@ -552,6 +562,11 @@ fn control_client(s: &RunSettings) -> Result<Option<ControlClient>, RunError> {
     client
         .map(Some)
         .map_err(|e| RunError::Control(e.to_string()))
+}
+
+/// True when the network or the country is unknown (`AS0` or `ZZ`).
+fn is_unknown(loc: &crate::geo::ProbeLocation) -> bool {
+    loc.asn == crate::geo::UNKNOWN_ASN || loc.cc == crate::geo::UNKNOWN_CC
 }
 
 /// Ctrl-C and SIGTERM cancel the run.

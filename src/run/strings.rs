@@ -168,6 +168,10 @@ pub enum NetWords {
     ControlFailures,
     /// "Control asked us to slow down" (a count follows).
     ControlPushBacks,
+    /// The network (ASN, country) is unknown.
+    UnknownNetwork,
+    /// "Network" (the ASN and country follow).
+    Network,
 }
 
 /// The words about the network and the control.
@@ -193,6 +197,11 @@ pub fn net_words(lang: Lang, w: NetWords) -> &'static str {
         }
         (Lang::En, NetWords::ControlFailures) => "measurements without a control answer",
         (Lang::En, NetWords::ControlPushBacks) => "control asked us to slow down (waited, retried)",
+        (Lang::En, NetWords::UnknownNetwork) => {
+            "Unknown network: results will say AS0/ZZ, so comparisons merge this network \
+             with others. Run `gatewatch geo update`, or give --probe-asn and --probe-cc."
+        }
+        (Lang::En, NetWords::Network) => "Network",
         (Lang::Km, NetWords::NoNetwork) => {
             "គ្មានបណ្តាញ៖ គ្មាន resolver, control ឬ STUN server ណាមួយឆ្លើយតបទេ។ មិនបានវាស់អ្វីទាំងអស់ \
              (លទ្ធផលនឹងគ្រាន់តែថា \"មិនអាចសន្និដ្ឋានបាន\")។ សូមពិនិត្យការតភ្ជាប់ ហើយដំណើរការម្តងទៀត។"
@@ -210,6 +219,11 @@ pub fn net_words(lang: Lang, w: NetWords) -> &'static str {
         (Lang::Km, NetWords::BecauseControl) => "មិនអាចប្រើ control បាន",
         (Lang::Km, NetWords::BecauseUnreachable) => "គេហទំព័រភាគច្រើនមិនអាចចូលបាន ទាំងពីទីនេះ និងពី control",
         (Lang::Km, NetWords::ControlFailures) => "ការវាស់ដែលគ្មានចម្លើយពី control",
+        (Lang::Km, NetWords::UnknownNetwork) => {
+            "មិនស្គាល់បណ្តាញ៖ លទ្ធផលនឹងសរសេរ AS0/ZZ ដូច្នេះការប្រៀបធៀបនឹងលាយបណ្តាញនេះ \
+             ជាមួយបណ្តាញផ្សេងទៀត។ សូមដំណើរការ `gatewatch geo update` ឬផ្តល់ --probe-asn និង --probe-cc។"
+        }
+        (Lang::Km, NetWords::Network) => "បណ្តាញ",
         (Lang::Km, NetWords::ControlPushBacks) => {
             "control បានស្នើឲ្យយឺតជាងនេះ (បានរង់ចាំ ហើយព្យាយាមម្តងទៀត)"
         }

@@ -71,6 +71,13 @@ pub struct Summary {
     /// The network and control health.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkHealth>,
+    /// `probe_asn` of the run (`AS0` when unknown).
+    pub probe_asn: String,
+    /// `probe_cc` of the run (`ZZ` when unknown).
+    pub probe_cc: String,
+    /// `probe_network_name`, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe_network_name: Option<String>,
 }
 
 impl Summary {
@@ -217,6 +224,29 @@ impl Summary {
 
     /// The control lines of the human summary.
     fn render_network(&self, lang: Lang, s: &mut String) {
+        if self.probe_asn.is_empty()
+            || self.probe_asn == crate::geo::UNKNOWN_ASN
+            || self.probe_cc == crate::geo::UNKNOWN_CC
+        {
+            let _ = writeln!(
+                s,
+                "  {}",
+                strings::net_words(lang, NetWords::UnknownNetwork)
+            );
+        } else {
+            let name = self
+                .probe_network_name
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "  {}: {}{name}, {}",
+                strings::net_words(lang, NetWords::Network),
+                self.probe_asn,
+                self.probe_cc
+            );
+        }
         if self
             .network
             .as_ref()

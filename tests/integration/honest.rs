@@ -745,3 +745,84 @@ async fn schedule_shows_the_notice_and_records_consent_instead_of_yes() {
         o.stdout
     );
 }
+
+// -------------------------------------------------------------- geo --
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn geo_update_offline_fails_clearly_and_a_downloaded_database_is_used() {
+    let env = Env::new();
+    let geo = |base: &str| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_gatewatch"));
+        c.env("XDG_CONFIG_HOME", env.path("config"))
+            .env("XDG_DATA_HOME", env.path("data"))
+            .env("HOME", env.dir.path())
+            .env("GATEWATCH_GEO_URL", base)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .args(["geo", "update"]);
+        c
+    };
+    let dir = env.path("data/gatewatch/geo");
+    let offline = format!("http://{}/free/", crate::fakes::tcp::closed_port());
+    let o = output(geo(&offline)).await;
+    assert_eq!(o.code, Some(1), "{}", o.stderr);
+    assert!(
+        o.stderr
+            .contains(&format!("cannot download {offline}dbip-country-lite-"))
+            && o.stderr.contains("is this machine online?"),
+        "{}",
+        o.stderr
+    );
+    assert!(!dir.exists());
+
+    // A real country database (see geo::tests), served as DB-IP's file.
+    let Some(db) = std::env::var_os("GATEWATCH_TEST_MMDB") else {
+        eprintln!("skipped the rest: GATEWATCH_TEST_MMDB (a real country .mmdb) is not set");
+        return;
+    };
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&std::fs::read(db).unwrap()).unwrap();
+    let gz = Arc::new(gz.finish().unwrap());
+    let server = http_server(Arc::new(move |r: &Req| {
+        if r.path.contains("dbip-country-lite-") {
+            resp(200, &[], &gz)
+        } else {
+            resp(404, &[], b"")
+        }
+    }))
+    .await;
+    let o = output(geo(&format!("http://{server}/free/"))).await;
+    // The country file is written; there is no ASN file to serve.
+    assert!(dir.join("dbip-country-lite.mmdb").is_file(), "{}", o.stderr);
+    assert!(o.stderr.contains("dbip-asn-lite-"), "{}", o.stderr);
+    assert!(o.stderr.contains("404"), "{}", o.stderr);
+    assert!(!dir.join("dbip-asn-lite.mmdb").exists());
+
+    // A run finds it and names the country of the (injected) public address.
+    let stun = fake_stun("8.8.8.8".parse().unwrap()).await.to_string();
+    let site = http_server(Arc::new(|_: &Req| resp(200, &[], &page("hello")))).await;
+    let url = format!("http://127.0.0.1:{}/", site.port());
+    let out_file = env.path("out.jsonl");
+    let summary = env.path("summary.json");
+    let o = output(env.run(&[
+        "--control",
+        "none",
+        "--stun",
+        &stun,
+        "-o",
+        out_file.to_str().unwrap(),
+        "--json-summary",
+        summary.to_str().unwrap(),
+        &url,
+    ]))
+    .await;
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    let m = &lines(&out_file)[0];
+    assert_eq!(m["probe_cc"], "US");
+    assert_eq!(m["probe_asn"], "AS0");
+    assert_eq!(json(&summary)["probe_cc"], "US");
+    // The ASN is still unknown: said at the start and in the summary.
+    assert!(o.stderr.contains("Unknown network"), "{}", o.stderr);
+    assert!(o.stdout.contains("Unknown network"), "{}", o.stdout);
+}
