@@ -559,8 +559,15 @@ fn control_client(s: &RunSettings) -> Result<Option<ControlClient>, RunError> {
     } else {
         ControlClient::new(s.control.clone(), &s.ca_files)
     };
+    // A control that pushes back is waited for up to the URL's own
+    // deadline (the web measurement cuts it there), not the client's 30 s.
     client
-        .map(Some)
+        .map(|c| {
+            Some(c.with_timing(
+                crate::control::client::DEFAULT_HEDGE_DELAY,
+                s.url_deadline.max(crate::control::client::DEFAULT_DEADLINE),
+            ))
+        })
         .map_err(|e| RunError::Control(e.to_string()))
 }
 
