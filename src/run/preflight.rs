@@ -2,10 +2,10 @@
 //!
 //! In parallel and within [`PREFLIGHT_TIMEOUT`], the run asks each resolver
 //! it will use (the system resolver and every `--resolver`) for the first
-//! few host names of its own inputs, fetches `GET /` from each control, and
-//! asks the STUN server when one is used. Nothing is contacted that the run
-//! would not contact anyway, and the host names are ones it is about to
-//! measure. A resolver counts as working when it answers at all (an
+//! few host names of its own inputs and their top-level domains, fetches
+//! `GET /` from each control, and asks the STUN server when one is used.
+//! Nothing is contacted that the run would not contact anyway, and the
+//! names are ones it is about to measure (or their TLDs). A resolver counts as working when it answers at all (an
 //! NXDOMAIN is an answer: the URL may be blocked, the network is up).
 //!
 //! - Every check that ran failed (and at least one resolver was asked):
@@ -106,7 +106,9 @@ pub struct Targets<'a> {
     pub stun: Option<String>,
 }
 
-/// The first `n` distinct host names (not addresses) of `urls`.
+/// The first `n` distinct host names (not addresses) of `urls`, then their
+/// top-level domains: a censor that drops the queries for some names does
+/// not drop those for a TLD, so a resolver that works is seen to work.
 pub fn hosts_of<I: IntoIterator<Item = String>>(urls: I, n: usize) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for u in urls {
@@ -118,6 +120,17 @@ pub fn hosts_of<I: IntoIterator<Item = String>>(urls: I, n: usize) -> Vec<String
             if !out.iter().any(|h| h == d) {
                 out.push(d.to_string());
             }
+        }
+    }
+    let tlds: Vec<String> = out
+        .iter()
+        .filter_map(|h| h.trim_end_matches('.').rsplit('.').next())
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
+    for t in tlds {
+        if !out.contains(&t) {
+            out.push(t);
         }
     }
     out
@@ -360,7 +373,7 @@ mod tests {
         .map(String::from);
         assert_eq!(
             hosts_of(urls, 3),
-            vec!["a.example", "b.example", "c.example"]
+            vec!["a.example", "b.example", "c.example", "example"]
         );
     }
 }
