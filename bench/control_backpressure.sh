@@ -78,6 +78,14 @@ c = s["network"]["controls"][0]
 print(f'{sys.argv[2]:>22} {float(sys.argv[4]) - float(sys.argv[3]):7.1f}s  measured {s["measured"]:5}  '
       f'control failures {s["control_failures"]:5}  429 waited {c["http_429"]:5}  503 waited {c["http_503"]:5}  '
       f'window at end {c["window"]}')
+import collections
+why = collections.Counter()
+for line in open(sys.argv[1].replace("sum-", "out-").replace(".json", ".jsonl")):
+    f = json.loads(line)["test_keys"].get("control_failure")
+    if f:
+        why[f[:100]] += 1
+for f, k in why.most_common(3):
+    print(f'{"":>22}   {k} x {f}')
 PY
 }
 
