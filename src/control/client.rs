@@ -236,7 +236,10 @@ impl ControlClient {
         let mut attempts: JoinSet<Result<ControlResponse, ControlError>> = JoinSet::new();
         let mut errors = Vec::new();
         let mut next = 0;
-        self.start(&mut attempts, &mut next, &body);
+        // The last push-back of each attempt still waiting, to name it if
+        // the deadline comes first.
+        let pushed: PushBacks = Arc::default();
+        self.start(&mut attempts, &mut next, &body, &pushed);
         let hedge = tokio::time::sleep(self.hedge_delay);
         tokio::pin!(hedge);
         loop {
@@ -251,7 +254,7 @@ impl ControlClient {
                         }),
                     }
                     if next < self.urls.len() {
-                        self.start(&mut attempts, &mut next, &body);
+                        self.start(&mut attempts, &mut next, &body, &pushed);
                         hedge.as_mut().reset(tokio::time::Instant::now() + self.hedge_delay);
                     } else if attempts.is_empty() {
                         return Err(if errors.len() == 1 {
@@ -262,10 +265,20 @@ impl ControlClient {
                     }
                 }
                 _ = &mut hedge, if next < self.urls.len() => {
-                    self.start(&mut attempts, &mut next, &body);
+                    self.start(&mut attempts, &mut next, &body, &pushed);
                     hedge.as_mut().reset(tokio::time::Instant::now() + self.hedge_delay);
                 }
-                _ = &mut deadline => return Err(ControlError::Deadline(self.deadline)),
+                _ = &mut deadline => {
+                    let waiting = std::mem::take(
+                        &mut *pushed.lock().unwrap_or_else(|e| e.into_inner()),
+                    );
+                    errors.extend(waiting.into_iter().flatten());
+                    return Err(match errors.len() {
+                        0 => ControlError::Deadline(self.deadline),
+                        1 => errors.remove(0),
+                        _ => ControlError::AllFailed(errors),
+                    });
+                }
             }
         }
     }
@@ -275,16 +288,37 @@ impl ControlClient {
         attempts: &mut JoinSet<Result<ControlResponse, ControlError>>,
         next: &mut usize,
         body: &bytes::Bytes,
+        pushed: &PushBacks,
     ) {
         let url = self.urls[*next].clone();
         let window = Arc::clone(&self.windows[*next]);
+        let slot = {
+            let mut p = pushed.lock().unwrap_or_else(|e| e.into_inner());
+            p.push(None);
+            p.len() - 1
+        };
+        let pushed = Arc::clone(pushed);
         *next += 1;
         let http = self.http.clone();
         let body = body.clone();
         let timeout = self.deadline;
-        attempts.spawn(async move { ask_patiently(&http, &window, url, body, timeout).await });
+        attempts.spawn(async move {
+            let r = ask_patiently(&http, &window, url, body, timeout, &pushed, slot).await;
+            // Finished: its push-back, if any, is no longer news.
+            if let Some(s) = pushed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(slot)
+            {
+                *s = None;
+            }
+            r
+        });
     }
 }
+
+/// The last push-back (429/503) of each attempt of one query.
+type PushBacks = Arc<std::sync::Mutex<Vec<Option<ControlError>>>>;
 
 /// True for OONI's public helpers (`*.th.ooni.org`).
 fn is_ooni_helper(u: &str) -> bool {
@@ -302,6 +336,8 @@ async fn ask_patiently(
     url: String,
     body: bytes::Bytes,
     timeout: Duration,
+    pushed: &PushBacks,
+    slot: usize,
 ) -> Result<ControlResponse, ControlError> {
     let mut attempt: u32 = 0;
     loop {
@@ -313,12 +349,26 @@ async fn ask_patiently(
                 return Ok(r);
             }
             Err(ControlError::HttpStatus {
+                url: u,
                 status: status @ (429 | 503),
+                reason,
                 retry_after,
-                ..
             }) => {
                 let wait = backpressure::delay(retry_after, attempt);
                 window.pushed_back(status, wait);
+                let e = ControlError::HttpStatus {
+                    url: u,
+                    status,
+                    reason,
+                    retry_after,
+                };
+                if let Some(s) = pushed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_mut(slot)
+                {
+                    *s = Some(e);
+                }
                 drop(permit);
                 attempt = attempt.saturating_add(1);
                 // The window is paused for `wait`; `acquire` waits it out.
