@@ -324,42 +324,8 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
         stun: settings.stun.clone(),
     })
     .await;
-    match pre.network() {
-        preflight::Network::Dead => {
-            eprintln!(
-                "gatewatch: {}",
-                strings::net_words(lang, strings::NetWords::NoNetwork)
-            );
-            for c in pre.resolvers.iter().chain(&pre.controls).chain(&pre.stun) {
-                eprintln!(
-                    "  {}: {}",
-                    c.target,
-                    c.failure.as_deref().unwrap_or("no answer")
-                );
-            }
-            return Ok(EXIT_NO_NETWORK);
-        }
-        preflight::Network::NoControl => {
-            eprintln!(
-                "gatewatch: warning: {}",
-                strings::net_words(lang, strings::NetWords::NoControl)
-            );
-            for c in &pre.controls {
-                eprintln!(
-                    "  {}: {}",
-                    c.target,
-                    c.failure.as_deref().unwrap_or("no answer")
-                );
-            }
-            if settings.stop_without_control {
-                eprintln!(
-                    "gatewatch: {}",
-                    strings::net_words(lang, strings::NetWords::StoppingWithoutControl)
-                );
-                return Ok(EXIT_NO_NETWORK);
-            }
-        }
-        preflight::Network::Up => {}
+    if preflight::announce(&pre, lang, settings.stop_without_control) == preflight::Go::Stop {
+        return Ok(EXIT_NO_NETWORK);
     }
 
     let run_start = time::OffsetDateTime::now_utc();

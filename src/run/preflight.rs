@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::strings::{net_words, Lang, NetWords};
 use crate::control::client::ControlClient;
 use probes::dns::{DnsOptions, QueryType};
 use probes::records::Trace;
@@ -88,6 +89,54 @@ impl Preflight {
             return Network::NoControl;
         }
         Network::Up
+    }
+}
+
+/// Whether the run goes on after the preflight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Go {
+    /// Measure.
+    On,
+    /// Stop: nothing is measured (exit code 69).
+    Stop,
+}
+
+/// Says on stderr what the preflight found when something is wrong, and
+/// whether the run goes on: not without a network, nor without a control
+/// when the config says `on_no_control = "stop"`.
+pub fn announce(pre: &Preflight, lang: Lang, stop_without_control: bool) -> Go {
+    let details = |checks: &mut dyn Iterator<Item = &Check>| {
+        for c in checks {
+            eprintln!(
+                "  {}: {}",
+                c.target,
+                c.failure.as_deref().unwrap_or("no answer")
+            );
+        }
+    };
+    match pre.network() {
+        Network::Dead => {
+            eprintln!("gatewatch: {}", net_words(lang, NetWords::NoNetwork));
+            details(&mut pre.resolvers.iter().chain(&pre.controls).chain(&pre.stun));
+            Go::Stop
+        }
+        Network::NoControl => {
+            eprintln!(
+                "gatewatch: warning: {}",
+                net_words(lang, NetWords::NoControl)
+            );
+            details(&mut pre.controls.iter());
+            if stop_without_control {
+                eprintln!(
+                    "gatewatch: {}",
+                    net_words(lang, NetWords::StoppingWithoutControl)
+                );
+                Go::Stop
+            } else {
+                Go::On
+            }
+        }
+        Network::Up => Go::On,
     }
 }
 
