@@ -39,4 +39,7 @@ pub enum Command {
     /// Install daily unattended runs (cron or systemd).
     #[command(subcommand)]
     Schedule(crate::schedule::ScheduleCommand),
+    /// ASN and country databases (so results name the network).
+    #[command(subcommand)]
+    Geo(crate::geo::update::GeoCommand),
 }

@@ -1,6 +1,11 @@
 //! Where the probe is: ASN, network name and country from MaxMind-format
-//! databases (GeoLite2/DB-IP `.mmdb`), applied to the public address the
-//! control reports back. The address itself is only looked up, never kept.
+//! databases (GeoLite2/DB-IP `.mmdb`, or ip-location-db's flat
+//! `country_code` databases), applied to the public address the control or
+//! STUN reports. The address itself is only looked up, never kept.
+//! `gatewatch geo update` ([`update`]) fetches DB-IP's free databases into
+//! [`default_dir`], where `run` finds them.
+
+pub mod update;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -105,14 +110,54 @@ impl GeoDb {
             }
         }
         if let Some(r) = &self.country {
-            if let Ok(Some(rec)) = r.lookup(ip).and_then(|l| l.decode::<geoip2::Country<'_>>()) {
-                if let Some(cc) = rec.country.iso_code.or(rec.registered_country.iso_code) {
-                    loc.cc = cc.to_ascii_uppercase();
-                }
+            let cc = match r.lookup(ip).and_then(|l| l.decode::<geoip2::Country<'_>>()) {
+                Ok(Some(rec)) => rec
+                    .country
+                    .iso_code
+                    .or(rec.registered_country.iso_code)
+                    .map(str::to_string),
+                _ => None,
+            };
+            // ip-location-db's databases keep a flat `country_code`.
+            let cc = cc.or_else(|| {
+                r.lookup(ip)
+                    .and_then(|l| l.decode::<FlatCountry>())
+                    .ok()
+                    .flatten()
+                    .and_then(|f| f.country_code)
+            });
+            if let Some(cc) = cc.filter(|c| c.len() == 2) {
+                loc.cc = cc.to_ascii_uppercase();
             }
         }
         loc
     }
+}
+
+/// The record of ip-location-db's country databases.
+#[derive(serde::Deserialize)]
+struct FlatCountry {
+    country_code: Option<String>,
+}
+
+/// Where `gatewatch geo update` puts the databases and `run` looks for
+/// them: `$XDG_DATA_HOME/gatewatch/geo`.
+pub fn default_dir() -> Option<PathBuf> {
+    crate::run::config::data_dir().map(|d| d.join("geo"))
+}
+
+/// The ASN database `run` uses when none is given, if it is there.
+pub fn default_asn_db() -> Option<PathBuf> {
+    default_dir()
+        .map(|d| d.join(update::ASN_FILE))
+        .filter(|p| p.is_file())
+}
+
+/// The country database `run` uses when none is given, if it is there.
+pub fn default_country_db() -> Option<PathBuf> {
+    default_dir()
+        .map(|d| d.join(update::COUNTRY_FILE))
+        .filter(|p| p.is_file())
 }
 
 #[cfg(test)]
@@ -128,6 +173,39 @@ mod tests {
         assert_eq!(loc.cc, "ZZ");
         assert_eq!(loc.network_name, None);
     }
+
+    /// A real database: ip-location-db's CC0 `geo-whois-asn-country` (from
+    /// the npm registry; .ci/run fetches it into `GATEWATCH_TEST_MMDB`).
+    #[test]
+    fn lookup_in_a_real_country_database() {
+        let Some(p) = std::env::var_os("GATEWATCH_TEST_MMDB").map(PathBuf::from) else {
+            eprintln!("skipped: GATEWATCH_TEST_MMDB (a real country .mmdb) is not set");
+            return;
+        };
+        let db = GeoDb::open(None, Some(&p)).unwrap();
+        assert!(db.is_loaded());
+        let got: Vec<(&str, String)> = REAL_COUNTRIES
+            .iter()
+            .map(|(ip, _)| (*ip, db.lookup(ip.parse().unwrap()).cc))
+            .collect();
+        let want: Vec<(&str, String)> = REAL_COUNTRIES
+            .iter()
+            .map(|(ip, cc)| (*ip, cc.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        // Special-purpose addresses are in no database.
+        for ip in ["192.0.2.1", "10.0.0.1", "127.0.0.1"] {
+            assert_eq!(db.lookup(ip.parse().unwrap()).cc, "ZZ", "{ip}");
+        }
+    }
+
+    /// Addresses whose country is stable in public registries.
+    const REAL_COUNTRIES: &[(&str, &str)] = &[
+        ("8.8.8.8", "US"),
+        ("193.0.6.139", "NL"),
+        ("202.79.24.1", "KH"),
+        ("2001:67c:2e8::1", "NL"),
+    ];
 
     #[test]
     fn a_file_that_is_not_a_database_is_an_error() {

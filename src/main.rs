@@ -46,5 +46,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Upload(a) => gatewatch::upload::execute(a).await?,
         Command::Collector(c) => gatewatch::collector::execute(c).await?,
         Command::Schedule(c) => gatewatch::schedule::execute(c).await?,
+        Command::Geo(c) => gatewatch::geo::update::execute(c).await?,
     })
 }

@@ -32,6 +32,9 @@ pub enum ScheduleError {
     /// The path of this executable is unknown.
     #[error("cannot find the gatewatch executable: {0}")]
     NoBinary(std::io::Error),
+    /// The volunteer has not consented (declined, or nobody to ask).
+    #[error("{0}")]
+    Consent(String),
 }
 
 /// An exclusive lock held for the duration of a run (released on drop, and
@@ -79,7 +82,16 @@ pub enum ScheduleCommand {
     /// Write a systemd service and timer for a daily run.
     Install(InstallArgs),
     /// Print a crontab line for a daily run instead.
-    Cron,
+    Cron(CronArgs),
+}
+
+/// `gatewatch schedule cron` arguments.
+#[derive(Debug, clap::Args)]
+pub struct CronArgs {
+    /// I have read the notice above and consent (recorded in the config
+    /// directory, so the cron line needs no --yes).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
 }
 
 /// `gatewatch schedule install` arguments.
@@ -103,16 +115,43 @@ pub struct InstallArgs {
     /// Extra arguments for `gatewatch run` (e.g. "--config /etc/gatewatch.toml").
     #[arg(long, default_value = "")]
     pub run_args: String,
+    /// I have read the notice and consent (recorded in the config
+    /// directory, so the unit needs no --yes).
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+/// Shows the risk notice and records consent, or says why not.
+fn consent(yes: bool) -> Result<(), ScheduleError> {
+    use crate::run::consent::{for_schedule, Consent};
+    use crate::run::strings::{self, Lang};
+    let lang = Lang::from_env();
+    match for_schedule(yes, lang) {
+        Consent::Given => Ok(()),
+        Consent::Declined => Err(ScheduleError::Consent(
+            strings::consent_declined(lang).to_string(),
+        )),
+        Consent::Missing => Err(ScheduleError::Consent(match lang {
+            Lang::En => "consent has not been given: run this on a terminal to answer, or add \
+                         --yes once you have read the notice above"
+                .to_string(),
+            Lang::Km => "មិនទាន់មានការយល់ព្រមទេ៖ សូមដំណើរការពាក្យបញ្ជានេះនៅលើ terminal ដើម្បីឆ្លើយ \
+                         ឬបន្ថែម --yes បន្ទាប់ពីអានសេចក្តីជូនដំណឹងខាងលើ"
+                .to_string(),
+        })),
+    }
 }
 
 /// Runs `gatewatch schedule`.
 pub async fn execute(cmd: ScheduleCommand) -> Result<u8, ScheduleError> {
     match cmd {
-        ScheduleCommand::Cron => {
+        ScheduleCommand::Cron(c) => {
+            consent(c.yes)?;
             print!("{CRON_TEMPLATE}");
             Ok(0)
         }
         ScheduleCommand::Install(a) => {
+            consent(a.yes)?;
             let written = install(&a)?;
             for p in &written {
                 println!("wrote {}", p.display());
@@ -193,18 +232,22 @@ mod tests {
             random_delay: "1h".into(),
             unit_dir: Some(dir.path().to_path_buf()),
             run_args: "--list kh".into(),
+            yes: false,
         };
         let files = install(&a).unwrap();
         let service = std::fs::read_to_string(&files[0]).unwrap();
         let timer = std::fs::read_to_string(&files[1]).unwrap();
         let bin = std::env::current_exe().unwrap();
         assert!(service.contains(&format!(
-            "ExecStart={} run --yes --no-progress --list kh",
+            "ExecStart={} run --no-progress --list kh",
             bin.display()
         )));
         assert!(timer.contains("OnCalendar=*-*-* 04:00:00"));
         assert!(timer.contains("RandomizedDelaySec=1h"));
         assert!(!service.contains('@') && !timer.contains('@'));
+        // Consent is recorded in the config directory, not baked in.
+        assert!(!service.contains("--yes"));
+        assert!(!CRON_TEMPLATE.contains("--yes"));
         let both = InstallArgs { system: true, ..a };
         assert!(matches!(install(&both), Err(ScheduleError::NoScope)));
     }

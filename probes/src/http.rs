@@ -157,18 +157,23 @@ where
         (Some(a), Some(b)) => (b - a).max(0.0),
         _ => 0.0,
     };
-    let rate_bps = rate_lower_bound(body.len() as u64, body_seconds);
+    let raw_len = body.len() as u64;
+    let rate_bps = rate_lower_bound(raw_len, body_seconds);
     let response = match progress.head {
-        Some((code, headers_list)) => HttpResponseRecord {
-            body: MaybeBinary::from_bytes(&body),
-            body_is_truncated: progress.truncated,
-            code,
-            headers: first_values(&headers_list),
-            headers_list,
-            x_body_length: body.len() as u64,
-            x_body_sha256: hex::encode(Sha256::digest(&body)),
-            x_title: extract_title(&body),
-        },
+        Some((code, headers_list)) => {
+            let (body, truncated) =
+                decode_body(&headers_list, body, progress.truncated, params.body_cap);
+            HttpResponseRecord {
+                body: MaybeBinary::from_bytes(&body),
+                body_is_truncated: truncated,
+                code,
+                headers: first_values(&headers_list),
+                headers_list,
+                x_body_length: body.len() as u64,
+                x_body_sha256: hex::encode(Sha256::digest(&body)),
+                x_title: extract_title(&body),
+            }
+        }
         None => HttpResponseRecord::default(),
     };
     HttpTransaction {
@@ -185,10 +190,84 @@ where
         x_transfer: TransferStats {
             ttfb,
             body_seconds,
-            bytes: body.len() as u64,
+            bytes: raw_len,
             rate_bps,
         },
     }
+}
+
+/// The body as the page is, as OONI stores it: a `gzip`, `x-gzip` or
+/// `deflate` content encoding is undone, keeping at most `cap` decoded
+/// bytes (more is truncation; this also bounds a compression bomb). A
+/// compressed body cut at the cap, or one that stops decoding, keeps what
+/// decoded and is marked truncated; the compressed bytes are never stored
+/// (they would hide the page, and the probe's address in it, from
+/// analysis and scrubbing). A body that is not compressed at all despite
+/// the header is kept as received. Other encodings (`br`, `zstd`) are kept as
+/// received. Returns the body and whether it is truncated.
+pub fn decode_body(
+    headers: &[(String, String)],
+    body: Vec<u8>,
+    truncated: bool,
+    cap: usize,
+) -> (Vec<u8>, bool) {
+    use std::io::Read;
+    let encoding = headers
+        .iter()
+        .rev()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-encoding"))
+        .map(|(_, v)| v.trim().to_ascii_lowercase());
+    let Some(encoding) = encoding else {
+        return (body, truncated);
+    };
+    if body.is_empty() {
+        return (body, truncated);
+    }
+    let read_all = |mut r: Box<dyn Read + '_>| -> (Vec<u8>, bool) {
+        let mut out = Vec::new();
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => return (out, false),
+                Ok(n) => {
+                    let room = cap.saturating_sub(out.len());
+                    if n > room {
+                        out.extend_from_slice(&buf[..room]);
+                        return (out, true);
+                    }
+                    out.extend_from_slice(&buf[..n]);
+                }
+                Err(_) => return (out, true),
+            }
+        }
+    };
+    let (out, cut) = match encoding.as_str() {
+        "gzip" | "x-gzip" => read_all(Box::new(flate2::read::MultiGzDecoder::new(&body[..]))),
+        "deflate" => {
+            // Usually zlib-wrapped; some servers send raw deflate.
+            let (out, cut) = read_all(Box::new(flate2::read::ZlibDecoder::new(&body[..])));
+            if out.is_empty() && cut {
+                read_all(Box::new(flate2::read::DeflateDecoder::new(&body[..])))
+            } else {
+                (out, cut)
+            }
+        }
+        _ => return (body, truncated),
+    };
+    if out.is_empty() && cut {
+        // Nothing decoded. Text that does not start like the encoding is
+        // not compressed at all despite the header: keep what came. Else
+        // it is compressed data too short or too broken to decode, which
+        // is not kept (nothing in it could be read, or scrubbed).
+        let gzip_magic = body.starts_with(&[0x1f, 0x8b]);
+        let zlib_header = body.len() >= 2
+            && body[0] & 0x0f == 8
+            && (u16::from(body[0]) * 256 + u16::from(body[1])) % 31 == 0;
+        if !gzip_magic && !zlib_header && std::str::from_utf8(&body).is_ok() {
+            return (body, truncated);
+        }
+    }
+    (out, truncated || cut)
 }
 
 /// The shortest body transfer (seconds) a rate is computed over: a body that
@@ -334,6 +413,57 @@ fn first_values(list: &[(String, String)]) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn encoded_bodies_are_decoded_and_capped() {
+        let page = b"<title>t</title>Your address is 203.0.113.99".repeat(50);
+        let h = |v: &str| vec![("content-encoding".to_string(), v.to_string())];
+        let (b, t) = decode_body(&h("gzip"), gz(&page), false, 1 << 20);
+        assert_eq!((b.as_slice(), t), (page.as_slice(), false));
+        // Cut at the cap: what decoded, marked truncated.
+        let (b, t) = decode_body(&h("gzip"), gz(&page), false, 100);
+        assert_eq!((b.as_slice(), t), (&page[..100], true));
+        // The compressed bytes were cut: the decodable start, truncated.
+        let z = gz(&page);
+        let (b, t) = decode_body(&h("x-gzip"), z[..z.len() * 3 / 4].to_vec(), true, 1 << 20);
+        assert!(
+            t && !b.is_empty() && page.starts_with(&b),
+            "{} {t} {:?}",
+            b.len(),
+            String::from_utf8_lossy(&b)
+        );
+        // deflate (zlib-wrapped and raw).
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut e, &page).unwrap();
+        let (b, _) = decode_body(&h("deflate"), e.finish().unwrap(), false, 1 << 20);
+        assert_eq!(b, page);
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut e, &page).unwrap();
+        let (b, _) = decode_body(&h("deflate"), e.finish().unwrap(), false, 1 << 20);
+        assert_eq!(b, page);
+        // A false header, an unknown encoding, no header: kept as received.
+        assert_eq!(
+            decode_body(&h("gzip"), page.clone(), false, 1 << 20).0,
+            page
+        );
+        assert_eq!(decode_body(&h("br"), b"xyz".to_vec(), false, 10).0, b"xyz");
+        // Compressed but too short to decode anything: not kept.
+        assert_eq!(
+            decode_body(&h("gzip"), z[..12].to_vec(), true, 10),
+            (Vec::new(), true)
+        );
+        assert_eq!(
+            decode_body(&[], b"xyz".to_vec(), true, 10),
+            (b"xyz".to_vec(), true)
+        );
+    }
 
     #[test]
     fn rate_is_a_lower_bound_below_the_window() {

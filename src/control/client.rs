@@ -2,12 +2,23 @@
 //! to one or more controls with overlapped failover (the next control is
 //! started when the previous one failed or has not answered within the
 //! hedge delay; the first good answer wins).
+//!
+//! Back-pressure: a control that answers 429 or 503 is not an answer lost.
+//! The request waits (`Retry-After` when given, else a bounded exponential
+//! backoff, both with jitter) and is queued again, until the query's
+//! deadline. Each control has its own window of requests in flight
+//! ([`backpressure::Window`], AIMD): it grows by one per window of good
+//! answers and halves on every push-back, so a probe settles at what the
+//! control can take. OONI's public helpers get at most
+//! [`OONI_MAX_IN_FLIGHT`] requests at once from us.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
+
+use super::backpressure::{self, ControlHealth, Window};
 
 use crate::control::protocol::{ControlRequest, ControlResponse};
 
@@ -22,6 +33,22 @@ pub const DEFAULT_CONTROLS: &[&str] = &[
     "https://0.th.ooni.org/",
     "https://1.th.ooni.org/",
 ];
+
+/// At most this many requests in flight to each of OONI's public helpers
+/// (oohelperd sheds clients that are not ooniprobe above ~25 in flight; we
+/// stay well below, as a guest on their infrastructure).
+pub const OONI_MAX_IN_FLIGHT: usize = 8;
+/// At most this many requests in flight to one of our own controls (the
+/// window starts lower and grows while the control keeps up).
+pub const OWN_MAX_IN_FLIGHT: usize = 256;
+/// Where a control's window starts.
+pub const INITIAL_WINDOW: usize = 8;
+/// The User-Agent we send: who we are and where to read about it.
+pub const USER_AGENT: &str = concat!(
+    "gatewatch/",
+    env!("CARGO_PKG_VERSION"),
+    " (web_connectivity-compatible censorship probe; not ooniprobe)"
+);
 
 /// Start the next control when the previous has not answered within this.
 pub const DEFAULT_HEDGE_DELAY: Duration = Duration::from_secs(3);
@@ -64,6 +91,8 @@ pub enum ControlError {
         status: u16,
         /// The first line of its body.
         reason: String,
+        /// Its `Retry-After` (seconds form), when it sent one.
+        retry_after: Option<Duration>,
     },
     /// The answer is not a valid control response.
     #[error("control {url} sent an invalid answer: {reason}")]
@@ -93,6 +122,7 @@ fn list(errors: &[ControlError]) -> String {
 #[derive(Debug, Clone)]
 pub struct ControlClient {
     urls: Arc<Vec<String>>,
+    windows: Arc<Vec<Arc<Window>>>,
     http: reqwest::Client,
     hedge_delay: Duration,
     deadline: Duration,
@@ -139,14 +169,26 @@ impl ControlClient {
         tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let http = reqwest::Client::builder()
             .tls_backend_preconfigured(tls)
-            .user_agent(concat!("gatewatch/", env!("CARGO_PKG_VERSION")))
+            .user_agent(USER_AGENT)
             .connect_timeout(Duration::from_secs(10))
             .timeout(DEFAULT_DEADLINE)
             .no_proxy()
             .build()
             .map_err(|e| ControlError::Setup(e.to_string()))?;
+        let windows = urls
+            .iter()
+            .map(|u| {
+                let max = if is_ooni_helper(u) {
+                    OONI_MAX_IN_FLIGHT
+                } else {
+                    OWN_MAX_IN_FLIGHT
+                };
+                Arc::new(Window::new(u.clone(), INITIAL_WINDOW.min(max), max))
+            })
+            .collect();
         Ok(ControlClient {
             urls: Arc::new(urls),
+            windows: Arc::new(windows),
             http,
             hedge_delay: DEFAULT_HEDGE_DELAY,
             deadline: DEFAULT_DEADLINE,
@@ -173,6 +215,16 @@ impl ControlClient {
         &self.urls
     }
 
+    /// What each control has done so far (answers, push-backs, failures).
+    pub fn health(&self) -> Vec<ControlHealth> {
+        self.windows.iter().map(|w| w.health()).collect()
+    }
+
+    /// The underlying HTTP client (for the preflight's reachability check).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// Asks the controls about one URL: the first control is asked at once,
     /// the next one when the previous failed or after the hedge delay; the
     /// first valid answer wins and the other attempts are cancelled.
@@ -184,7 +236,10 @@ impl ControlClient {
         let mut attempts: JoinSet<Result<ControlResponse, ControlError>> = JoinSet::new();
         let mut errors = Vec::new();
         let mut next = 0;
-        self.start(&mut attempts, &mut next, &body);
+        // The last push-back of each attempt still waiting, to name it if
+        // the deadline comes first.
+        let pushed: PushBacks = Arc::default();
+        self.start(&mut attempts, &mut next, &body, &pushed);
         let hedge = tokio::time::sleep(self.hedge_delay);
         tokio::pin!(hedge);
         loop {
@@ -199,7 +254,7 @@ impl ControlClient {
                         }),
                     }
                     if next < self.urls.len() {
-                        self.start(&mut attempts, &mut next, &body);
+                        self.start(&mut attempts, &mut next, &body, &pushed);
                         hedge.as_mut().reset(tokio::time::Instant::now() + self.hedge_delay);
                     } else if attempts.is_empty() {
                         return Err(if errors.len() == 1 {
@@ -210,10 +265,20 @@ impl ControlClient {
                     }
                 }
                 _ = &mut hedge, if next < self.urls.len() => {
-                    self.start(&mut attempts, &mut next, &body);
+                    self.start(&mut attempts, &mut next, &body, &pushed);
                     hedge.as_mut().reset(tokio::time::Instant::now() + self.hedge_delay);
                 }
-                _ = &mut deadline => return Err(ControlError::Deadline(self.deadline)),
+                _ = &mut deadline => {
+                    let waiting = std::mem::take(
+                        &mut *pushed.lock().unwrap_or_else(|e| e.into_inner()),
+                    );
+                    errors.extend(waiting.into_iter().flatten());
+                    return Err(match errors.len() {
+                        0 => ControlError::Deadline(self.deadline),
+                        1 => errors.remove(0),
+                        _ => ControlError::AllFailed(errors),
+                    });
+                }
             }
         }
     }
@@ -223,13 +288,96 @@ impl ControlClient {
         attempts: &mut JoinSet<Result<ControlResponse, ControlError>>,
         next: &mut usize,
         body: &bytes::Bytes,
+        pushed: &PushBacks,
     ) {
         let url = self.urls[*next].clone();
+        let window = Arc::clone(&self.windows[*next]);
+        let slot = {
+            let mut p = pushed.lock().unwrap_or_else(|e| e.into_inner());
+            p.push(None);
+            p.len() - 1
+        };
+        let pushed = Arc::clone(pushed);
         *next += 1;
         let http = self.http.clone();
         let body = body.clone();
         let timeout = self.deadline;
-        attempts.spawn(async move { ask(&http, url, body, timeout).await });
+        attempts.spawn(async move {
+            let r = ask_patiently(&http, &window, url, body, timeout, &pushed, slot).await;
+            // Finished: its push-back, if any, is no longer news.
+            if let Some(s) = pushed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_mut(slot)
+            {
+                *s = None;
+            }
+            r
+        });
+    }
+}
+
+/// The last push-back (429/503) of each attempt of one query.
+type PushBacks = Arc<std::sync::Mutex<Vec<Option<ControlError>>>>;
+
+/// True for OONI's public helpers (`*.th.ooni.org`).
+fn is_ooni_helper(u: &str) -> bool {
+    url::Url::parse(u)
+        .ok()
+        .and_then(|p| p.host_str().map(|h| h.ends_with(".th.ooni.org")))
+        .unwrap_or(false)
+}
+
+/// Asks one control, inside its window; a 429 or 503 is waited out and the
+/// request queued again (the caller's deadline ends it).
+async fn ask_patiently(
+    http: &reqwest::Client,
+    window: &Window,
+    url: String,
+    body: bytes::Bytes,
+    timeout: Duration,
+    pushed: &PushBacks,
+    slot: usize,
+) -> Result<ControlResponse, ControlError> {
+    let mut attempt: u32 = 0;
+    loop {
+        let permit = window.acquire().await;
+        let result = ask(http, url.clone(), body.clone(), timeout).await;
+        match result {
+            Ok(r) => {
+                window.answered();
+                return Ok(r);
+            }
+            Err(ControlError::HttpStatus {
+                url: u,
+                status: status @ (429 | 503),
+                reason,
+                retry_after,
+            }) => {
+                let wait = backpressure::delay(retry_after, attempt);
+                window.pushed_back(status, wait);
+                let e = ControlError::HttpStatus {
+                    url: u,
+                    status,
+                    reason,
+                    retry_after,
+                };
+                if let Some(s) = pushed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_mut(slot)
+                {
+                    *s = Some(e);
+                }
+                drop(permit);
+                attempt = attempt.saturating_add(1);
+                // The window is paused for `wait`; `acquire` waits it out.
+            }
+            Err(e) => {
+                window.failed();
+                return Err(e);
+            }
+        }
     }
 }
 
@@ -254,6 +402,12 @@ async fn ask(
         .await
         .map_err(|e| unreachable(e, &url))?;
     let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
     let bytes = read_capped(resp).await.map_err(|e| unreachable(e, &url))?;
     if !status.is_success() {
         let text = String::from_utf8_lossy(&bytes);
@@ -268,6 +422,7 @@ async fn ask(
             url,
             status: status.as_u16(),
             reason: line,
+            retry_after,
         });
     }
     if bytes.len() > MAX_ANSWER_BYTES {

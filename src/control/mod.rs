@@ -1,5 +1,6 @@
 //! The control vantage point: the protocol, the server and the client.
 
+pub mod backpressure;
 pub mod client;
 pub mod protocol;
 pub mod server;

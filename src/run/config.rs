@@ -128,6 +128,10 @@ pub struct FileConfig {
     pub fingerprints: Option<PathBuf>,
     /// STUN server for learning the public address, or `none`.
     pub stun: Option<String>,
+    /// What an unattended run does when no control answers before it
+    /// starts: `continue` (default; most verdicts will be inconclusive) or
+    /// `stop` (exit code 69, nothing measured).
+    pub on_no_control: Option<String>,
 }
 
 impl FileConfig {
@@ -213,6 +217,8 @@ pub struct RunSettings {
     pub fingerprints: Option<PathBuf>,
     /// The STUN server to ask for the public address (`None`: don't).
     pub stun: Option<String>,
+    /// Stop (rather than continue) when no control answers the preflight.
+    pub stop_without_control: bool,
 }
 
 impl RunSettings {
@@ -370,8 +376,19 @@ pub fn resolve(args: &RunArgs, file: FileConfig) -> Result<RunSettings, ConfigEr
         json_summary: args.json_summary.clone().or(file.json_summary),
         probe_asn,
         probe_cc,
-        asn_db: args.probe.asn_db.clone().or(file.asn_db),
-        country_db: args.probe.country_db.clone().or(file.country_db),
+        // Else what `gatewatch geo update` downloaded, when it is there.
+        asn_db: args
+            .probe
+            .asn_db
+            .clone()
+            .or(file.asn_db)
+            .or_else(crate::geo::default_asn_db),
+        country_db: args
+            .probe
+            .country_db
+            .clone()
+            .or(file.country_db)
+            .or_else(crate::geo::default_country_db),
         ca_files: pick(args.probe.ca_file.clone(), file.ca_file),
         treat_as_public,
         resolvers,
@@ -421,6 +438,16 @@ pub fn resolve(args: &RunArgs, file: FileConfig) -> Result<RunSettings, ConfigEr
             Some(s) if s.eq_ignore_ascii_case("none") => None,
             Some(s) => Some(s),
             None => Some(super::publicip::DEFAULT_STUN.to_string()),
+        },
+        stop_without_control: match file.on_no_control.as_deref() {
+            None | Some("continue") => false,
+            Some("stop") => true,
+            Some(other) => {
+                return Err(ConfigError::Value {
+                    key: "on_no_control",
+                    reason: format!("{other:?}: use \"continue\" or \"stop\""),
+                })
+            }
         },
     })
 }

@@ -49,6 +49,38 @@ pub fn check(given: bool, lang: Lang) -> Consent {
     Consent::Given
 }
 
+/// For `gatewatch schedule`: always shows the notice (stderr), then
+/// records consent in the config directory — given on the command line
+/// (`yes`), already recorded, or asked now on a terminal — so the unit or
+/// cron line needs no `--yes` and the scheduled runs read it from there.
+pub fn for_schedule(yes: bool, lang: Lang) -> Consent {
+    let mut err = std::io::stderr();
+    let _ = writeln!(err, "{}", strings::consent_text(lang));
+    let file = consent_file();
+    if yes {
+        if let Some(f) = &file {
+            remember(f);
+        }
+        return Consent::Given;
+    }
+    if file.as_deref().is_some_and(Path::exists) {
+        return Consent::Given;
+    }
+    if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+        return Consent::Missing;
+    }
+    let _ = write!(err, "{}", strings::consent_prompt(lang));
+    let _ = err.flush();
+    let mut answer = String::new();
+    if std::io::stdin().lock().read_line(&mut answer).is_err() || !strings::is_acceptance(&answer) {
+        return Consent::Declined;
+    }
+    if let Some(f) = file {
+        remember(&f);
+    }
+    Consent::Given
+}
+
 /// Writes the acceptance file (best effort: failing to remember only means
 /// being asked again).
 fn remember(file: &Path) {

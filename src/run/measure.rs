@@ -102,8 +102,14 @@ impl UrlContext {
     }
 
     /// Learns a public address: looks it up once and remembers it for
-    /// scrubbing.
+    /// scrubbing. A special-purpose address (a control on this host, behind
+    /// a proxy or a tunnel sees 127.0.0.1 or a private address) is not the
+    /// public one and is ignored ([`scrub::is_usable_public`]).
     pub fn learn_addr(&self, ip: IpAddr) {
+        let ip = ip.to_canonical();
+        if !scrub::is_usable_public(ip) {
+            return;
+        }
         let mut st = self.where_.lock().unwrap_or_else(|e| e.into_inner());
         if !st.addrs.contains(&ip) {
             st.addrs.push(ip);
@@ -118,6 +124,12 @@ impl UrlContext {
         if !st.addrs.contains(&ip) {
             st.addrs.push(ip);
         }
+    }
+
+    /// Where the probe is, as the measurements say it (the overrides
+    /// applied); `AS0`/`ZZ` when unknown.
+    pub fn probe_location(&self) -> ProbeLocation {
+        self.location().0
     }
 
     fn location(&self) -> (ProbeLocation, Vec<IpAddr>) {
@@ -275,7 +287,7 @@ fn finish(ctx: &UrlContext, mut m: Measurement) -> Finished {
         ctx.line.learn(&m);
     }
     let mut json = serde_json::to_value(&m).unwrap_or(serde_json::Value::Null);
-    scrub::scrub(&mut json, &addrs);
+    scrub::scrub_measurement(&mut json, &addrs);
     // The scrubbed form is what the summary sees too.
     let measurement = serde_json::from_value(json.clone()).unwrap_or(m);
     Finished { measurement, json }

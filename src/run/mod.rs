@@ -9,7 +9,9 @@
 //! ([`scrub`]) before a measurement leaves [`measure`].
 //!
 //! Exit codes: 0 the run completed; 2 usage, config or input error (nothing
-//! measured); 75 another run holds the lock; 130 interrupted (Ctrl-C or SIGTERM; finished URLs are kept,
+//! measured); 69 no network (the [`preflight`] found no resolver, control or
+//! STUN server answering), or no control and the config says
+//! `on_no_control = "stop"`; nothing measured; 75 another run holds the lock; 130 interrupted (Ctrl-C or SIGTERM; finished URLs are kept,
 //! `--resume` continues); 1 any other abort (e.g. the results file cannot be
 //! written).
 
@@ -19,6 +21,7 @@ pub mod inputs;
 pub mod line;
 pub mod measure;
 pub mod output;
+pub mod preflight;
 pub mod progress;
 pub mod publicip;
 pub mod scheduler;
@@ -56,6 +59,9 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_ABORT: u8 = 1;
 /// Usage, config or input error; nothing was measured.
 pub const EXIT_USAGE: u8 = 2;
+/// No network, or no control when the config says to stop without one
+/// (EX_UNAVAILABLE): nothing was measured.
+pub const EXIT_NO_NETWORK: u8 = 69;
 /// Another run holds the lock (EX_TEMPFAIL): nothing was measured.
 pub const EXIT_BUSY: u8 = 75;
 /// Interrupted by Ctrl-C or SIGTERM.
@@ -64,7 +70,9 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 /// The exit codes, as `gatewatch run --help` shows them.
 pub const EXIT_CODES_HELP: &str =
     "Exit codes: 0 the run completed; 2 usage, config or input error \
-(nothing measured); 75 another run holds the lock (nothing measured); 130 interrupted \
+(nothing measured); 69 no network: no resolver, control or STUN server answered the \
+preflight (or no control and on_no_control = \"stop\"; nothing measured); \
+75 another run holds the lock (nothing measured); 130 interrupted \
 by Ctrl-C or SIGTERM (finished URLs are kept; --resume continues); 1 any other abort.\n\
 Files: config $XDG_CONFIG_HOME/gatewatch/config.toml, results \
 $XDG_DATA_HOME/gatewatch/results/, lists from `gatewatch lists update` \
@@ -309,6 +317,22 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
         return Ok(EXIT_INTERRUPTED);
     };
 
+    // Is there a network, and a control? (A few seconds, all at once.)
+    let pre = preflight::check(preflight::Targets {
+        hosts: preflight::hosts_of(
+            plan.open(HashSet::new())?.take(64).map(|e| e.url),
+            preflight::HOSTS_CHECKED,
+        ),
+        system_resolver: settings.system_resolver,
+        resolvers: web.resolvers.clone(),
+        control: control.as_ref(),
+        stun: settings.stun.clone(),
+    })
+    .await;
+    if preflight::announce(&pre, lang, settings.stop_without_control) == preflight::Go::Stop {
+        return Ok(EXIT_NO_NETWORK);
+    }
+
     let run_start = time::OffsetDateTime::now_utc();
     let output_path = output_path(&settings, run_start)?;
     let done = if settings.resume {
@@ -347,14 +371,19 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
         ctx = ctx.with_fingerprints(f);
     }
     // The probe's own addresses, for scrubbing even when the control does
-    // not report the public one.
+    // not report the public one; the public one from the preflight (our
+    // control's health answer, STUN) before any page is fetched.
     for ip in publicip::global_interface_addrs() {
         ctx.learn_scrub_only(ip);
     }
-    if let Some(server) = &settings.stun {
-        if let Some(ip) = publicip::stun_lookup(server, std::time::Duration::from_secs(3)).await {
-            ctx.learn_addr(ip);
-        }
+    for ip in &pre.public_addrs {
+        ctx.learn_addr(*ip);
+    }
+    if is_unknown(&ctx.probe_location()) {
+        eprintln!(
+            "gatewatch: warning: {}",
+            strings::net_words(lang, strings::NetWords::UnknownNetwork)
+        );
     }
     let ctx = Arc::new(ctx);
     let cancel = CancellationToken::new();
@@ -400,6 +429,15 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
     };
     let _ = writer.sync();
     summary.runtime_seconds = started.elapsed().as_secs_f64();
+    let loc = ctx.probe_location();
+    summary.probe_asn = loc.asn;
+    summary.probe_cc = loc.cc;
+    summary.probe_network_name = loc.network_name;
+    summary.network = Some(summary::NetworkHealth {
+        state: pre.network(),
+        controls: ctx.control.as_ref().map(|c| c.health()).unwrap_or_default(),
+        preflight: pre,
+    });
     summary.aborted = ended == Ended::Cancelled;
     if let Some(reg) = &ctx.analysis.clusters {
         summary.page_clusters = reg.clusters();
@@ -500,9 +538,21 @@ fn control_client(s: &RunSettings) -> Result<Option<ControlClient>, RunError> {
     } else {
         ControlClient::new(s.control.clone(), &s.ca_files)
     };
+    // A control that pushes back is waited for up to the URL's own
+    // deadline (the web measurement cuts it there), not the client's 30 s.
     client
-        .map(Some)
+        .map(|c| {
+            Some(c.with_timing(
+                crate::control::client::DEFAULT_HEDGE_DELAY,
+                s.url_deadline.max(crate::control::client::DEFAULT_DEADLINE),
+            ))
+        })
         .map_err(|e| RunError::Control(e.to_string()))
+}
+
+/// True when the network or the country is unknown (`AS0` or `ZZ`).
+fn is_unknown(loc: &crate::geo::ProbeLocation) -> bool {
+    loc.asn == crate::geo::UNKNOWN_ASN || loc.cc == crate::geo::UNKNOWN_CC
 }
 
 /// Ctrl-C and SIGTERM cancel the run.

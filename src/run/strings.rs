@@ -165,6 +165,87 @@ pub fn phrase(lang: Lang, p: Phrase) -> &'static str {
     }
 }
 
+/// Words about the network and the control (preflight and summary).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NetWords {
+    /// The network is down: the run stops.
+    NoNetwork,
+    /// No control answered before the run.
+    NoControl,
+    /// The config says to stop without a control.
+    StoppingWithoutControl,
+    /// Most verdicts are inconclusive (followed by why).
+    MostlyInconclusive,
+    /// Why: the control could not be reached or failed for most URLs.
+    BecauseControl,
+    /// Why: most URLs could not be reached at all.
+    BecauseUnreachable,
+    /// "Control failures" (a count follows).
+    ControlFailures,
+    /// "Control asked us to slow down" (a count follows).
+    ControlPushBacks,
+    /// The network (ASN, country) is unknown.
+    UnknownNetwork,
+    /// "Network" (the ASN and country follow).
+    Network,
+}
+
+/// The words about the network and the control.
+pub fn net_words(lang: Lang, w: NetWords) -> &'static str {
+    match (lang, w) {
+        (Lang::En, NetWords::NoNetwork) => {
+            "No network: no resolver, control or STUN server answered. Nothing was measured \
+             (the results would only say \"inconclusive\"). Check the connection and run again."
+        }
+        (Lang::En, NetWords::NoControl) => {
+            "No control: the control server could not be reached, so most verdicts will be \
+             inconclusive (nothing to compare with)."
+        }
+        (Lang::En, NetWords::StoppingWithoutControl) => {
+            "Stopping: the config says on_no_control = \"stop\". Nothing was measured."
+        }
+        (Lang::En, NetWords::MostlyInconclusive) => {
+            "Most verdicts are inconclusive, so this run cannot say whether sites are blocked"
+        }
+        (Lang::En, NetWords::BecauseControl) => "the control could not be used",
+        (Lang::En, NetWords::BecauseUnreachable) => {
+            "most sites could not be reached from here or from the control"
+        }
+        (Lang::En, NetWords::ControlFailures) => "measurements without a control answer",
+        (Lang::En, NetWords::ControlPushBacks) => "control asked us to slow down (waited, retried)",
+        (Lang::En, NetWords::UnknownNetwork) => {
+            "Unknown network: results will say AS0/ZZ, so comparisons merge this network \
+             with others. Run `gatewatch geo update`, or give --probe-asn and --probe-cc."
+        }
+        (Lang::En, NetWords::Network) => "Network",
+        (Lang::Km, NetWords::NoNetwork) => {
+            "គ្មានបណ្តាញ៖ គ្មាន resolver, control ឬ STUN server ណាមួយឆ្លើយតបទេ។ មិនបានវាស់អ្វីទាំងអស់ \
+             (លទ្ធផលនឹងគ្រាន់តែថា \"មិនអាចសន្និដ្ឋានបាន\")។ សូមពិនិត្យការតភ្ជាប់ ហើយដំណើរការម្តងទៀត។"
+        }
+        (Lang::Km, NetWords::NoControl) => {
+            "គ្មាន control៖ មិនអាចទាក់ទង control server បានទេ ដូច្នេះលទ្ធផលភាគច្រើននឹង \
+             មិនអាចសន្និដ្ឋានបាន (គ្មានអ្វីសម្រាប់ប្រៀបធៀប)។"
+        }
+        (Lang::Km, NetWords::StoppingWithoutControl) => {
+            "កំពុងបញ្ឈប់៖ ឯកសារ config កំណត់ on_no_control = \"stop\"។ មិនបានវាស់អ្វីទាំងអស់។"
+        }
+        (Lang::Km, NetWords::MostlyInconclusive) => {
+            "លទ្ធផលភាគច្រើនមិនអាចសន្និដ្ឋានបាន ដូច្នេះការវាស់នេះមិនអាចប្រាប់ថាគេហទំព័រត្រូវបានបិទឬអត់ទេ"
+        }
+        (Lang::Km, NetWords::BecauseControl) => "មិនអាចប្រើ control បាន",
+        (Lang::Km, NetWords::BecauseUnreachable) => "គេហទំព័រភាគច្រើនមិនអាចចូលបាន ទាំងពីទីនេះ និងពី control",
+        (Lang::Km, NetWords::ControlFailures) => "ការវាស់ដែលគ្មានចម្លើយពី control",
+        (Lang::Km, NetWords::UnknownNetwork) => {
+            "មិនស្គាល់បណ្តាញ៖ លទ្ធផលនឹងសរសេរ AS0/ZZ ដូច្នេះការប្រៀបធៀបនឹងលាយបណ្តាញនេះ \
+             ជាមួយបណ្តាញផ្សេងទៀត។ សូមដំណើរការ `gatewatch geo update` ឬផ្តល់ --probe-asn និង --probe-cc។"
+        }
+        (Lang::Km, NetWords::Network) => "បណ្តាញ",
+        (Lang::Km, NetWords::ControlPushBacks) => {
+            "control បានស្នើឲ្យយឺតជាងនេះ (បានរង់ចាំ ហើយព្យាយាមម្តងទៀត)"
+        }
+    }
+}
+
 const CONSENT_EN: &str = "\
 gatewatch: please read this before the first run
 
@@ -183,6 +264,18 @@ Risks in Cambodia:
   wrote online, and article 80 of the Telecommunications Law carries 7 to 15
   years in prison for using equipment in a way said to harm national
   security. We cannot promise how the authorities would see a measurement.
+
+Who else learns something, on a default run:
+- OONI's public test helpers (*.th.ooni.org, run by the OONI project)
+  receive every URL measured and see your public IP address. To avoid
+  them: --control with your team's own `gatewatch control serve`, or
+  --control none (most verdicts will then be inconclusive).
+- A STUN server (stun.l.google.com, run by Google) sees your public IP
+  address; gatewatch asks it only to scrub that address from the results.
+  To avoid it: --stun none.
+- Google Public DNS (8.8.8.8) is asked for the name of every site, besides
+  your own resolver. To avoid it: --resolver with a resolver you choose.
+The same can be set once in the config file (control, stun, resolver).
 
 gatewatch never writes your public IP address into the results, but it does
 not hide your traffic. If you are unsure, do not run it, or first ask
@@ -207,6 +300,18 @@ gatewatch បើកគេហទំព័រនីមួយៗក្នុងប�
   សរសេរលើអ៊ីនធឺណិត ហើយមាត្រា ៨០ នៃច្បាប់ស្តីពីទូរគមនាគមន៍ មានទោសជាប់ពន្ធនាគារ
   ពី ៧ ទៅ ១៥ ឆ្នាំ ចំពោះការប្រើប្រាស់ឧបករណ៍ដែលគេចាត់ទុកថាប៉ះពាល់ដល់សន្តិសុខជាតិ។
   យើងមិនអាចសន្យាបានថា អាជ្ញាធរនឹងចាត់ទុកការវាស់នេះយ៉ាងដូចម្តេចទេ។
+
+អ្នកផ្សេងទៀតដែលដឹងអ្វីមួយ នៅពេលដំណើរការតាមលំនាំដើម៖
+- ម៉ាស៊ីនជំនួយតេស្តសាធារណៈរបស់ OONI (*.th.ooni.org ដែលគម្រោង OONI ដំណើរការ)
+  ទទួលបាន URL នីមួយៗដែលបានវាស់ ហើយឃើញអាសយដ្ឋាន IP សាធារណៈរបស់អ្នក។ ដើម្បីជៀសវាង៖
+  ប្រើ --control ជាមួយ `gatewatch control serve` ផ្ទាល់របស់ក្រុមអ្នក ឬ --control none
+  (ពេលនោះ លទ្ធផលភាគច្រើននឹងមិនអាចសន្និដ្ឋានបាន)។
+- ម៉ាស៊ីន STUN (stun.l.google.com ដែល Google ដំណើរការ) ឃើញអាសយដ្ឋាន IP សាធារណៈ
+  របស់អ្នក។ gatewatch សួរវា គ្រាន់តែដើម្បីលុបអាសយដ្ឋាននោះចេញពីលទ្ធផលប៉ុណ្ណោះ។
+  ដើម្បីជៀសវាង៖ --stun none។
+- Google Public DNS (8.8.8.8) ត្រូវបានសួរឈ្មោះនៃគេហទំព័រនីមួយៗ ក្រៅពី resolver
+  របស់អ្នកផ្ទាល់។ ដើម្បីជៀសវាង៖ --resolver ជាមួយ resolver ដែលអ្នកជ្រើសរើស។
+ការកំណត់ទាំងនេះ អាចដាក់ម្តងក្នុងឯកសារ config (control, stun, resolver)។
 
 gatewatch មិនដែលសរសេរអាសយដ្ឋាន IP សាធារណៈរបស់អ្នកទៅក្នុងលទ្ធផលទេ ប៉ុន្តែវាមិនលាក់
 ចរាចរណ៍របស់អ្នកទេ។ បើអ្នកមិនប្រាកដចិត្ត សូមកុំដំណើរការវា ឬសួរមនុស្សដែលអ្នកទុកចិត្ត
@@ -233,6 +338,13 @@ mod tests {
             assert!(t.contains("14") || t.contains("១៤"));
             assert!(t.contains("80") || t.contains("៨០"));
             assert!(t.contains("NIG"));
+            // Who else learns what, and how to avoid them.
+            for third in ["th.ooni.org", "stun.l.google.com", "8.8.8.8"] {
+                assert!(t.contains(third), "{third}");
+            }
+            for avoid in ["--control", "--stun none", "--resolver"] {
+                assert!(t.contains(avoid), "{avoid}");
+            }
         }
         assert!(is_acceptance(" yes\n"));
         assert!(is_acceptance("យល់ព្រម"));

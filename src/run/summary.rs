@@ -8,9 +8,22 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::strings::{self, Lang, Phrase};
+use super::preflight::{Network, Preflight};
+use super::strings::{self, Lang, NetWords, Phrase};
 use crate::analysis::lossy;
+use crate::control::backpressure::ControlHealth;
 use crate::model::{Measurement, VerdictStatus};
+
+/// The network and the control, as the run saw them.
+#[derive(Clone, Debug, Serialize)]
+pub struct NetworkHealth {
+    /// The preflight's verdict: `up`, `no_control` or `dead`.
+    pub state: Network,
+    /// What each preflight check found.
+    pub preflight: Preflight,
+    /// Each control over the run: answers, 429s, 503s, other failures.
+    pub controls: Vec<ControlHealth>,
+}
 
 /// One anomalous URL.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -71,6 +84,22 @@ pub struct Summary {
     pub line_loss_estimate: Option<f64>,
     /// True when `line_loss_estimate` is above the lossy-line share.
     pub lossy_line: bool,
+    /// Measurements without a control answer (the control failed or
+    /// pushed back past the deadline; `--control none` not counted).
+    pub control_failures: u64,
+    /// Measurements without control data for any reason (including
+    /// `--control none`).
+    pub without_control: u64,
+    /// The network and control health.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkHealth>,
+    /// `probe_asn` of the run (`AS0` when unknown).
+    pub probe_asn: String,
+    /// `probe_cc` of the run (`ZZ` when unknown).
+    pub probe_cc: String,
+    /// `probe_network_name`, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe_network_name: Option<String>,
 }
 
 impl Summary {
@@ -88,6 +117,12 @@ impl Summary {
         if m.test_keys.x_interrupted.is_some() {
             self.interrupted += 1;
             return false;
+        }
+        if let Some(f) = &m.test_keys.control_failure {
+            self.without_control += 1;
+            if f != "control_disabled" {
+                self.control_failures += 1;
+            }
         }
         let v = m.test_keys.x_verdict.as_ref();
         for k in v.iter().flat_map(|v| v.interference.iter()) {
@@ -164,8 +199,21 @@ impl Summary {
         if self.lossy_line {
             let _ = writeln!(s, "{}", strings::phrase(lang, Phrase::LossyLine));
         }
+        self.render_network(lang, &mut s);
         if self.anomalies.is_empty() {
-            let _ = writeln!(s, "{}", strings::phrase(lang, Phrase::NoAnomalies));
+            match self.mostly_inconclusive() {
+                Some(why) => {
+                    let _ = writeln!(
+                        s,
+                        "{}: {}.",
+                        strings::net_words(lang, NetWords::MostlyInconclusive),
+                        strings::net_words(lang, why)
+                    );
+                }
+                None => {
+                    let _ = writeln!(s, "{}", strings::phrase(lang, Phrase::NoAnomalies));
+                }
+            }
         } else {
             let _ = writeln!(s, "{}:", strings::phrase(lang, Phrase::Anomalies));
             for a in &self.anomalies {
@@ -210,6 +258,81 @@ impl Summary {
             let _ = writeln!(s, "{}", strings::phrase(lang, Phrase::ResumeHint));
         }
         s
+    }
+
+    /// When more than half of the judged URLs are inconclusive (or not
+    /// classified), why: the control, or the sites themselves.
+    pub fn mostly_inconclusive(&self) -> Option<NetWords> {
+        let judged: u64 = self.verdicts.values().sum();
+        let unsure = self.verdicts.get("inconclusive").copied().unwrap_or(0)
+            + self.verdicts.get("unclassified").copied().unwrap_or(0);
+        if judged == 0 || unsure * 2 <= judged {
+            return None;
+        }
+        let no_control = self
+            .network
+            .as_ref()
+            .is_some_and(|n| n.state == Network::NoControl);
+        Some(if no_control || self.without_control * 2 > judged {
+            NetWords::BecauseControl
+        } else {
+            NetWords::BecauseUnreachable
+        })
+    }
+
+    /// The control lines of the human summary.
+    fn render_network(&self, lang: Lang, s: &mut String) {
+        if self.probe_asn.is_empty()
+            || self.probe_asn == crate::geo::UNKNOWN_ASN
+            || self.probe_cc == crate::geo::UNKNOWN_CC
+        {
+            let _ = writeln!(
+                s,
+                "  {}",
+                strings::net_words(lang, NetWords::UnknownNetwork)
+            );
+        } else {
+            let name = self
+                .probe_network_name
+                .as_deref()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "  {}: {}{name}, {}",
+                strings::net_words(lang, NetWords::Network),
+                self.probe_asn,
+                self.probe_cc
+            );
+        }
+        if self
+            .network
+            .as_ref()
+            .is_some_and(|n| n.state == Network::NoControl)
+        {
+            let _ = writeln!(s, "  {}", strings::net_words(lang, NetWords::NoControl));
+        }
+        if self.control_failures > 0 {
+            let _ = writeln!(
+                s,
+                "  {}: {}",
+                strings::net_words(lang, NetWords::ControlFailures),
+                self.control_failures
+            );
+        }
+        let push_backs: u64 = self
+            .network
+            .iter()
+            .flat_map(|n| &n.controls)
+            .map(|c| c.http_429 + c.http_503)
+            .sum();
+        if push_backs > 0 {
+            let _ = writeln!(
+                s,
+                "  {}: {push_backs}",
+                strings::net_words(lang, NetWords::ControlPushBacks)
+            );
+        }
     }
 
     /// Writes the JSON summary.
@@ -318,5 +441,39 @@ mod tests {
         );
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["page_clusters"][0]["sites"], 2);
+    }
+
+    #[test]
+    fn mostly_inconclusive_never_says_no_anomalies() {
+        let mut s = Summary {
+            total: 3,
+            ..Default::default()
+        };
+        for u in ["https://a.example/", "https://b.example/"] {
+            let mut x = m(u, Some(VerdictStatus::Inconclusive));
+            x.test_keys.control_failure = Some("control unreachable".into());
+            s.add(&x);
+        }
+        s.add(&m("https://c.example/", Some(VerdictStatus::Accessible)));
+        assert_eq!(s.control_failures, 2);
+        assert_eq!(s.mostly_inconclusive(), Some(NetWords::BecauseControl));
+        for lang in [Lang::En, Lang::Km] {
+            let text = s.render(lang);
+            assert!(
+                !text.contains(strings::phrase(lang, Phrase::NoAnomalies)),
+                "{text}"
+            );
+            assert!(
+                text.contains(strings::net_words(lang, NetWords::MostlyInconclusive)),
+                "{text}"
+            );
+        }
+        // Inconclusive because the sites were down, with a working control.
+        let mut s = Summary::default();
+        s.add(&m("https://a.example/", Some(VerdictStatus::Inconclusive)));
+        assert_eq!(s.mostly_inconclusive(), Some(NetWords::BecauseUnreachable));
+        s.add(&m("https://b.example/", Some(VerdictStatus::Accessible)));
+        assert_eq!(s.mostly_inconclusive(), None);
+        assert!(s.render(Lang::En).contains("No anomalies found."));
     }
 }

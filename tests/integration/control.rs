@@ -291,11 +291,13 @@ async fn client_fails_over_and_names_what_went_wrong() {
     // Everything fails: each failure is named.
     let not_json = Fixed::start(200, "this is not json").await;
     let overloaded = Fixed::start(503, "overloaded: try later\nsecond line").await;
+    // (A 503 is waited out and asked again until the deadline, then named.)
     let client = ControlClient::new(
         vec![dead.clone(), not_json.url.clone(), overloaded.url.clone()],
         &[],
     )
-    .unwrap();
+    .unwrap()
+    .with_timing(Duration::from_secs(3), Duration::from_secs(4));
     match client.query(&req).await {
         Err(ControlError::AllFailed(errors)) => {
             assert_eq!(errors.len(), 3, "{errors:?}");

@@ -5,6 +5,7 @@
 mod compare_report;
 mod control;
 mod fakes;
+mod honest;
 mod lab;
 mod probes_dns;
 mod probes_http;

@@ -1,11 +1,28 @@
 //! Load shedding (a cap on requests in flight) and per-client rate limiting.
+//!
+//! The defaults ([`DEFAULT_RATE_PER_MINUTE`], [`DEFAULT_RATE_BURST`]) are
+//! sized so that one probe at its default parallelism, over a list of any
+//! size, is never limited; a team can lower them to slow down abusers. A
+//! limited client is told when to come back (`Retry-After`), and
+//! gatewatch's client waits and retries rather than losing the answer.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+
+/// Requests per minute allowed per client by default: 100 a second, more
+/// than a probe with 64 URLs in flight asks on a fast network.
+pub const DEFAULT_RATE_PER_MINUTE: u32 = 6000;
+/// Burst allowed per client by default.
+pub const DEFAULT_RATE_BURST: u32 = 600;
+/// Measurements in flight before the server sheds load (503) by default.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 
 /// Counts measurements in flight and refuses new ones above a cap.
 #[derive(Debug)]
@@ -75,9 +92,18 @@ impl ClientLimiter {
 
     /// True when `client` may make a request now (and counts it).
     pub fn allow(&self, client: IpAddr) -> bool {
+        self.check(client).is_ok()
+    }
+
+    /// `Ok` when `client` may make a request now (and counts it), else how
+    /// long until it may (what `Retry-After` says, at least one second).
+    pub fn check(&self, client: IpAddr) -> Result<(), Duration> {
         match &self.inner {
-            Some(l) => l.check_key(&client.to_canonical()).is_ok(),
-            None => true,
+            Some(l) => l.check_key(&client.to_canonical()).map_err(|not_until| {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                Duration::from_secs(wait.as_secs_f64().ceil().max(1.0) as u64)
+            }),
+            None => Ok(()),
         }
     }
 
@@ -115,5 +141,8 @@ mod tests {
         assert!(!l.allow(a));
         assert!(l.allow(b));
         assert!(ClientLimiter::new(0, 0).allow(a));
+        // One a minute: the next is a minute away, and says so.
+        let wait = l.check(a).unwrap_err();
+        assert!(wait >= Duration::from_secs(1) && wait <= Duration::from_secs(60));
     }
 }

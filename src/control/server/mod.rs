@@ -74,13 +74,13 @@ pub struct ServeArgs {
     #[arg(long, default_value = "system")]
     pub resolver: ResolverSpec,
     /// Answer 503 when this many measurements are already running.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = limits::DEFAULT_MAX_IN_FLIGHT)]
     pub max_in_flight: usize,
     /// Requests per minute allowed per client address (0: no limit).
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = limits::DEFAULT_RATE_PER_MINUTE)]
     pub rate_limit: u32,
     /// Requests a client may make in a burst.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = limits::DEFAULT_RATE_BURST)]
     pub rate_burst: u32,
     /// Take the client address from the last X-Forwarded-For entry (only
     /// behind a reverse proxy that sets it).
@@ -155,9 +155,9 @@ impl Default for ServerConfig {
             ca_files: Vec::new(),
             treat_as_public: Vec::new(),
             resolver: ResolverSpec::System,
-            max_in_flight: 64,
-            rate_per_minute: 600,
-            rate_burst: 120,
+            max_in_flight: limits::DEFAULT_MAX_IN_FLIGHT,
+            rate_per_minute: limits::DEFAULT_RATE_PER_MINUTE,
+            rate_burst: limits::DEFAULT_RATE_BURST,
             trust_proxy: false,
             body_cap: 4 * 1024 * 1024,
             deadline: Duration::from_secs(30),
@@ -289,15 +289,23 @@ fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// The health answer of `GET /`.
+/// The health answer of `GET /`, with the address the client is seen
+/// from (so a probe learns, and scrubs, its public address before it
+/// measures anything).
 #[derive(serde::Serialize)]
 struct Health {
     message: &'static str,
+    x_client_addr: String,
 }
 
-async fn health() -> Json<Health> {
+async fn health(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Json<Health> {
     Json(Health {
         message: "Hello OONItarian! This is a gatewatch control.",
+        x_client_addr: client_ip(peer, &headers, app.trust_proxy).to_string(),
     })
 }
 
@@ -343,11 +351,16 @@ async fn measure(
 
 async fn handle(app: &Arc<App>, peer: SocketAddr, headers: &HeaderMap, body: Body) -> Response {
     let client = client_ip(peer, headers, app.trust_proxy);
-    if !app.limiter.allow(client) {
-        return reason(
+    if let Err(wait) = app.limiter.check(client) {
+        let mut r = reason(
             StatusCode::TOO_MANY_REQUESTS,
             "too many requests from this address; slow down",
         );
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from(wait.as_secs()),
+        );
+        return r;
     }
     let Some(_slot) = app.in_flight.try_acquire() else {
         return reason(
