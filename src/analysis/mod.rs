@@ -99,6 +99,7 @@ pub mod throttling;
 
 mod dnscheck;
 mod httpdiff;
+mod interception;
 mod observe;
 mod outcome;
 mod verdict;
@@ -209,6 +210,17 @@ pub fn analyze(m: &mut Measurement, ctx: &AnalysisContext) {
     tk.title_match = d.title_match;
     tk.blocking = classic.blocking;
     tk.accessible = classic.accessible;
+    if verdict.status == VerdictStatus::Inconclusive
+        && verdict
+            .evidence
+            .iter()
+            .any(|e| e.contains(interception::CLOCK_MARK))
+    {
+        // A refusal set aside because of the clock is not OONI's
+        // http-failure either.
+        tk.blocking = crate::model::Blocking::Undecided;
+        tk.accessible = None;
+    }
     tk.x_verdict = Some(verdict);
     tk.x_dns_flags = Some(dns_flags);
     tk.x_blocking_flags = Some(blocking_flags);

@@ -13,6 +13,7 @@
 //! `--resume` continues); 1 any other abort (e.g. the results file cannot be
 //! written).
 
+pub mod clock;
 pub mod config;
 pub mod consent;
 pub mod inputs;

@@ -120,6 +120,10 @@ pub struct WebSettings {
     /// The port of `https://` URLs without an explicit port, and of the
     /// TLS validation flow of `http://` URLs. Default: 443.
     pub https_port: u16,
+    /// Seconds added to this machine's clock when certificates are judged
+    /// (the offset to the reference time measured before the run; see
+    /// `run::clock`). Default: 0.
+    pub clock_offset_secs: i64,
 }
 
 impl Default for WebSettings {
@@ -143,6 +147,7 @@ impl Default for WebSettings {
             dns_non_resolver_check: None,
             http_port: 80,
             https_port: 443,
+            clock_offset_secs: 0,
         }
     }
 }
