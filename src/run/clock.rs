@@ -18,7 +18,8 @@
 
 use time::{Duration, OffsetDateTime};
 
-use crate::control::protocol::ControlResponse;
+use crate::control::client::ControlClient;
+use crate::control::protocol::{ControlRequest, ControlResponse};
 pub use crate::model::describe_offset;
 use crate::model::{ClockNote, Measurement};
 
@@ -125,6 +126,47 @@ impl ClockState {
     }
 }
 
+/// The clock in `--json-summary` and the printed summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ClockSummary {
+    /// Reference minus local, seconds (null: no reference).
+    pub offset_seconds: Option<i64>,
+    /// Where the reference came from.
+    pub source: String,
+    /// Off by more than the tolerance ([`TOLERANCE_SECS`]).
+    pub beyond_tolerance: bool,
+    /// The tolerance, seconds.
+    pub tolerance_seconds: i64,
+}
+
+impl ClockSummary {
+    /// The warning to show, if any.
+    pub fn warning(&self, lang: super::strings::Lang) -> Option<String> {
+        match self.offset_seconds {
+            None => Some(super::strings::clock_unchecked(lang).to_string()),
+            Some(o) if self.beyond_tolerance => Some(super::strings::clock_warning(
+                lang,
+                &describe_offset(o),
+                o > 0,
+                &self.source,
+            )),
+            Some(_) => None,
+        }
+    }
+}
+
+impl ClockState {
+    /// The summary form.
+    pub fn summary(&self) -> ClockSummary {
+        ClockSummary {
+            offset_seconds: self.offset,
+            source: self.source.clone(),
+            beyond_tolerance: self.beyond_tolerance(),
+            tolerance_seconds: TOLERANCE_SECS,
+        }
+    }
+}
+
 /// One reading of a reference clock, with the local readings around it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sample {
@@ -191,6 +233,40 @@ pub fn median_offset(samples: &[Sample]) -> Option<i64> {
     let mut o: Vec<i64> = samples.iter().map(Sample::offset).collect();
     o.sort_unstable();
     o.get(o.len() / 2).copied()
+}
+
+/// Asks the control for its time (one query, for the control's own URL,
+/// which reveals nothing) and works out the offset. Without a control, or
+/// when it does not answer in time, the clock stays unchecked.
+pub async fn check_control(local: LocalClock, control: Option<&ControlClient>) -> ClockState {
+    let Some(c) = control else {
+        return ClockState::unknown(local);
+    };
+    let req = ControlRequest {
+        http_request: c.urls().first().cloned().unwrap_or_default(),
+        ..ControlRequest::default()
+    };
+    let local_before = local.now();
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(15), c.query(&req)).await;
+    let local_after = local.now();
+    match answer {
+        Ok(Ok(r)) => match control_time(&r) {
+            Some((reference, source)) => ClockState {
+                local,
+                offset: Some(
+                    Sample {
+                        reference,
+                        local_before,
+                        local_after,
+                    }
+                    .offset(),
+                ),
+                source: source.to_string(),
+            },
+            None => ClockState::unknown(local),
+        },
+        _ => ClockState::unknown(local),
+    }
 }
 
 #[cfg(test)]

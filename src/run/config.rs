@@ -126,6 +126,11 @@ pub struct FileConfig {
     pub fingerprints: Option<PathBuf>,
     /// STUN server for learning the public address, or `none`.
     pub stun: Option<String>,
+    /// Reference targets of the network checks, or `none`.
+    #[serde(default)]
+    pub reference: Vec<String>,
+    /// How often the network checks run during a run.
+    pub recheck_interval: Option<String>,
 }
 
 impl FileConfig {
@@ -209,6 +214,11 @@ pub struct RunSettings {
     pub fingerprints: Option<PathBuf>,
     /// The STUN server to ask for the public address (`None`: don't).
     pub stun: Option<String>,
+    /// `--reference URL` (empty: the control's host and the neutral
+    /// defaults; `none` alone: no network checks).
+    pub references: Vec<String>,
+    /// `--recheck-interval` (network checks during the run).
+    pub recheck_interval: Duration,
 }
 
 impl RunSettings {
@@ -293,6 +303,16 @@ pub fn resolve(args: &RunArgs, file: FileConfig) -> Result<RunSettings, ConfigEr
         return Err(ConfigError::Value {
             key: "doh",
             reason: format!("{d:?} is not an http(s) URL"),
+        });
+    }
+    let references = pick(args.probe.reference.clone(), file.reference);
+    if let Some(r) = references
+        .iter()
+        .find(|r| !r.eq_ignore_ascii_case("none") && !is_http_url(r))
+    {
+        return Err(ConfigError::Value {
+            key: "reference",
+            reason: format!("{r:?} is not an http(s) URL (or `none`)"),
         });
     }
     let control = pick(args.probe.control.clone(), file.control);
@@ -417,6 +437,13 @@ pub fn resolve(args: &RunArgs, file: FileConfig) -> Result<RunSettings, ConfigEr
             Some(s) => Some(s),
             None => Some(super::publicip::DEFAULT_STUN.to_string()),
         },
+        references,
+        recheck_interval: dur(
+            "recheck_interval",
+            args.probe.recheck_interval,
+            file.recheck_interval,
+            super::netcheck::RECHECK_INTERVAL,
+        )?,
     })
 }
 

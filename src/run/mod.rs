@@ -18,6 +18,8 @@ pub mod config;
 pub mod consent;
 pub mod inputs;
 pub mod measure;
+pub mod netcheck;
+pub mod netwatch;
 pub mod output;
 pub mod progress;
 pub mod publicip;
@@ -60,12 +62,18 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_BUSY: u8 = 75;
 /// Interrupted by Ctrl-C or SIGTERM.
 pub const EXIT_INTERRUPTED: u8 = 130;
+/// The whole network was intercepted (captive portal, walled garden, dead
+/// connection): the run stopped; what was measured is kept, `--resume`
+/// measures the affected URLs again.
+pub const EXIT_NETWORK_INTERCEPTED: u8 = 3;
 
 /// The exit codes, as `gatewatch run --help` shows them.
 pub const EXIT_CODES_HELP: &str =
     "Exit codes: 0 the run completed; 2 usage, config or input error \
 (nothing measured); 75 another run holds the lock (nothing measured); 130 interrupted \
-by Ctrl-C or SIGTERM (finished URLs are kept; --resume continues); 1 any other abort.\n\
+by Ctrl-C or SIGTERM (finished URLs are kept; --resume continues); 3 network-wide interception \
+(captive portal, walled garden, dead connection): stopped, measured URLs kept, --resume measures \
+the affected ones again; 1 any other abort.\n\
 Files: config $XDG_CONFIG_HOME/gatewatch/config.toml, results \
 $XDG_DATA_HOME/gatewatch/results/, lists from `gatewatch lists update` \
 $XDG_DATA_HOME/gatewatch/lists/.";
@@ -254,6 +262,15 @@ pub struct ProbeArgs {
     /// stun.l.google.com:19302]; `none` to skip.
     #[arg(long, value_name = "HOST:PORT|none")]
     pub stun: Option<String>,
+    /// A harmless reference target for the network checks (repeatable;
+    /// `none` for no checks) [default: the control's host over http and
+    /// https, and http(s)://example.com/].
+    #[arg(long, value_name = "URL|none")]
+    pub reference: Vec<String>,
+    /// How often the network checks run during a run (also after a burst
+    /// of failures) [default: 5m].
+    #[arg(long, value_name = "DURATION")]
+    pub recheck_interval: Option<humantime::Duration>,
 }
 
 /// Runs the command; returns the process exit code. Usage, config and input
@@ -305,7 +322,15 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
         return Ok(EXIT_INTERRUPTED);
     };
 
-    let run_start = time::OffsetDateTime::now_utc();
+    // The probe's clock against the control's (see clock.rs).
+    let local_clock = clock::LocalClock::from_env();
+    let run_start = local_clock.now();
+    let clock_state = clock::check_control(local_clock, control.as_ref()).await;
+    if let Some(w) = clock_state.summary().warning(lang) {
+        eprintln!("gatewatch: {w}");
+    }
+    let mut web = web;
+    web.clock_offset_secs = local_clock.cert_offset(clock_state.offset);
     let output_path = output_path(&settings, run_start)?;
     let done = if settings.resume {
         let st = output::prepare_resume(&output_path)?;
@@ -342,6 +367,7 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
     if let Some(f) = fingerprints {
         ctx = ctx.with_fingerprints(f);
     }
+    ctx = ctx.with_clock(clock_state.clone(), run_start);
     // The probe's own addresses, for scrubbing even when the control does
     // not report the public one.
     for ip in publicip::global_interface_addrs() {
@@ -355,10 +381,36 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
     let ctx = Arc::new(ctx);
     let cancel = CancellationToken::new();
     spawn_signal_watch(cancel.clone());
+    // Reference checks before and during the run (netcheck.rs, netwatch.rs).
+    let references = if settings.control_disabled() && settings.references.is_empty() {
+        Vec::new()
+    } else {
+        let urls = ctx
+            .control
+            .as_ref()
+            .map(|c| c.urls().to_vec())
+            .unwrap_or_default();
+        netcheck::reference_urls(&settings.references, &urls)
+    };
+    let Ok(before) = netwatch::before_run(ctx.clone(), &references, lang).await else {
+        return Ok(EXIT_NETWORK_INTERCEPTED);
+    };
+    let mut watch = netwatch::NetWatch::start(
+        ctx.clone(),
+        references,
+        settings.recheck_interval,
+        before.as_ref(),
+        netwatch::Reaction {
+            cancel: cancel.clone(),
+            interactive: netwatch::interactive(),
+            lang,
+        },
+    );
 
     let mut progress = Progress::new(total, settings.no_progress);
     let mut summary = Summary {
-        test_start_time: measure::utc_string(run_start),
+        test_start_time: ctx.test_start_time.clone(),
+        clock: Some(clock_state.summary()),
         output: output_path.clone(),
         total,
         resumed_skipped,
@@ -372,14 +424,24 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
         cancel.clone(),
         |entry, token| measure::measure(ctx.clone(), entry, token),
         |f: Finished| -> Result<(), OutputError> {
-            writer.write(&f.json)?;
-            unattended.finished(&f.measurement, &f.json);
-            let anomalous = summary.add(&f.measurement);
-            progress.finished_one(anomalous);
+            for f in watch.finished(f) {
+                writer.write(&f.json)?;
+                unattended.finished(&f.measurement, &f.json);
+                let anomalous = summary.add(&f.measurement);
+                progress.finished_one(anomalous);
+            }
             Ok(())
         },
     )
     .await;
+    // What the network watch still holds back is written now.
+    for f in watch.finish(settings.url_deadline).await {
+        writer.write(&f.json)?;
+        unattended.finished(&f.measurement, &f.json);
+        let anomalous = summary.add(&f.measurement);
+        progress.finished_one(anomalous);
+    }
+    summary.network_interception = watch.episodes();
     progress.finish();
     if let Some(up) = unattended.finish().await {
         eprintln!(
@@ -405,6 +467,7 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
         })?;
     }
     Ok(match ended {
+        _ if watch.stopped() => EXIT_NETWORK_INTERCEPTED,
         Ended::Completed => EXIT_OK,
         Ended::Cancelled => EXIT_INTERRUPTED,
     })

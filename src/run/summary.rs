@@ -49,6 +49,13 @@ pub struct Summary {
     pub anomalies: Vec<Anomaly>,
     /// True when the run stopped early.
     pub aborted: bool,
+    /// The probe's clock against the reference time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock: Option<super::clock::ClockSummary>,
+    /// Stretches of network-wide interception (captive portal, walled
+    /// garden, dead connection) during the run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub network_interception: Vec<super::netwatch::Episode>,
 }
 
 impl Summary {
@@ -141,6 +148,22 @@ impl Summary {
                     strings::status_name(lang, st)
                 );
             }
+        }
+        if let Some(w) = self.clock.as_ref().and_then(|c| c.warning(lang)) {
+            let _ = writeln!(s, "{w}");
+        }
+        for e in &self.network_interception {
+            let _ = writeln!(
+                s,
+                "{}",
+                strings::network_wide_summary(
+                    lang,
+                    e.since_hhmm(),
+                    e.until.as_deref().and_then(|u| u.get(11..16)),
+                    e.portal.as_deref(),
+                    e.marked
+                )
+            );
         }
         let _ = writeln!(
             s,
