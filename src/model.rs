@@ -97,12 +97,15 @@ pub struct ClockNote {
 /// An offset in seconds for people (sign dropped): `400 days`, `3 hours`, `5 minutes`.
 pub fn describe_offset(secs: i64) -> String {
     let a = secs.unsigned_abs();
+    // Rounded to the nearest unit: a measured offset is a second or so
+    // short of the true one.
+    let round = |unit: u64| (a + unit / 2) / unit;
     if a >= 2 * 86_400 {
-        format!("{} days", a / 86_400)
+        format!("{} days", round(86_400))
     } else if a >= 2 * 3_600 {
-        format!("{} hours", a / 3_600)
+        format!("{} hours", round(3_600))
     } else if a >= 120 {
-        format!("{} minutes", a / 60)
+        format!("{} minutes", round(60))
     } else {
         format!("{a} seconds")
     }

@@ -371,7 +371,7 @@ fn start_control(world: &World) -> String {
 fn probe_command(world: &World, list: &Path, out: &Path, control: &str) -> Command {
     let mut c = world.topo.probe.command(GATEWATCH);
     c.arg("run")
-        .args(["--stun", "none"])
+        .args(["--stun", "none", "--reference", "none"])
         .arg("--input-file")
         .arg(list)
         .args(["--control", control])
