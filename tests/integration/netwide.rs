@@ -384,6 +384,15 @@ async fn the_twin_many_sites_blocked_with_references_fine_stays_blocked() {
 /// days ahead (as a real site's), the real control trusting the test CA;
 /// the probe runs with its clock skewed by `skew` seconds.
 async fn run_with_clock(skew: i64) -> (Value, Value, String) {
+    run_with_clock_and(skew, None).await
+}
+
+/// As [`run_with_clock`], with `fake_control(port)` as the control instead
+/// of the real one when given.
+async fn run_with_clock_and(
+    skew: i64,
+    fake_control: Option<fn(u16) -> Value>,
+) -> (Value, Value, String) {
     let ca = TestCa::new("Clock test CA");
     let now = time::OffsetDateTime::now_utc();
     let cert = ca.issue_valid(
@@ -407,7 +416,10 @@ async fn run_with_clock(skew: i64) -> (Value, Value, String) {
         Reply::Answer(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)])
     }))
     .await;
-    let control = start_control(name_dns, vec![ca_file.clone()]).await;
+    let control = match fake_control {
+        Some(answer) => start_fake_control(answer(site.addr.port())).await,
+        None => start_control(name_dns, vec![ca_file.clone()]).await,
+    };
     let url = format!("https://clock.test:{}/", site.addr.port());
     let out_file = dir.path().join("out.jsonl");
     let summary_file = dir.path().join("summary.json");
@@ -490,4 +502,92 @@ async fn a_wrong_clock_is_corrected_warned_and_never_interception() {
     assert!(m["x_clock_offset"].as_i64().unwrap().abs() <= 5);
     assert_eq!(m["x_clock"]["in_doubt"], false);
     assert_eq!(summary["clock"]["beyond_tolerance"], false);
+}
+
+/// A control that tells no time (no `x_time`, no `Date` header), answering
+/// every query with `answer`.
+async fn start_fake_control(answer: Value) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let body = answer.to_string();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                loop {
+                    if let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&req[..end]).to_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if req.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+                     Connection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://127.0.0.1:{}/", addr.port())
+}
+
+/// What a helper answers for the clock site: it connected, verified the
+/// certificate and fetched the page (no leaf hash, as OONI's helpers).
+fn helper_saw_the_site(port: u16) -> Value {
+    let ep = format!("127.0.0.1:{port}");
+    serde_json::json!({
+        "tcp_connect": { &ep: {"status": true, "failure": null} },
+        "tls_handshake": { &ep: {"server_name": "clock.test", "status": true, "failure": null} },
+        "quic_handshake": {},
+        "http_request": {
+            "body_length": 90, "discovered_h3_endpoint": "", "failure": null,
+            "title": "Clock site", "headers": {"Content-Type": "text/html"}, "status_code": 200
+        },
+        "http3_request": null,
+        "dns": {"failure": null, "addrs": ["127.0.0.1"]},
+        "ip_info": {},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_clock_that_cannot_be_corrected_is_inconclusive_not_interception() {
+    // The helper tells no time: the probe judges the site's certificate at
+    // its own wrong time and refuses it; the helper verified it.
+    for skew in [-400 * 86_400, 3 * 365 * 86_400] {
+        let (m, summary, stderr) = run_with_clock_and(skew, Some(helper_saw_the_site)).await;
+        let tk = &m["test_keys"];
+        assert_eq!(status(&m), "inconclusive", "skew {skew}: {m:#}");
+        assert!(tk["blocking"].is_null(), "{m:#}");
+        let hs = &tk["tls_handshakes"][0];
+        assert_eq!(hs["x_certificate_failure"], "ssl_invalid_certificate");
+        let reason = if skew < 0 { "not_yet_valid" } else { "expired" };
+        assert_eq!(hs["x_certificate_reason"], reason, "{hs:#}");
+        assert_eq!(hs["x_certificate_untimed"], "valid", "{hs:#}");
+        let ev = tk["x_verdict"]["evidence"].to_string();
+        assert!(
+            ev.contains("the probe's clock could not be checked against a reference time and is the likely reason"),
+            "{ev}"
+        );
+        assert!(
+            stderr.contains("the clock could not be checked against a reference time"),
+            "{stderr}"
+        );
+        assert!(m.get("x_clock_offset").is_none(), "{m:#}");
+        assert_eq!(m["x_clock"]["in_doubt"], true);
+        assert!(summary["clock"]["offset_seconds"].is_null(), "{summary:#}");
+    }
 }

@@ -320,7 +320,7 @@ fn control_post(world: &World, control: &str, body: &Value) -> ControlResponse {
 
 /// `gatewatch control serve` in the control namespace; returns its URL once
 /// it accepts connections.
-fn start_control(world: &World) -> String {
+pub(super) fn start_control(world: &World) -> String {
     let listen = SocketAddr::from((addr::CONTROL, addr::CONTROL_PORT));
     let mut args: Vec<String> = vec![
         "control".into(),
@@ -394,7 +394,7 @@ fn probe_command(world: &World, list: &Path, out: &Path, control: &str) -> Comma
     c
 }
 
-fn write_list(world: &World, name: &str, list: &[Scenario]) -> PathBuf {
+pub(super) fn write_list(world: &World, name: &str, list: &[Scenario]) -> PathBuf {
     let p = world.dir.path().join(name);
     let text: String = list.iter().map(|s| s.url() + "\n").collect();
     std::fs::write(&p, text).unwrap();
@@ -408,7 +408,7 @@ fn lines(p: &Path) -> usize {
 }
 
 /// input URL → its measurement (the last one, if a URL appears twice).
-fn read_results(p: &Path) -> BTreeMap<String, Value> {
+pub(super) fn read_results(p: &Path) -> BTreeMap<String, Value> {
     let text = std::fs::read_to_string(p).unwrap_or_default();
     text.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())

@@ -10,7 +10,8 @@
 //! - Tests: `netns_selftest` (the API, cleanup, stale labs), `mechanisms`
 //!   (the lab really censors, and leaves the control alone), `e2e` (the
 //!   gatewatch binary in the lab: verdicts per scenario, the control server,
-//!   an unreachable control, `--trace-blocked` at hop 2, SIGKILL + resume).
+//!   an unreachable control, `--trace-blocked` at hop 2, SIGKILL + resume),
+//!   `netwide` (a probe clock off by days and years; a captive portal).
 
 // Reusable APIs: not every item is used by this crate's tests.
 #[allow(dead_code)]
@@ -31,3 +32,4 @@ pub mod world;
 mod e2e;
 mod mechanisms;
 mod netns_selftest;
+mod netwide;
