@@ -26,6 +26,11 @@ use crate::model::{ClockNote, Measurement};
 /// Testing aid: seconds to add to this machine's clock (negative: behind).
 pub const SKEW_ENV: &str = "GATEWATCH_CLOCK_SKEW";
 
+/// `source` when the run has no control to ask (`--control none`): an
+/// unchecked clock matters less then (no control, no `tls.mitm`), so it is
+/// only warned about when the sites' `Date` headers say it is off.
+pub const NO_CONTROL: &str = "none (no control)";
+
 /// An offset within this many seconds is the usual drift: no warning.
 pub const TOLERANCE_SECS: i64 = 120;
 
@@ -137,13 +142,26 @@ pub struct ClockSummary {
     pub beyond_tolerance: bool,
     /// The tolerance, seconds.
     pub tolerance_seconds: i64,
+    /// What the `Date` headers of the run's first responses say (reference
+    /// minus local, seconds; their median), when there were enough.
+    pub date_headers_offset_seconds: Option<i64>,
 }
 
 impl ClockSummary {
     /// The warning to show, if any.
     pub fn warning(&self, lang: super::strings::Lang) -> Option<String> {
+        let dates = self.date_headers_offset_seconds;
         match self.offset_seconds {
-            None => Some(super::strings::clock_unchecked(lang).to_string()),
+            None => match dates {
+                Some(d) if d.abs() > TOLERANCE_SECS => Some(super::strings::clock_warning(
+                    lang,
+                    &describe_offset(d),
+                    d > 0,
+                    "Date headers of the sites' answers",
+                )),
+                _ if self.source == NO_CONTROL => None,
+                _ => Some(super::strings::clock_unchecked(lang).to_string()),
+            },
             Some(o) if self.beyond_tolerance => Some(super::strings::clock_warning(
                 lang,
                 &describe_offset(o),
@@ -163,6 +181,7 @@ impl ClockState {
             source: self.source.clone(),
             beyond_tolerance: self.beyond_tolerance(),
             tolerance_seconds: TOLERANCE_SECS,
+            date_headers_offset_seconds: None,
         }
     }
 }
@@ -235,12 +254,62 @@ pub fn median_offset(samples: &[Sample]) -> Option<i64> {
     o.get(o.len() / 2).copied()
 }
 
+/// Cross-checks the clock with the `Date` headers of the first responses
+/// of the run (robust to a few liars: the median of up to [`DATE_SAMPLES`]).
+#[derive(Clone, Debug, Default)]
+pub struct DateWatch {
+    samples: Vec<Sample>,
+}
+
+/// How many response `Date` headers the cross-check uses.
+pub const DATE_SAMPLES: usize = 16;
+
+impl DateWatch {
+    /// Takes the `Date` headers of one finished measurement (its local
+    /// window: the local start, plus its runtime).
+    pub fn observe(&mut self, m: &Measurement) {
+        if self.samples.len() >= DATE_SAMPLES {
+            return;
+        }
+        let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+        let Some(start) = m
+            .x_clock
+            .as_ref()
+            .and_then(|c| time::PrimitiveDateTime::parse(&c.local_measurement_start_time, &f).ok())
+            .map(|t| t.assume_utc())
+        else {
+            return;
+        };
+        let end = start + Duration::seconds_f64(m.test_runtime.max(0.0)) + Duration::seconds(1);
+        for d in response_dates(m) {
+            if self.samples.len() < DATE_SAMPLES {
+                self.samples.push(Sample {
+                    reference: d,
+                    local_before: start,
+                    local_after: end,
+                });
+            }
+        }
+    }
+
+    /// The median offset the `Date` headers say, once there are at least
+    /// three.
+    pub fn offset(&self) -> Option<i64> {
+        (self.samples.len() >= 3)
+            .then(|| median_offset(&self.samples))
+            .flatten()
+    }
+}
+
 /// Asks the control for its time (one query, for the control's own URL,
 /// which reveals nothing) and works out the offset. Without a control, or
 /// when it does not answer in time, the clock stays unchecked.
 pub async fn check_control(local: LocalClock, control: Option<&ControlClient>) -> ClockState {
     let Some(c) = control else {
-        return ClockState::unknown(local);
+        return ClockState {
+            source: NO_CONTROL.to_string(),
+            ..ClockState::unknown(local)
+        };
     };
     let req = ControlRequest {
         http_request: c.urls().first().cloned().unwrap_or_default(),
@@ -345,5 +414,42 @@ mod tests {
         };
         assert!(!fine.in_doubt());
         assert_eq!(describe_offset(-400 * 86_400), "400 days");
+    }
+
+    #[test]
+    fn date_headers_of_responses_cross_check_the_clock() {
+        use probes::records::HttpTransaction;
+        let mut w = DateWatch::default();
+        let mut m = Measurement {
+            test_runtime: 1.0,
+            x_clock: Some(ClockNote {
+                local_measurement_start_time: "2025-11-02 10:00:00".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut tx = HttpTransaction::default();
+        tx.response
+            .headers
+            .insert("Date".into(), "Mon, 07 Dec 2026 10:00:01 GMT".into());
+        m.test_keys.requests.push(tx);
+        w.observe(&m);
+        w.observe(&m);
+        assert_eq!(w.offset(), None, "two are not enough");
+        w.observe(&m);
+        assert_eq!(w.offset(), Some(400 * 86_400));
+        let s = ClockSummary {
+            offset_seconds: None,
+            source: NO_CONTROL.into(),
+            date_headers_offset_seconds: w.offset(),
+            ..Default::default()
+        };
+        let warn = s.warning(super::super::strings::Lang::En).unwrap();
+        assert!(warn.contains("400 days behind"), "{warn}");
+        let quiet = ClockSummary {
+            date_headers_offset_seconds: Some(3),
+            ..s
+        };
+        assert_eq!(quiet.warning(super::super::strings::Lang::En), None);
     }
 }

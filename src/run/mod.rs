@@ -408,6 +408,7 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
     );
 
     let mut progress = Progress::new(total, settings.no_progress);
+    let mut dates = clock::DateWatch::default();
     let mut summary = Summary {
         test_start_time: ctx.test_start_time.clone(),
         clock: Some(clock_state.summary()),
@@ -427,6 +428,7 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
             for f in watch.finished(f) {
                 writer.write(&f.json)?;
                 unattended.finished(&f.measurement, &f.json);
+                dates.observe(&f.measurement);
                 let anomalous = summary.add(&f.measurement);
                 progress.finished_one(anomalous);
             }
@@ -438,10 +440,14 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
     for f in watch.finish(settings.url_deadline).await {
         writer.write(&f.json)?;
         unattended.finished(&f.measurement, &f.json);
+        dates.observe(&f.measurement);
         let anomalous = summary.add(&f.measurement);
         progress.finished_one(anomalous);
     }
     summary.network_interception = watch.episodes();
+    if let Some(c) = summary.clock.as_mut() {
+        c.date_headers_offset_seconds = dates.offset();
+    }
     progress.finish();
     if let Some(up) = unattended.finish().await {
         eprintln!(

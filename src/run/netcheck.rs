@@ -86,9 +86,6 @@ pub struct CheckReport {
     pub at: OffsetDateTime,
     /// Per target.
     pub refs: Vec<RefResult>,
-    /// The `Date` headers of the targets' answers (a clock reference when
-    /// there is no control), each with the local time of the check.
-    pub dates: Vec<super::clock::Sample>,
 }
 
 impl CheckReport {
@@ -123,7 +120,6 @@ impl CheckReport {
 /// Measures every reference target at once (each as a URL of the run:
 /// web measurement, control, analysis) and judges them.
 pub async fn check(ctx: Arc<UrlContext>, urls: &[String], at: OffsetDateTime) -> CheckReport {
-    let local_start = ctx.local_now();
     let mut set = tokio::task::JoinSet::new();
     for (i, u) in urls.iter().enumerate() {
         let ctx = Arc::clone(&ctx);
@@ -141,21 +137,12 @@ pub async fn check(ctx: Arc<UrlContext>, urls: &[String], at: OffsetDateTime) ->
                 ..Measurement::default()
             };
             crate::analysis::analyze(&mut m, &ctx.analysis);
-            (i, judge(&u, &m), m)
+            (i, judge(&u, &m))
         });
     }
     let mut refs: Vec<(usize, RefResult)> = Vec::new();
-    let mut dates = Vec::new();
     while let Some(r) = set.join_next().await {
-        if let Ok((i, r, m)) = r {
-            let local_after = ctx.local_now();
-            dates.extend(super::clock::response_dates(&m).into_iter().map(|d| {
-                super::clock::Sample {
-                    reference: d,
-                    local_before: local_start,
-                    local_after,
-                }
-            }));
+        if let Ok((i, r)) = r {
             refs.push((i, r));
         }
     }
@@ -163,7 +150,6 @@ pub async fn check(ctx: Arc<UrlContext>, urls: &[String], at: OffsetDateTime) ->
     CheckReport {
         at,
         refs: refs.into_iter().map(|(_, r)| r).collect(),
-        dates,
     }
 }
 
@@ -374,7 +360,6 @@ mod tests {
         let report = |s: Vec<RefStatus>| CheckReport {
             at: OffsetDateTime::UNIX_EPOCH,
             refs: s.into_iter().map(r).collect(),
-            dates: Vec::new(),
         };
         use RefStatus::*;
         assert!(report(vec![Intercepted, Failed, Fine]).network_wide());
