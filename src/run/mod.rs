@@ -437,7 +437,13 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
     )
     .await;
     // What the network watch still holds back is written now.
-    for f in watch.finish(settings.url_deadline).await {
+    // A check still running is waited for, unless Ctrl-C stopped the run.
+    let wait = if cancel.is_cancelled() && !watch.stopped() {
+        std::time::Duration::ZERO
+    } else {
+        settings.url_deadline + std::time::Duration::from_secs(5)
+    };
+    for f in watch.finish(wait).await {
         writer.write(&f.json)?;
         unattended.finished(&f.measurement, &f.json);
         dates.observe(&f.measurement);
