@@ -9,7 +9,9 @@
 //!   are bad, a reference check ([`super::netcheck`]) runs at once; checks
 //!   also run every `--recheck-interval`.
 //! - A check that finds the references fine releases the held results
-//!   unchanged (a country-wide block of many sites stays `blocked`). A check
+//!   unchanged (a country-wide block of many sites stays `blocked`), and
+//!   the next burst check waits a quiet stretch (8, 16, 32 ... up to
+//!   [`MAX_QUIET`] results) so a heavily censored list costs few checks. A check
 //!   that finds them intercepted starts an **episode**: the held results and
 //!   every bad result until a check finds the network fine again are
 //!   **marked** — `x_network_interception`, an evidence sentence "network-wide
@@ -43,6 +45,9 @@ use crate::model::{Blocking, NetworkNote, Verdict, VerdictStatus};
 pub const WINDOW: usize = 8;
 /// Bad results among the last [`WINDOW`] that start a check.
 pub const BURST: usize = 6;
+/// The longest quiet stretch (results) after checks that found the
+/// network fine; the periodic check still runs.
+pub const MAX_QUIET: u64 = 256;
 
 /// One stretch of time during which the references were intercepted.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -87,6 +92,12 @@ pub struct NetWatch {
     recent: VecDeque<bool>,
     seq: u64,
     seen_generation: u64,
+    /// After a check found the network fine: no burst check (and no
+    /// holding back) before this result number.
+    quiet_until: u64,
+    /// The next quiet stretch, doubled after each clear check, so a list of
+    /// many blocked sites costs a few checks, not one per burst.
+    quiet_len: u64,
     enabled: bool,
     task: Option<tokio::task::JoinHandle<()>>,
     stop_checks: CancellationToken,
@@ -117,6 +128,8 @@ impl NetWatch {
             recent: VecDeque::new(),
             seq: 0,
             seen_generation: 0,
+            quiet_until: 0,
+            quiet_len: WINDOW as u64,
             enabled: false,
             task: None,
             stop_checks: CancellationToken::new(),
@@ -187,6 +200,12 @@ impl NetWatch {
         if sh.generation != self.seen_generation {
             self.seen_generation = sh.generation;
             self.recent.clear();
+            if sh.current.is_none() {
+                self.quiet_until = self.seq + self.quiet_len;
+                self.quiet_len = (self.quiet_len * 2).min(MAX_QUIET);
+            } else {
+                self.quiet_len = WINDOW as u64;
+            }
             out.extend(self.release(&mut sh));
         }
         if let Some(ep) = sh.current.as_mut() {
@@ -196,8 +215,17 @@ impl NetWatch {
             out.push(f);
             return out;
         }
-        if !bad {
-            self.remember(false);
+        if !sh.pending {
+            // Bad results that slid out of the window were no burst.
+            let seq = self.seq;
+            let (old, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+                .into_iter()
+                .partition(|(s, _)| s + WINDOW as u64 <= seq);
+            self.held = keep;
+            out.extend(old.into_iter().map(|(_, f)| f));
+        }
+        if !bad || (self.seq < self.quiet_until && !sh.pending) {
+            self.remember(bad);
             out.push(f);
             return out;
         }
@@ -212,15 +240,6 @@ impl NetWatch {
                 .map(|(_, f)| f.measurement.measurement_start_time.clone())
                 .min();
             self.trigger.notify_one();
-        }
-        if !sh.pending {
-            // Bad results that slid out of the window were no burst.
-            let seq = self.seq;
-            let (old, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
-                .into_iter()
-                .partition(|(s, _)| s + WINDOW as u64 <= seq);
-            self.held = keep;
-            out.extend(old.into_iter().map(|(_, f)| f));
         }
         out
     }
@@ -466,5 +485,137 @@ fn mark(f: &mut Finished, ep: &mut Episode) {
             "x_network_interception".into(),
             serde_json::to_value(&note).unwrap_or_default(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Measurement;
+    use netcheck::{RefResult, RefStatus};
+
+    fn fin(i: usize, status: VerdictStatus) -> Finished {
+        let mut m = Measurement {
+            input: Some(format!("http://s{i}.example/")),
+            measurement_start_time: format!("2026-12-07 05:{i:02}:00"),
+            ..Measurement::default()
+        };
+        m.test_keys.x_verdict = Some(Verdict {
+            status,
+            mechanism: (status == VerdictStatus::Blocked).then(|| "dns.nxdomain".to_string()),
+            ..Verdict::default()
+        });
+        m.test_keys.blocking = Blocking::Dns;
+        let json = serde_json::to_value(&m).unwrap();
+        Finished {
+            measurement: m,
+            json,
+        }
+    }
+
+    fn report(status: RefStatus) -> CheckReport {
+        CheckReport {
+            at: time::macros::datetime!(2026-12-07 05:30:00 UTC),
+            refs: vec![RefResult {
+                url: "http://ref.example/".into(),
+                status,
+                line: "reference http://ref.example/: ...".into(),
+                portal: (status == RefStatus::Intercepted)
+                    .then(|| "a redirect to wifi.example".into()),
+            }],
+        }
+    }
+
+    fn watch() -> NetWatch {
+        let mut w = NetWatch::disabled();
+        w.enabled = true;
+        w
+    }
+
+    fn marked(f: &Finished) -> bool {
+        f.json["test_keys"]["x_network_interception"].is_object()
+    }
+
+    #[test]
+    fn a_burst_is_held_until_a_check_marks_it() {
+        use VerdictStatus::{Accessible, Blocked};
+        let mut w = watch();
+        for i in 0..3 {
+            assert_eq!(w.finished(fin(i, Accessible)).len(), 1);
+        }
+        for i in 3..9 {
+            assert!(w.finished(fin(i, Blocked)).is_empty(), "held back");
+        }
+        assert!(
+            lock(&w.shared).pending,
+            "the sixth failure asks for a check"
+        );
+        assert!(apply(&w.shared, &report(RefStatus::Intercepted)));
+        let out = w.finished(fin(9, Accessible));
+        assert_eq!(out.len(), 7);
+        assert!(out[..6].iter().all(marked));
+        assert!(!marked(&out[6]), "a page that loaded is left alone");
+        let m = &out[0];
+        assert_eq!(m.json["test_keys"]["x_verdict"]["status"], "inconclusive");
+        assert!(m.json["test_keys"]["blocking"].is_null());
+        assert_eq!(
+            m.json["test_keys"]["x_network_interception"]["original_mechanism"],
+            "dns.nxdomain"
+        );
+        let ev = m.json["test_keys"]["x_verdict"]["evidence"][0]
+            .as_str()
+            .unwrap();
+        assert!(
+            ev.starts_with("network-wide interception (captive portal, walled garden, or the connection stopped working) from 05:03 UTC: a redirect to wifi.example"),
+            "{ev}"
+        );
+        // Later failures are marked at once; after a clear check, no more.
+        assert!(marked(&w.finished(fin(10, Blocked))[0]));
+        assert!(!apply(&w.shared, &report(RefStatus::Fine)));
+        let out = w.finished(fin(11, Blocked));
+        assert_eq!(out.len(), 1);
+        assert!(!marked(&out[0]));
+        let eps = w.episodes();
+        assert_eq!(eps.len(), 1);
+        assert_eq!(eps[0].marked, 7);
+        assert_eq!(eps[0].since, "2026-12-07 05:03:00");
+        assert_eq!(eps[0].until.as_deref(), Some("2026-12-07 05:30:00"));
+    }
+
+    #[test]
+    fn the_twin_is_released_unchanged_and_checked_less_often() {
+        use VerdictStatus::Blocked;
+        let mut w = watch();
+        for i in 0..6 {
+            assert!(w.finished(fin(i, Blocked)).is_empty());
+        }
+        assert!(!apply(&w.shared, &report(RefStatus::Fine)));
+        let out = w.finished(fin(6, Blocked));
+        assert_eq!(out.len(), 7);
+        assert!(out.iter().all(|f| !marked(f)));
+        assert!(out
+            .iter()
+            .all(|f| f.json["test_keys"]["x_verdict"]["status"] == "blocked"));
+        // The quiet stretch: the next 7 failures are written at once.
+        for i in 7..14 {
+            assert_eq!(w.finished(fin(i, Blocked)).len(), 1);
+            assert!(!lock(&w.shared).pending);
+        }
+        assert!(w.episodes().is_empty());
+    }
+
+    #[test]
+    fn failures_that_are_no_burst_are_written_once_out_of_the_window() {
+        use VerdictStatus::{Accessible, Blocked};
+        let mut w = watch();
+        assert!(w.finished(fin(0, Blocked)).is_empty());
+        let mut written = 0;
+        for i in 1..WINDOW {
+            written += w.finished(fin(i, Accessible)).len();
+        }
+        assert_eq!(written, WINDOW - 1);
+        let out = w.finished(fin(WINDOW, Accessible));
+        assert_eq!(out.len(), 2, "the old failure leaves with this result");
+        assert!(!lock(&w.shared).pending);
     }
 }
