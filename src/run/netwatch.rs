@@ -64,6 +64,9 @@ pub struct Episode {
     pub marked: u64,
     /// Found before the first URL was measured.
     pub before_run: bool,
+    /// How the sites held back failed alike (`5 of 6 failing sites got the
+    /// same answer: the page "CafeNet Wi-Fi"`), when most did.
+    pub pattern: Option<String>,
 }
 
 impl Episode {
@@ -253,6 +256,11 @@ impl NetWatch {
 
     /// Releases the held results: marked when an episode is on.
     fn release(&mut self, sh: &mut Shared) -> Vec<Finished> {
+        if let Some(ep) = sh.current.as_mut() {
+            if ep.pattern.is_none() {
+                ep.pattern = common_failure(self.held.iter().map(|(_, f)| f));
+            }
+        }
         let mut out = Vec::new();
         for (_, mut f) in std::mem::take(&mut self.held) {
             if let Some(ep) = sh.current.as_mut() {
@@ -428,6 +436,43 @@ fn is_bad(f: &Finished) -> bool {
     )
 }
 
+/// How one failing result ended, to compare unrelated sites: a redirect
+/// off the site (its host), the final page (its title), or the failure.
+fn failure_signature(m: &crate::model::Measurement) -> Option<String> {
+    if let Some(p) = netcheck::portal_of(m).filter(|p| p.starts_with("a redirect to ")) {
+        return Some(p);
+    }
+    if let Some(t) = m
+        .test_keys
+        .requests
+        .first()
+        .and_then(|tx| tx.response.x_title.clone())
+        .filter(|t| !t.is_empty())
+    {
+        return Some(format!("the page \"{t}\""));
+    }
+    m.test_keys
+        .http_experiment_failure
+        .clone()
+        .or_else(|| m.test_keys.dns_experiment_failure.clone())
+        .map(|f| format!("the failure {f}"))
+}
+
+/// The answer most failing results share, when at least two and most of
+/// them share one.
+fn common_failure<'a>(held: impl Iterator<Item = &'a Finished>) -> Option<String> {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut n = 0;
+    for f in held {
+        n += 1;
+        if let Some(sig) = failure_signature(&f.measurement) {
+            *counts.entry(sig).or_default() += 1;
+        }
+    }
+    let (sig, k) = counts.into_iter().max_by_key(|(_, k)| *k)?;
+    (k >= 2 && k * 2 > n).then(|| format!("{k} of {n} failing sites got the same answer: {sig}"))
+}
+
 /// The evidence sentence of an episode.
 pub fn sentence(ep: &Episode) -> String {
     let mut s = format!(
@@ -436,6 +481,9 @@ pub fn sentence(ep: &Episode) -> String {
     );
     if let Some(p) = &ep.portal {
         s.push_str(&format!(": {p}"));
+    }
+    if let Some(p) = &ep.pattern {
+        s.push_str(&format!("; {p}"));
     }
     s.push_str(
         "; the reference targets failed the same way, so this is not evidence about this site",

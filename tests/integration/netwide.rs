@@ -305,6 +305,10 @@ async fn a_walled_garden_mid_run_is_marked_and_resume_measures_again() {
             ev.starts_with("network-wide interception (captive portal, walled garden, or the connection stopped working) from"),
             "{ev}"
         );
+        assert!(
+            ev.contains("failing sites got the same answer: the page \"CafeNet Wi-Fi\""),
+            "{ev}"
+        );
         assert_eq!(
             m["test_keys"]["x_network_interception"]["portal"],
             "the login or top-up page \"CafeNet Wi-Fi\" at ref-a.test",
