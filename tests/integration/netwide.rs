@@ -256,6 +256,18 @@ async fn a_top_up_page_via_dns_stops_the_run_before_measuring() {
     assert!(stderr.contains("--resume"), "{stderr}");
     // Nothing was measured, so nothing can read as blocked.
     assert!(net.results().is_empty(), "{:?}", net.results());
+
+    // Without reference checks (as before them), every site reads blocked:
+    // the false accusation the checks prevent.
+    let out = net
+        .run(&net.urls(4), &["--reference", "none"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let lines = net.results();
+    assert_eq!(lines.len(), 4);
+    assert!(lines.iter().all(|m| status(m) == "blocked"), "{lines:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
