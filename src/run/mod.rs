@@ -392,8 +392,21 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
             .unwrap_or_default();
         netcheck::reference_urls(&settings.references, &urls)
     };
-    let Ok(before) = netwatch::before_run(ctx.clone(), &references, lang).await else {
-        return Ok(EXIT_NETWORK_INTERCEPTED);
+    let before = match netwatch::before_run(ctx.clone(), &references, lang).await {
+        Ok(b) => b,
+        Err(episode) => {
+            let summary = Summary {
+                test_start_time: ctx.test_start_time.clone(),
+                clock: Some(clock_state.summary()),
+                output: output_path.clone(),
+                total,
+                resumed_skipped,
+                aborted: true,
+                network_interception: vec![episode],
+                ..Default::default()
+            };
+            return finish_summary(&summary, &settings, lang).map(|()| EXIT_NETWORK_INTERCEPTED);
+        }
     };
     let mut watch = netwatch::NetWatch::start(
         ctx.clone(),
@@ -471,13 +484,7 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
     let _ = writer.sync();
     summary.runtime_seconds = started.elapsed().as_secs_f64();
     summary.aborted = ended == Ended::Cancelled;
-    print!("{}", summary.render(lang));
-    if let Some(p) = &settings.json_summary {
-        summary.write_json(p).map_err(|source| RunError::Summary {
-            path: p.clone(),
-            source,
-        })?;
-    }
+    finish_summary(&summary, &settings, lang)?;
     Ok(match ended {
         _ if watch.stopped() => EXIT_NETWORK_INTERCEPTED,
         Ended::Completed => EXIT_OK,
@@ -513,6 +520,18 @@ fn output_path(s: &RunSettings, start: time::OffsetDateTime) -> Result<PathBuf, 
     let f = time::macros::format_description!("[year]-[month]-[day]T[hour][minute][second]Z");
     let stamp = start.format(&f).unwrap_or_else(|_| "run".to_string());
     Ok(dir.join(format!("{stamp}-web_connectivity.jsonl")))
+}
+
+/// Prints the summary and writes `--json-summary`.
+fn finish_summary(summary: &Summary, settings: &RunSettings, lang: Lang) -> Result<(), RunError> {
+    print!("{}", summary.render(lang));
+    if let Some(p) = &settings.json_summary {
+        summary.write_json(p).map_err(|source| RunError::Summary {
+            path: p.clone(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 /// The per-URL measurement settings from the run's settings.

@@ -305,14 +305,14 @@ impl NetWatch {
 }
 
 /// The check before the run. `Ok(report)` to go on (with the report when
-/// one was made); `Err(())` when the network is intercepted and the run
-/// must not start (unattended, or the volunteer said no) — the message has
-/// been printed.
+/// one was made); `Err(episode)` when the network is intercepted and the
+/// run must not start (unattended, or the volunteer said no) — the message
+/// has been printed.
 pub async fn before_run(
     ctx: Arc<UrlContext>,
     urls: &[String],
     lang: Lang,
-) -> Result<Option<CheckReport>, ()> {
+) -> Result<Option<CheckReport>, Episode> {
     if urls.is_empty() {
         return Ok(None);
     }
@@ -344,7 +344,13 @@ pub async fn before_run(
         return Ok(Some(report));
     }
     eprintln!("{}", strings::network_wide_stopping(lang));
-    Err(())
+    Err(Episode {
+        since,
+        portal: report.portal(),
+        references: report.lines(),
+        before_run: true,
+        ..Episode::default()
+    })
 }
 
 /// Records a check's result; returns true when an episode starts now.

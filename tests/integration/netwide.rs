@@ -256,6 +256,17 @@ async fn a_top_up_page_via_dns_stops_the_run_before_measuring() {
     assert!(stderr.contains("--resume"), "{stderr}");
     // Nothing was measured, so nothing can read as blocked.
     assert!(net.results().is_empty(), "{:?}", net.results());
+    let summary = net.summary();
+    let ep = &summary["network_interception"][0];
+    assert_eq!(ep["before_run"], true, "{summary:#}");
+    assert_eq!(ep["marked"], 0);
+    assert_eq!(
+        ep["portal"],
+        "the login or top-up page \"CafeNet Wi-Fi\" at ref-a.test"
+    );
+    assert_eq!(summary["measured"], 0);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Network-wide interception"), "{stdout}");
 
     // Without reference checks (as before them), every site reads blocked:
     // the false accusation the checks prevent.
