@@ -464,6 +464,7 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
         progress.finished_one(anomalous);
     }
     summary.network_interception = watch.episodes();
+    summary.network_checks = watch.checks();
     if let Some(c) = summary.clock.as_mut() {
         c.date_headers_offset_seconds = dates.offset();
     }

@@ -82,6 +82,8 @@ struct Shared {
     done: Vec<Episode>,
     pending: bool,
     generation: u64,
+    /// Reference checks made during the run (the one before it aside).
+    checks: u64,
     /// The earliest start among the held results when the check was asked.
     burst_since: Option<String>,
     stop: bool,
@@ -298,6 +300,11 @@ impl NetWatch {
         v
     }
 
+    /// Reference checks made during the run (the one before it aside).
+    pub fn checks(&self) -> u64 {
+        lock(&self.shared).checks
+    }
+
     /// True when an episode stopped the run.
     pub fn stopped(&self) -> bool {
         lock(&self.shared).stop
@@ -359,6 +366,7 @@ fn apply(shared: &Mutex<Shared>, report: &CheckReport) -> bool {
     let burst_since = sh.burst_since.take();
     sh.pending = false;
     sh.generation += 1;
+    sh.checks += 1;
     let wide = report.network_wide();
     match (&mut sh.current, wide) {
         (None, true) => {

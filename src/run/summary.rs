@@ -56,6 +56,9 @@ pub struct Summary {
     /// garden, dead connection) during the run.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub network_interception: Vec<super::netwatch::Episode>,
+    /// Reference checks of the network made during the run (after bursts
+    /// of failures and periodically; the one before the run aside).
+    pub network_checks: u64,
 }
 
 impl Summary {
