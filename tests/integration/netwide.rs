@@ -623,3 +623,93 @@ async fn a_wrong_clock_that_cannot_be_corrected_is_inconclusive_not_interception
         assert!(summary["clock"]["offset_seconds"].is_null(), "{summary:#}");
     }
 }
+
+/// `line` run in a terminal (`script`, util-linux) with `answer` typed in;
+/// `None` when there is no `script` command.
+async fn in_terminal(line: &str, home: &Path, answer: &str) -> Option<(Option<i32>, String)> {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no `script` command to give gatewatch a terminal");
+        return None;
+    }
+    let mut std_cmd = std::process::Command::new("script");
+    std_cmd
+        .args(["-qec", line, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env("XDG_DATA_HOME", home.join("data"))
+        .env("HOME", home)
+        .env("LANG", "en_US.UTF-8")
+        .env("TERM", "dumb")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut c = Command::from(std_cmd);
+    c.kill_on_drop(true);
+    let mut child = c.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(answer.as_bytes()).await.unwrap();
+    let o = tokio::time::timeout(std::time::Duration::from_secs(90), child.wait_with_output())
+        .await
+        .expect("gatewatch under script did not finish")
+        .unwrap();
+    drop(stdin);
+    Some((
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interactive_volunteer_is_asked_and_what_is_measured_is_marked() {
+    let net = Net::start(
+        4,
+        Arc::new(|_: &str| Reply::Answer(vec![IpAddr::V4(PORTAL)])),
+    )
+    .await;
+    let line = |out: &str| {
+        format!(
+            "{} run --yes --no-progress --lang en --stun none --control {} --no-system-resolver \
+             --resolver {} --treat-as-public 127.0.0.0/8 --dns-timeout 2s --tcp-timeout 2s \
+             --http-timeout 3s --parallel 1 --reference http://ref-a.test:{p}/ \
+             --reference http://ref-b.test:{p}/ --json-summary {} -o {} {}",
+            env!("CARGO_BIN_EXE_gatewatch"),
+            net.control,
+            net.probe_dns,
+            net.path("summary.json").display(),
+            net.path(out).display(),
+            net.urls(4).join(" "),
+            p = net.port
+        )
+    };
+    // "No": nothing is measured.
+    let Some((code, text)) = in_terminal(&line("no.jsonl"), net.dir.path(), "n\n").await else {
+        return;
+    };
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("Measure anyway"), "{text}");
+    assert!(read_lines(&net.path("no.jsonl")).is_empty());
+
+    // "Yes": every site is measured, and every failure is marked.
+    let (code, text) = in_terminal(&line("yes.jsonl"), net.dir.path(), "y\n")
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{text}");
+    let lines = read_lines(&net.path("yes.jsonl"));
+    assert_eq!(lines.len(), 4, "{text}");
+    for m in &lines {
+        assert_eq!(status(m), "inconclusive", "{m:#}");
+        assert_eq!(
+            m["test_keys"]["x_network_interception"]["original_status"],
+            "blocked"
+        );
+    }
+    let summary = net.summary();
+    assert_eq!(summary["network_interception"][0]["before_run"], true);
+    assert_eq!(summary["network_interception"][0]["marked"], 4);
+    assert!(text.contains("No anomalies found."), "{text}");
+}
