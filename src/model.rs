@@ -66,6 +66,66 @@ pub struct Measurement {
     pub test_start_time: String,
     /// Our test version.
     pub test_version: String,
+    /// The reference time minus this machine's clock, in seconds, when a
+    /// reference was available (see `run::clock`). The times above are
+    /// already corrected by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_clock_offset: Option<i64>,
+    /// Where the reference time came from and the local clock's own
+    /// readings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_clock: Option<ClockNote>,
+}
+
+/// The probe's clock against the reference time (`x_clock`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClockNote {
+    /// Where the reference came from (`control x_time`, `control Date
+    /// header`, `Date headers of reference targets`, or `none`).
+    pub source: String,
+    /// True when the local clock is off by more than the tolerance, or no
+    /// reference was available: certificate validity-window failures are
+    /// then not evidence of anything.
+    pub in_doubt: bool,
+    /// `measurement_start_time` as this machine's clock read it.
+    pub local_measurement_start_time: String,
+    /// `test_start_time` as this machine's clock read it.
+    pub local_test_start_time: String,
+}
+
+/// An offset in seconds for people (sign dropped): `400 days`, `3 hours`, `5 minutes`.
+pub fn describe_offset(secs: i64) -> String {
+    let a = secs.unsigned_abs();
+    // Rounded to the nearest unit: a measured offset is a second or so
+    // short of the true one.
+    let round = |unit: u64| (a + unit / 2) / unit;
+    if a >= 2 * 86_400 {
+        format!("{} days", round(86_400))
+    } else if a >= 2 * 3_600 {
+        format!("{} hours", round(3_600))
+    } else if a >= 120 {
+        format!("{} minutes", round(60))
+    } else {
+        format!("{a} seconds")
+    }
+}
+
+/// A measurement taken while the whole network was intercepted
+/// (`test_keys.x_network_interception`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetworkNote {
+    /// Since when (UTC `YYYY-MM-DD hh:mm:ss`, reference time).
+    pub since: String,
+    /// The portal recognised, when one was (its host or page title).
+    pub portal: Option<String>,
+    /// What the reference checks saw.
+    pub references: Vec<String>,
+    /// The verdict before it was set aside (`blocked` ...).
+    pub original_status: String,
+    /// The mechanism before it was set aside.
+    pub original_mechanism: Option<String>,
 }
 
 /// Web Connectivity test keys (ts-017) plus ours.
@@ -173,6 +233,11 @@ pub struct WebTestKeys {
     /// one-segment handshake failed means the filter does not reassemble.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub x_sni_split: Vec<TlsHandshake>,
+    /// Set when the whole network was intercepted while this URL was
+    /// measured (captive portal, walled garden, dead connection); the
+    /// verdict is then `inconclusive`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_network_interception: Option<NetworkNote>,
 }
 
 /// OONI's `blocking` key: `false`, a layer string, or `null`.

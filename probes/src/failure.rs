@@ -194,6 +194,33 @@ impl Failure {
         }
     }
 
+    /// `x_certificate_reason` for an expired certificate.
+    pub const REASON_EXPIRED: &'static str = "expired";
+    /// `x_certificate_reason` for a certificate not yet valid.
+    pub const REASON_NOT_YET_VALID: &'static str = "not_yet_valid";
+
+    /// The finer reason behind a certificate failure, as recorded in
+    /// `x_certificate_reason`: `expired`, `not_yet_valid`,
+    /// `unknown_issuer`, `name_mismatch`, `revoked`, `bad_signature`,
+    /// `bad_encoding`, `other`; `None` for errors that are not about the
+    /// certificate.
+    pub fn certificate_reason(e: &rustls::Error) -> Option<&'static str> {
+        use rustls::{CertificateError as C, Error as E};
+        let E::InvalidCertificate(c) = e else {
+            return None;
+        };
+        Some(match c {
+            C::Expired | C::ExpiredContext { .. } => Failure::REASON_EXPIRED,
+            C::NotValidYet | C::NotValidYetContext { .. } => Failure::REASON_NOT_YET_VALID,
+            C::UnknownIssuer => "unknown_issuer",
+            C::NotValidForName | C::NotValidForNameContext { .. } => "name_mismatch",
+            C::Revoked => "revoked",
+            C::BadSignature => "bad_signature",
+            C::BadEncoding => "bad_encoding",
+            _ => "other",
+        })
+    }
+
     /// Maps an I/O error from a TLS stream: a wrapped rustls error is
     /// classified with [`Failure::from_rustls`], an early close is
     /// `eof_error`, the rest as [`Failure::from_io`].
@@ -327,6 +354,19 @@ mod tests {
             Failure::from_rustls(&E::HandshakeNotComplete),
             Failure::SslFailedHandshake
         );
+        assert_eq!(
+            Failure::certificate_reason(&E::InvalidCertificate(C::Expired)),
+            Some("expired")
+        );
+        assert_eq!(
+            Failure::certificate_reason(&E::InvalidCertificate(C::NotValidYet)),
+            Some("not_yet_valid")
+        );
+        assert_eq!(
+            Failure::certificate_reason(&E::InvalidCertificate(C::UnknownIssuer)),
+            Some("unknown_issuer")
+        );
+        assert_eq!(Failure::certificate_reason(&E::HandshakeNotComplete), None);
         let eof = io::Error::from(io::ErrorKind::UnexpectedEof);
         assert_eq!(Failure::from_tls_io(&eof), Failure::Eof);
     }

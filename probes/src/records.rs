@@ -385,6 +385,15 @@ pub struct TlsHandshake {
     /// regardless (null: the chain is valid for `x_verify_as`).
     #[serde(default)]
     pub x_certificate_failure: Option<Failure>,
+    /// The finer reason of `x_certificate_failure`: `expired`,
+    /// `not_yet_valid`, `unknown_issuer`, `name_mismatch`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_certificate_reason: Option<String>,
+    /// For an `expired`/`not_yet_valid` chain: what verifying it at a time
+    /// inside the leaf's validity window said — `valid` (the chain is
+    /// fine apart from the time) or a failure string. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_certificate_untimed: Option<String>,
     /// Issuer and subject of the leaf, for reading without decoding DER.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x_leaf: Option<CertSummary>,

@@ -102,6 +102,10 @@ pub struct TlsParams {
     /// would). When false the handshake completes anyway and the verifier's
     /// opinion is in `x_certificate_failure`.
     pub fail_on_invalid: bool,
+    /// Seconds added to this machine's clock before the chain's validity
+    /// window is checked: the measured offset to a reference clock, so a
+    /// probe whose clock is wrong judges certificates at the right time.
+    pub clock_offset_secs: i64,
 }
 
 impl TlsParams {
@@ -115,6 +119,7 @@ impl TlsParams {
             roots,
             timeout: Duration::from_secs(10),
             fail_on_invalid: true,
+            clock_offset_secs: 0,
         }
     }
 }
@@ -171,6 +176,11 @@ where
     record.peer_certificates = seen.chain.iter().map(|c| BinaryData::new(c)).collect();
     record.x_leaf = seen.chain.first().map(|c| summarize(c));
     record.x_certificate_failure = seen.verdict.clone();
+    record.x_certificate_reason = seen.reason.map(str::to_string);
+    record.x_certificate_untimed = seen.untimed.as_ref().map(|u| match u {
+        None => UNTIMED_VALID.to_string(),
+        Some(f) => f.to_string(),
+    });
     let stream = match outcome {
         Ok(tls) => {
             let conn = tls.get_ref().1;
@@ -235,6 +245,9 @@ pub fn summarize(der: &[u8]) -> CertSummary {
     }
 }
 
+/// `x_certificate_untimed` when the chain is valid apart from the time.
+pub const UNTIMED_VALID: &str = "valid";
+
 /// What the recording verifier saw during one handshake.
 #[derive(Clone, Debug, Default)]
 struct Seen {
@@ -242,6 +255,11 @@ struct Seen {
     chain: Vec<Vec<u8>>,
     /// The verifier's verdict (None: valid for `verify_as`).
     verdict: Option<Failure>,
+    /// The finer reason (`expired`, `not_yet_valid`, ...).
+    reason: Option<&'static str>,
+    /// For a validity-window failure: the verdict at a time inside the
+    /// leaf's window (`Some(None)`: the chain is otherwise valid).
+    untimed: Option<Option<Failure>>,
 }
 
 /// Builds the client config and the name passed to rustls for one
@@ -271,6 +289,7 @@ fn client_setup(
         verify_as,
         seen,
         fail_on_invalid: params.fail_on_invalid,
+        clock_offset_secs: params.clock_offset_secs,
     };
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -291,6 +310,26 @@ struct RecordingVerifier {
     verify_as: ServerName<'static>,
     seen: Arc<Mutex<Seen>>,
     fail_on_invalid: bool,
+    clock_offset_secs: i64,
+}
+
+/// `now` moved by `offset` seconds (saturating at the epoch).
+fn shifted(now: UnixTime, offset: i64) -> UnixTime {
+    let secs = now.as_secs().saturating_add_signed(offset);
+    UnixTime::since_unix_epoch(Duration::from_secs(secs))
+}
+
+/// A moment inside the leaf's validity window (its middle), when the DER
+/// can be read.
+fn inside_window(der: &[u8]) -> Option<UnixTime> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let v = cert.validity();
+    let from = v.not_before.timestamp();
+    let to = v.not_after.timestamp();
+    let mid = from.checked_add(to.checked_sub(from)? / 2)?;
+    Some(UnixTime::since_unix_epoch(Duration::from_secs(
+        u64::try_from(mid).ok()?,
+    )))
 }
 
 impl ServerCertVerifier for RecordingVerifier {
@@ -302,6 +341,7 @@ impl ServerCertVerifier for RecordingVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        let now = shifted(now, self.clock_offset_secs);
         let verdict = self.inner.verify_server_cert(
             end_entity,
             intermediates,
@@ -309,12 +349,34 @@ impl ServerCertVerifier for RecordingVerifier {
             ocsp_response,
             now,
         );
+        let reason = verdict.as_ref().err().and_then(Failure::certificate_reason);
+        // A validity-window failure says nothing about who issued the
+        // chain: judge it again at a time the leaf is valid.
+        let untimed = match reason {
+            Some(Failure::REASON_EXPIRED | Failure::REASON_NOT_YET_VALID) => {
+                inside_window(end_entity.as_ref()).map(|t| {
+                    self.inner
+                        .verify_server_cert(
+                            end_entity,
+                            intermediates,
+                            &self.verify_as,
+                            ocsp_response,
+                            t,
+                        )
+                        .err()
+                        .map(|e| Failure::from_rustls(&e))
+                })
+            }
+            _ => None,
+        };
         if let Ok(mut seen) = self.seen.lock() {
             seen.chain = std::iter::once(end_entity)
                 .chain(intermediates)
                 .map(|c| c.as_ref().to_vec())
                 .collect();
             seen.verdict = verdict.as_ref().err().map(Failure::from_rustls);
+            seen.reason = reason;
+            seen.untimed = untimed;
         }
         match verdict {
             Err(e) if self.fail_on_invalid => Err(e),

@@ -136,6 +136,7 @@ mod dnscheck;
 mod family;
 mod hopdns;
 mod httpdiff;
+mod interception;
 mod observe;
 mod outcome;
 mod pagecmp;
@@ -282,6 +283,17 @@ pub fn analyze(m: &mut Measurement, ctx: &AnalysisContext) {
                 verdict.evidence.push(note);
             }
         }
+    }
+    if verdict.status == VerdictStatus::Inconclusive
+        && verdict
+            .evidence
+            .iter()
+            .any(|e| e.contains(interception::CLOCK_MARK))
+    {
+        // A refusal set aside because of the clock is not OONI's
+        // http-failure either.
+        tk.blocking = crate::model::Blocking::Undecided;
+        tk.accessible = None;
     }
     tk.x_verdict = Some(verdict);
     tk.x_quic_verdict = quic_verdict;

@@ -17,6 +17,7 @@ use super::classic::{control_tcp, control_tls};
 use super::dnscheck::{Diversion, DnsView};
 use super::fingerprints::FingerprintMatch;
 use super::httpdiff::{self, Diff};
+use super::interception::{self, short};
 use super::lossy;
 use super::observe::{self, join_ips, join_words, Control, Lookup, ResolverKind, Target};
 use super::outcome::{Failed, Outcome, Step};
@@ -618,7 +619,7 @@ fn compare_failure(i: &Inputs<'_>, f: &Failed, mut ev: Vec<String>) -> Verdict {
         Step::Tls => {
             let res = control_tls(ctl, f, depth0);
             if f.failure.is_certificate_error() {
-                let mut v = compare_step(
+                let v = compare_step(
                     ctl,
                     &res,
                     what,
@@ -627,23 +628,8 @@ fn compare_failure(i: &Inputs<'_>, f: &Failed, mut ev: Vec<String>) -> Verdict {
                     ev,
                     unexplained,
                 );
-                if v.status == VerdictStatus::Blocked && v.confidence.as_deref() == Some("likely") {
-                    let theirs = f
-                        .endpoints
-                        .iter()
-                        .find_map(|ep| ctl.r.x_tls_leaf_sha256.get(&ep.to_string()));
-                    if let (Some(ours), Some(theirs)) = (&f.leaf_sha256, theirs) {
-                        if !ours.eq_ignore_ascii_case(theirs) {
-                            v.evidence.push(format!(
-                                "the probe received leaf certificate {} where the control received {}",
-                                short(ours),
-                                short(theirs)
-                            ));
-                            v.confidence = Some("confirmed".into());
-                        }
-                    }
-                }
-                v
+                // Interception needs a chain the control did not see.
+                interception::require_chain_evidence(i.m, i.control, &f.endpoints, v)
             } else {
                 let mech = match f.failure {
                     Failure::GenericTimeout | Failure::TimedOut => "tls.timeout",
@@ -853,7 +839,13 @@ fn page_step(
         return match i.control {
             Some(_) if ok => {
                 ev.push("the control verified the site's certificate".into());
-                blocked("tls.mitm", "likely", ev)
+                let eps: Vec<std::net::SocketAddr> = tx.address.parse().into_iter().collect();
+                interception::require_chain_evidence(
+                    i.m,
+                    i.control,
+                    &eps,
+                    blocked("tls.mitm", "likely", ev),
+                )
             }
             Some(_) => {
                 ev.push("the control could not verify the certificate either".into());
@@ -1244,8 +1236,4 @@ fn asns_text(asns: impl Iterator<Item = u32>) -> String {
     } else {
         format!(" ({})", v.join(", "))
     }
-}
-
-fn short(hex: &str) -> String {
-    hex.chars().take(16).collect()
 }

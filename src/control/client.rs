@@ -408,6 +408,11 @@ async fn ask(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
+    let date = resp
+        .headers()
+        .get(reqwest::header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let bytes = read_capped(resp).await.map_err(|e| unreachable(e, &url))?;
     if !status.is_success() {
         let text = String::from_utf8_lossy(&bytes);
@@ -431,10 +436,13 @@ async fn ask(
             reason: format!("answer larger than {MAX_ANSWER_BYTES} bytes"),
         });
     }
-    serde_json::from_slice(&bytes).map_err(|e| ControlError::InvalidJson {
-        url,
-        reason: e.to_string(),
-    })
+    let mut answer: ControlResponse =
+        serde_json::from_slice(&bytes).map_err(|e| ControlError::InvalidJson {
+            url,
+            reason: e.to_string(),
+        })?;
+    answer.x_date_header = date;
+    Ok(answer)
 }
 
 /// Reads the body, stopping just past the cap.

@@ -107,6 +107,14 @@ pub struct ControlResponse {
     /// `connect_error`; this says why.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub x_refused: BTreeMap<String, String>,
+    /// The control's clock when it answered, UTC RFC 3339 (set by our
+    /// server), so the probe can tell whether its own clock is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_time: Option<String>,
+    /// The `Date` header of the control's HTTP answer, as received (set
+    /// by our client; OONI's helpers send no `x_time`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x_date_header: Option<String>,
 }
 
 /// TCP result per endpoint.

@@ -132,6 +132,11 @@ pub struct FileConfig {
     /// starts: `continue` (default; most verdicts will be inconclusive) or
     /// `stop` (exit code 69, nothing measured).
     pub on_no_control: Option<String>,
+    /// Reference targets of the network checks, or `none`.
+    #[serde(default)]
+    pub reference: Vec<String>,
+    /// How often the network checks run during a run.
+    pub recheck_interval: Option<String>,
 }
 
 impl FileConfig {
@@ -219,6 +224,11 @@ pub struct RunSettings {
     pub stun: Option<String>,
     /// Stop (rather than continue) when no control answers the preflight.
     pub stop_without_control: bool,
+    /// `--reference URL` (empty: the control's host and the neutral
+    /// defaults; `none` alone: no network checks).
+    pub references: Vec<String>,
+    /// `--recheck-interval` (network checks during the run).
+    pub recheck_interval: Duration,
 }
 
 impl RunSettings {
@@ -303,6 +313,16 @@ pub fn resolve(args: &RunArgs, file: FileConfig) -> Result<RunSettings, ConfigEr
         return Err(ConfigError::Value {
             key: "doh",
             reason: format!("{d:?} is not an http(s) URL"),
+        });
+    }
+    let references = pick(args.probe.reference.clone(), file.reference);
+    if let Some(r) = references
+        .iter()
+        .find(|r| !r.eq_ignore_ascii_case("none") && !is_http_url(r))
+    {
+        return Err(ConfigError::Value {
+            key: "reference",
+            reason: format!("{r:?} is not an http(s) URL (or `none`)"),
         });
     }
     let control = pick(args.probe.control.clone(), file.control);
@@ -449,6 +469,13 @@ pub fn resolve(args: &RunArgs, file: FileConfig) -> Result<RunSettings, ConfigEr
                 })
             }
         },
+        references,
+        recheck_interval: dur(
+            "recheck_interval",
+            args.probe.recheck_interval,
+            file.recheck_interval,
+            super::netcheck::RECHECK_INTERVAL,
+        )?,
     })
 }
 

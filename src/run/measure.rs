@@ -39,6 +39,9 @@ pub struct UrlContext {
     pub test_start_time: String,
     /// What this line achieved for the URLs finished so far (throttling).
     pub line: super::line::LineBaseline,
+    /// The clock and its offset to the reference time, with the run's
+    /// start by the local clock (`None`: times as the system clock reads).
+    pub clock: Option<(super::clock::ClockState, time::OffsetDateTime)>,
     where_: Mutex<WhereState>,
 }
 
@@ -90,8 +93,29 @@ impl UrlContext {
             analysis,
             test_start_time,
             line: super::line::LineBaseline::default(),
+            clock: None,
             where_: Mutex::new(WhereState::default()),
         }
+    }
+
+    /// Uses this clock: times are corrected by its offset and recorded
+    /// (`x_clock_offset`, `x_clock`); `local_test_start` is when the run
+    /// started by the local clock.
+    pub fn with_clock(
+        mut self,
+        clock: super::clock::ClockState,
+        local_test_start: time::OffsetDateTime,
+    ) -> UrlContext {
+        self.test_start_time = utc_string(clock.corrected(local_test_start));
+        self.clock = Some((clock, local_test_start));
+        self
+    }
+
+    /// What the local clock reads now.
+    pub fn local_now(&self) -> time::OffsetDateTime {
+        self.clock
+            .as_ref()
+            .map_or_else(time::OffsetDateTime::now_utc, |(c, _)| c.local.now())
     }
 
     /// Uses these blocking fingerprints (the shipped ones plus a user's
@@ -149,7 +173,7 @@ impl UrlContext {
 /// Measures one URL; Ctrl-C (`cancel`) or the per-URL deadline give a
 /// measurement marked `x_interrupted`.
 pub async fn measure(ctx: Arc<UrlContext>, entry: Entry, cancel: CancellationToken) -> Finished {
-    let start = time::OffsetDateTime::now_utc();
+    let start = ctx.local_now();
     let t0 = Instant::now();
     // The web measurement keeps its own deadline (and returns what it has);
     // this one only guards against a measurement that overstays it.
@@ -166,6 +190,9 @@ pub async fn measure(ctx: Arc<UrlContext>, entry: Entry, cancel: CancellationTok
         },
     };
     let mut m = envelope(&ctx, &entry, start, t0.elapsed().as_secs_f64());
+    if let Some((clock, test_start)) = &ctx.clock {
+        clock.stamp(&mut m, start, *test_start);
+    }
     m.test_keys = keys;
     rst_watch.annotate(&mut m.test_keys, t0).await;
     if m.test_keys.agent.is_empty() {

@@ -15,11 +15,14 @@
 //! `--resume` continues); 1 any other abort (e.g. the results file cannot be
 //! written).
 
+pub mod clock;
 pub mod config;
 pub mod consent;
 pub mod inputs;
 pub mod line;
 pub mod measure;
+pub mod netcheck;
+pub mod netwatch;
 pub mod output;
 pub mod preflight;
 pub mod progress;
@@ -66,6 +69,10 @@ pub const EXIT_NO_NETWORK: u8 = 69;
 pub const EXIT_BUSY: u8 = 75;
 /// Interrupted by Ctrl-C or SIGTERM.
 pub const EXIT_INTERRUPTED: u8 = 130;
+/// The whole network was intercepted (captive portal, walled garden, dead
+/// connection): the run stopped; what was measured is kept, `--resume`
+/// measures the affected URLs again.
+pub const EXIT_NETWORK_INTERCEPTED: u8 = 3;
 
 /// The exit codes, as `gatewatch run --help` shows them.
 pub const EXIT_CODES_HELP: &str =
@@ -73,7 +80,9 @@ pub const EXIT_CODES_HELP: &str =
 (nothing measured); 69 no network: no resolver, control or STUN server answered the \
 preflight (or no control and on_no_control = \"stop\"; nothing measured); \
 75 another run holds the lock (nothing measured); 130 interrupted \
-by Ctrl-C or SIGTERM (finished URLs are kept; --resume continues); 1 any other abort.\n\
+by Ctrl-C or SIGTERM (finished URLs are kept; --resume continues); 3 network-wide interception \
+(captive portal, walled garden, dead connection): stopped, measured URLs kept, --resume measures \
+the affected ones again; 1 any other abort.\n\
 Files: config $XDG_CONFIG_HOME/gatewatch/config.toml, results \
 $XDG_DATA_HOME/gatewatch/results/, lists from `gatewatch lists update` \
 $XDG_DATA_HOME/gatewatch/lists/.";
@@ -266,6 +275,15 @@ pub struct ProbeArgs {
     /// stun.l.google.com:19302]; `none` to skip.
     #[arg(long, value_name = "HOST:PORT|none")]
     pub stun: Option<String>,
+    /// A harmless reference target for the network checks (repeatable;
+    /// `none` for no checks) [default: the control's host over http and
+    /// https, and http(s)://example.com/].
+    #[arg(long, value_name = "URL|none")]
+    pub reference: Vec<String>,
+    /// How often the network checks run during a run (also after a burst
+    /// of failures) [default: 5m].
+    #[arg(long, value_name = "DURATION")]
+    pub recheck_interval: Option<humantime::Duration>,
 }
 
 /// Runs the command; returns the process exit code. Usage, config and input
@@ -333,7 +351,15 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
         return Ok(EXIT_NO_NETWORK);
     }
 
-    let run_start = time::OffsetDateTime::now_utc();
+    // The probe's clock against the control's (see clock.rs).
+    let local_clock = clock::LocalClock::from_env();
+    let run_start = local_clock.now();
+    let clock_state = clock::check_control(local_clock, control.as_ref()).await;
+    if let Some(w) = clock_state.summary().warning(lang) {
+        eprintln!("gatewatch: {w}");
+    }
+    let mut web = web;
+    web.clock_offset_secs = local_clock.cert_offset(clock_state.offset);
     let output_path = output_path(&settings, run_start)?;
     let done = if settings.resume {
         let st = output::prepare_resume(&output_path)?;
@@ -370,6 +396,7 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
     if let Some(f) = fingerprints {
         ctx = ctx.with_fingerprints(f);
     }
+    ctx = ctx.with_clock(clock_state.clone(), run_start);
     // The probe's own addresses, for scrubbing even when the control does
     // not report the public one; the public one from the preflight (our
     // control's health answer, STUN) before any page is fetched.
@@ -388,10 +415,50 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
     let ctx = Arc::new(ctx);
     let cancel = CancellationToken::new();
     spawn_signal_watch(cancel.clone());
+    // Reference checks before and during the run (netcheck.rs, netwatch.rs).
+    let references = if settings.control_disabled() && settings.references.is_empty() {
+        Vec::new()
+    } else {
+        let urls = ctx
+            .control
+            .as_ref()
+            .map(|c| c.urls().to_vec())
+            .unwrap_or_default();
+        netcheck::reference_urls(&settings.references, &urls)
+    };
+    let before = match netwatch::before_run(ctx.clone(), &references, lang).await {
+        Ok(b) => b,
+        Err(episode) => {
+            let summary = Summary {
+                test_start_time: ctx.test_start_time.clone(),
+                clock: Some(clock_state.summary()),
+                output: output_path.clone(),
+                total,
+                resumed_skipped,
+                aborted: true,
+                network_interception: vec![episode],
+                ..Default::default()
+            };
+            return finish_summary(&summary, &settings, lang).map(|()| EXIT_NETWORK_INTERCEPTED);
+        }
+    };
+    let mut watch = netwatch::NetWatch::start(
+        ctx.clone(),
+        references,
+        settings.recheck_interval,
+        before.as_ref(),
+        netwatch::Reaction {
+            cancel: cancel.clone(),
+            interactive: netwatch::interactive(),
+            lang,
+        },
+    );
 
     let mut progress = Progress::new(total, settings.no_progress);
+    let mut dates = clock::DateWatch::default();
     let mut summary = Summary {
-        test_start_time: measure::utc_string(run_start),
+        test_start_time: ctx.test_start_time.clone(),
+        clock: Some(clock_state.summary()),
         output: output_path.clone(),
         total,
         resumed_skipped,
@@ -405,14 +472,36 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
         cancel.clone(),
         |entry, token| measure::measure(ctx.clone(), entry, token),
         |f: Finished| -> Result<(), OutputError> {
-            writer.write(&f.json)?;
-            unattended.finished(&f.measurement, &f.json);
-            let anomalous = summary.add(&f.measurement);
-            progress.finished_one(anomalous);
+            for f in watch.finished(f) {
+                writer.write(&f.json)?;
+                unattended.finished(&f.measurement, &f.json);
+                dates.observe(&f.measurement);
+                let anomalous = summary.add(&f.measurement);
+                progress.finished_one(anomalous);
+            }
             Ok(())
         },
     )
     .await;
+    // What the network watch still holds back is written now.
+    // A check still running is waited for, unless Ctrl-C stopped the run.
+    let wait = if cancel.is_cancelled() && !watch.stopped() {
+        std::time::Duration::ZERO
+    } else {
+        settings.url_deadline + std::time::Duration::from_secs(5)
+    };
+    for f in watch.finish(wait).await {
+        writer.write(&f.json)?;
+        unattended.finished(&f.measurement, &f.json);
+        dates.observe(&f.measurement);
+        let anomalous = summary.add(&f.measurement);
+        progress.finished_one(anomalous);
+    }
+    summary.network_interception = watch.episodes();
+    summary.network_checks = watch.checks();
+    if let Some(c) = summary.clock.as_mut() {
+        c.date_headers_offset_seconds = dates.offset();
+    }
     progress.finish();
     if let Some(up) = unattended.finish().await {
         eprintln!(
@@ -442,14 +531,9 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
     if let Some(reg) = &ctx.analysis.clusters {
         summary.page_clusters = reg.clusters();
     }
-    print!("{}", summary.render(lang));
-    if let Some(p) = &settings.json_summary {
-        summary.write_json(p).map_err(|source| RunError::Summary {
-            path: p.clone(),
-            source,
-        })?;
-    }
+    finish_summary(&summary, &settings, lang)?;
     Ok(match ended {
+        _ if watch.stopped() => EXIT_NETWORK_INTERCEPTED,
         Ended::Completed => EXIT_OK,
         Ended::Cancelled => EXIT_INTERRUPTED,
     })
@@ -483,6 +567,18 @@ fn output_path(s: &RunSettings, start: time::OffsetDateTime) -> Result<PathBuf, 
     let f = time::macros::format_description!("[year]-[month]-[day]T[hour][minute][second]Z");
     let stamp = start.format(&f).unwrap_or_else(|_| "run".to_string());
     Ok(dir.join(format!("{stamp}-web_connectivity.jsonl")))
+}
+
+/// Prints the summary and writes `--json-summary`.
+fn finish_summary(summary: &Summary, settings: &RunSettings, lang: Lang) -> Result<(), RunError> {
+    print!("{}", summary.render(lang));
+    if let Some(p) = &settings.json_summary {
+        summary.write_json(p).map_err(|source| RunError::Summary {
+            path: p.clone(),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 /// The per-URL measurement settings from the run's settings.

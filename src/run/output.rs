@@ -119,7 +119,13 @@ pub fn prepare_resume(path: &Path) -> Result<ResumeState, OutputError> {
             .as_ref()
             .and_then(|v| v.get("test_keys"))
             .and_then(|t| t.get("x_interrupted"))
-            .is_some_and(|x| !x.is_null());
+            .is_some_and(|x| !x.is_null())
+            // Measured during network-wide interception: measured again.
+            || parsed
+                .as_ref()
+                .and_then(|v| v.get("test_keys"))
+                .and_then(|t| t.get("x_network_interception"))
+                .is_some_and(|x| !x.is_null());
         match (complete, input, interrupted) {
             (true, Some(input), false) => {
                 state.done.insert(input);

@@ -318,6 +318,108 @@ gatewatch មិនដែលសរសេរអាសយដ្ឋាន IP សា
 ឬមេធាវីជាមុនសិន។
 ";
 
+/// The warning when this machine's clock is off: `amount` (e.g. `400
+/// days`), `behind` true when the local clock is behind the reference.
+pub fn clock_warning(lang: Lang, amount: &str, behind: bool, source: &str) -> String {
+    match lang {
+        Lang::En => format!(
+            "warning: this device's clock is {amount} {} the reference time ({source}). \
+             Times in the results are corrected, and certificates are judged at the corrected \
+             time; please set the clock (turn on NTP).",
+            if behind { "behind" } else { "ahead of" }
+        ),
+        Lang::Km => format!(
+            "ការព្រមាន៖ នាឡិការបស់ឧបករណ៍នេះ{}ម៉ោងយោង {amount} ({source})។ \
+             ម៉ោងក្នុងលទ្ធផលត្រូវបានកែតម្រូវ ហើយវិញ្ញាបនបត្រត្រូវបានពិនិត្យតាមម៉ោងដែលបានកែ។ \
+             សូមកំណត់ម៉ោងឲ្យត្រឹមត្រូវ (បើក NTP)។",
+            if behind {
+                "យឺតជាង"
+            } else {
+                "លឿនជាង"
+            }
+        ),
+    }
+}
+
+/// The warning when no reference time could be had.
+pub fn clock_unchecked(lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => {
+            "warning: the clock could not be checked against a reference time; \
+             certificate dates are not used as evidence of interception."
+        }
+        Lang::Km => {
+            "ការព្រមាន៖ មិនអាចផ្ទៀងផ្ទាត់នាឡិកាជាមួយម៉ោងយោងបានទេ។ \
+             កាលបរិច្ឆេទវិញ្ញាបនបត្រមិនត្រូវបានប្រើជាភស្តុតាងនៃការស្ទាក់ចាប់ទេ។"
+        }
+    }
+}
+
+/// Network-wide interception seen from `since` (`HH:MM`), with the portal
+/// when one was recognised.
+pub fn network_wide_message(lang: Lang, since: &str, portal: Option<&str>) -> String {
+    let portal = portal.map(|p| format!(": {p}")).unwrap_or_default();
+    match lang {
+        Lang::En => format!(
+            "network-wide interception (captive portal, walled garden, or the connection \
+             stopped working) from {since} UTC{portal}. The reference targets fail too, so \
+             failures now say nothing about the sites; they are recorded as inconclusive."
+        ),
+        Lang::Km => format!(
+            "ការស្ទាក់ចាប់ទូទាំងបណ្តាញ (ទំព័រចូលប្រើ Wi-Fi, សួនបិទជុំវិញ \
+             ឬការតភ្ជាប់បានឈប់ដំណើរការ) ចាប់ពីម៉ោង {since} UTC{portal}។ \
+             គោលដៅយោងក៏បរាជ័យដែរ ដូច្នេះការបរាជ័យមិនប្រាប់អ្វីអំពីគេហទំព័រទេ \
+             ហើយត្រូវបានកត់ត្រាថា មិនអាចសន្និដ្ឋានបាន។"
+        ),
+    }
+}
+
+/// The question whether to measure on during network-wide interception.
+pub fn network_wide_prompt(lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => "Measure anyway (affected results are marked inconclusive)? [y/N]: ",
+        Lang::Km => "វាស់បន្តឬទេ (លទ្ធផលដែលរងផលប៉ះពាល់នឹងត្រូវសម្គាល់ថា មិនអាចសន្និដ្ឋានបាន)? [y/N]: ",
+    }
+}
+
+/// The run stops because of network-wide interception.
+pub fn network_wide_stopping(lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => {
+            "Stopping. What was measured is kept. Accept the network's terms or top up, \
+             then run again with --resume: the affected URLs are measured again."
+        }
+        Lang::Km => {
+            "កំពុងបញ្ឈប់។ អ្វីដែលបានវាស់ត្រូវបានរក្សាទុក។ សូមយល់ព្រមលក្ខខណ្ឌរបស់បណ្តាញ \
+             ឬបញ្ចូលលុយ រួចដំណើរការម្តងទៀតជាមួយ --resume៖ URL ដែលរងផលប៉ះពាល់នឹងត្រូវវាស់ម្តងទៀត។"
+        }
+    }
+}
+
+/// One summary line for an episode of network-wide interception.
+pub fn network_wide_summary(
+    lang: Lang,
+    since: &str,
+    until: Option<&str>,
+    portal: Option<&str>,
+    marked: u64,
+) -> String {
+    let portal = portal.map(|p| format!(": {p}")).unwrap_or_default();
+    match lang {
+        Lang::En => format!(
+            "Network-wide interception (captive portal, walled garden, or the connection \
+             stopped working) from {since}{} UTC{portal}; {marked} result(s) marked inconclusive.",
+            until.map(|u| format!(" until {u}")).unwrap_or_default()
+        ),
+        Lang::Km => format!(
+            "ការស្ទាក់ចាប់ទូទាំងបណ្តាញ (ទំព័រចូលប្រើ Wi-Fi, សួនបិទជុំវិញ \
+             ឬការតភ្ជាប់បានឈប់ដំណើរការ) ចាប់ពីម៉ោង {since}{} UTC{portal}។ \
+             លទ្ធផល {marked} ត្រូវបានសម្គាល់ថា មិនអាចសន្និដ្ឋានបាន។",
+            until.map(|u| format!(" ដល់ម៉ោង {u}")).unwrap_or_default()
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

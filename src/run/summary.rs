@@ -100,6 +100,16 @@ pub struct Summary {
     /// `probe_network_name`, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub probe_network_name: Option<String>,
+    /// The probe's clock against the reference time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock: Option<super::clock::ClockSummary>,
+    /// Stretches of network-wide interception (captive portal, walled
+    /// garden, dead connection) during the run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub network_interception: Vec<super::netwatch::Episode>,
+    /// Reference checks of the network made during the run (after bursts
+    /// of failures and periodically; the one before the run aside).
+    pub network_checks: u64,
 }
 
 impl Summary {
@@ -246,6 +256,22 @@ impl Summary {
                 c.page_sha256.chars().take(16).collect::<String>(),
                 c.sites,
                 c.hosts.join(", ")
+            );
+        }
+        if let Some(w) = self.clock.as_ref().and_then(|c| c.warning(lang)) {
+            let _ = writeln!(s, "{w}");
+        }
+        for e in &self.network_interception {
+            let _ = writeln!(
+                s,
+                "{}",
+                strings::network_wide_summary(
+                    lang,
+                    e.since_hhmm(),
+                    e.until.as_deref().and_then(|u| u.get(11..16)),
+                    e.portal.as_deref(),
+                    e.marked
+                )
             );
         }
         let _ = writeln!(

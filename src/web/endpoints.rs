@@ -195,6 +195,7 @@ async fn flow(ctx: Arc<Ctx>, spec: FlowSpec, offers: Option<UnboundedSender<Offe
             roots: Arc::clone(&ctx.settings.roots),
             timeout: ctx.settings.tls,
             fail_on_invalid: false,
+            clock_offset_secs: ctx.settings.clock_offset_secs,
         };
         let (mut hs, tls) = probes::tls::handshake(&trace, stream, spec.addr, &params).await;
         // As OONI: a chain that does not verify fails the handshake (the

@@ -127,6 +127,10 @@ pub struct WebSettings {
     /// When to make QUIC (HTTP/3) handshakes, on the https port over UDP,
     /// with the TLS timeout. Default: [`QuicMode::Discovered`].
     pub quic: QuicMode,
+    /// Seconds added to this machine's clock when certificates are judged
+    /// (the offset to the reference time measured before the run; see
+    /// `run::clock`). Default: 0.
+    pub clock_offset_secs: i64,
 }
 
 impl Default for WebSettings {
@@ -151,6 +155,7 @@ impl Default for WebSettings {
             http_port: 80,
             https_port: 443,
             quic: QuicMode::Discovered,
+            clock_offset_secs: 0,
         }
     }
 }

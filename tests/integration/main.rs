@@ -7,6 +7,7 @@ mod control;
 mod fakes;
 mod honest;
 mod lab;
+mod netwide;
 mod probes_dns;
 mod probes_http;
 mod probes_quic;

@@ -255,6 +255,7 @@ async fn get_over_tls_records_alpn() {
         roots: ca.roots(),
         timeout: Duration::from_secs(2),
         fail_on_invalid: true,
+        clock_offset_secs: 0,
     };
     let (hs, tls) = handshake(&trace, tcp.unwrap(), srv.addr, &tls_params).await;
     assert_eq!(hs.failure, None);

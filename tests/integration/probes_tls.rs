@@ -20,6 +20,7 @@ fn params(sni: &str, roots: Arc<TrustRoots>, fail_on_invalid: bool) -> TlsParams
         roots,
         timeout: Duration::from_secs(2),
         fail_on_invalid,
+        clock_offset_secs: 0,
     }
 }
 

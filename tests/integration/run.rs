@@ -288,6 +288,8 @@ impl Env {
             "--no-system-resolver",
             "--stun",
             "none",
+            "--reference",
+            "none",
         ])
         .args(["--treat-as-public", "127.0.0.0/8"])
         .args(["--resolver", &self.dns.to_string()]);

@@ -294,7 +294,7 @@ fn run_flags_the_injected_rst_by_its_ip_ttl_and_traces_the_blocked_url() {
         .probe
         .command(env!("CARGO_BIN_EXE_gatewatch"))
         .args(["run", "https://tlsreset.example/", "https://clean.example/"])
-        .args(["--stun", "none"])
+        .args(["--stun", "none", "--reference", "none"])
         .args([
             "--control",
             &control,

@@ -1525,6 +1525,118 @@ mod real_pages;
 // blockpage or interception server on 127.0.0.3 (same port); both are
 // treated as public by the probe, the control and the analysis.
 
+impl M {
+    /// The last handshake's finer certificate reason and its verdict
+    /// apart from the time (`valid` or a failure string).
+    fn cert_reason(mut self, reason: &str, untimed: &str) -> M {
+        if let Some(h) = self.m.test_keys.tls_handshakes.last_mut() {
+            h.x_certificate_reason = Some(reason.into());
+            h.x_certificate_untimed = (!untimed.is_empty()).then(|| untimed.to_string());
+        }
+        self
+    }
+    /// The run's clock: `offset` seconds to the reference, in doubt or not.
+    fn clock(mut self, offset: Option<i64>, in_doubt: bool) -> M {
+        self.m.x_clock_offset = offset;
+        self.m.x_clock = Some(gatewatch::model::ClockNote {
+            source: "control x_time".into(),
+            in_doubt,
+            ..Default::default()
+        });
+        self
+    }
+}
+
+/// A TLS refusal at the probe, over HOST:443, the control having verified.
+fn refused(f: &str, leaf: &str, ctl_leaf: Option<&str>) -> M {
+    let mut c = ctl(&[SITE])
+        .tcp(EP443, true)
+        .tls(EP443, "")
+        .page("News", 5000);
+    if let Some(l) = ctl_leaf {
+        c = c.leaf(EP443, l);
+    }
+    url(US)
+        .sys(&[SITE])
+        .tcp(EP443, "")
+        .tls_full(EP443, HOST, f, 0.1, leaf)
+        .http_failure(f)
+        .control(c)
+}
+
+#[test]
+fn qa_table_clock_is_not_interception() {
+    let inc = || exp(C, Blocking::Undecided, None, Inconclusive, None, None);
+    let mitm = || exp(C, HttpFailure, F, Blocked, Some("tls"), Some("tls.mitm"));
+    run_table(vec![
+        (
+            "clock 400 days behind: expired-looking, same leaf as the control",
+            refused("ssl_invalid_certificate", "900d", Some("900d"))
+                .cert_reason("not_yet_valid", "valid")
+                .clock(Some(400 * 86_400), true)
+                .run(),
+            inc(),
+        ),
+        (
+            "clock 3 years ahead: expired, no leaf from the control, valid apart from the time",
+            refused("ssl_invalid_certificate", "900d", None)
+                .cert_reason("expired", "valid")
+                .clock(Some(-3 * 365 * 86_400), true)
+                .run(),
+            inc(),
+        ),
+        (
+            "no reference clock: not yet valid, nothing else known",
+            refused("ssl_invalid_certificate", "900d", None)
+                .cert_reason("not_yet_valid", "")
+                .run(),
+            inc(),
+        ),
+        (
+            "clock right, expired at the probe only: still not interception",
+            refused("ssl_invalid_certificate", "900d", None)
+                .cert_reason("expired", "valid")
+                .clock(Some(3), false)
+                .run(),
+            inc(),
+        ),
+        (
+            "interception under a wrong clock: another leaf than the control's",
+            refused("ssl_invalid_certificate", "bad0", Some("900d"))
+                .cert_reason("not_yet_valid", "ssl_unknown_authority")
+                .clock(Some(400 * 86_400), true)
+                .run(),
+            mitm(),
+        ),
+        (
+            "interception under a wrong clock: no control leaf, issuer untrusted apart from the time",
+            refused("ssl_invalid_certificate", "bad0", None)
+                .cert_reason("expired", "ssl_unknown_authority")
+                .clock(Some(-2 * 86_400), true)
+                .run(),
+            mitm(),
+        ),
+        (
+            "interception with a right clock: untrusted issuer, no control leaf",
+            refused("ssl_unknown_authority", "bad0", None)
+                .cert_reason("unknown_issuer", "")
+                .clock(Some(0), false)
+                .run(),
+            mitm(),
+        ),
+    ]);
+    // The evidence names the clock and says by how much.
+    let m = refused("ssl_invalid_certificate", "900d", Some("900d"))
+        .cert_reason("not_yet_valid", "valid")
+        .clock(Some(400 * 86_400), true)
+        .run();
+    let ev = m.test_keys.x_verdict.unwrap().evidence.join(" | ");
+    assert!(
+        ev.contains("the probe's clock was 400 days behind the reference time"),
+        "{ev}"
+    );
+}
+
 mod pipeline {
     use std::net::{IpAddr, Ipv4Addr, SocketAddr};
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -109,6 +109,7 @@ async fn exchange(
         roots,
         timeout: opts.timeout,
         fail_on_invalid: true,
+        clock_offset_secs: 0,
     };
     let (hs, tls) = tls::handshake(trace, stream, addr, &params).await;
     let tls = match tls {

@@ -404,6 +404,7 @@ impl Measurer {
                     roots: Arc::clone(&self.roots),
                     timeout: bounded(self.steps.tls, deadline),
                     fail_on_invalid: false,
+                    clock_offset_secs: 0,
                 };
                 let (hs, _stream) = probes::tls::handshake(&trace, stream, addr, &params).await;
                 let failure = hs.failure.clone().or(hs.x_certificate_failure.clone());
@@ -558,6 +559,7 @@ impl Measurer {
                     roots: Arc::clone(&self.roots),
                     timeout: bounded(self.steps.tls, deadline),
                     fail_on_invalid: true,
+                    clock_offset_secs: 0,
                 };
                 let (hs, tls) = probes::tls::handshake(trace, stream, addr, &tp).await;
                 let failure = hs.failure.clone().or(hs.x_certificate_failure.clone());

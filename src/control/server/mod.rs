@@ -437,6 +437,9 @@ async fn handle(app: &Arc<App>, peer: SocketAddr, headers: &HeaderMap, body: Bod
             }
         };
     out.x_client_addr = Some(client.to_string());
+    out.x_time = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok();
     Json(out).into_response()
 }
 

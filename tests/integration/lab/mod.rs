@@ -13,7 +13,8 @@
 //!   an unreachable control, `--trace-blocked` at hop 2, SIGKILL + resume),
 //!   `stuck_resolver` (a getaddrinfo that hangs: no false verdict, the run
 //!   still exits, also on SIGTERM), `links` (lossy and slow lines: retries,
-//!   the line baseline), `quic` (HTTP/3: UDP/443 dropped, QUIC filtered by SNI, and the twins).
+//!   the line baseline), `quic` (HTTP/3: UDP/443 dropped, QUIC filtered by SNI, and the twins),
+//!   `netwide` (a probe clock off by days and years; a captive portal).
 
 // Reusable APIs: not every item is used by this crate's tests.
 #[allow(dead_code)]
@@ -38,5 +39,6 @@ mod links;
 mod mechanisms;
 mod mmdb;
 mod netns_selftest;
+mod netwide;
 mod quic;
 mod stuck_resolver;

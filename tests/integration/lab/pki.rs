@@ -57,6 +57,11 @@ fn chain(ca_name: &str, names: &[String]) -> (String, CertificateDer<'static>, A
     let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("ca key")).expect("ca");
 
     let mut leaf = CertificateParams::new(names.to_vec()).expect("leaf params");
+    // A real site's window (as Let's Encrypt's, 90 days), so that a probe
+    // whose clock is off by days or years sees it expired or not yet valid.
+    let now = time::OffsetDateTime::now_utc();
+    leaf.not_before = now - time::Duration::days(30);
+    leaf.not_after = now + time::Duration::days(60);
     let mut dn = DistinguishedName::new();
     dn.push(DnType::CommonName, "lab site");
     leaf.distinguished_name = dn;

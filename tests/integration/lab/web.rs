@@ -174,6 +174,28 @@ pub fn censor_boxes(
     )
 }
 
+/// A captive portal's web server in `ns`: every request on `port` gets
+/// `page` (a login form), whatever its Host.
+pub fn portal_box(ns: &Ns, port: u16, page: &'static str) -> io::Result<Service> {
+    ns.serve(
+        move || listen((Ipv4Addr::UNSPECIFIED, port).into()),
+        move |l, stop| async move {
+            accept_loop(l, stop.clone(), move |mut conn, _| async move {
+                if read_head(&mut conn).await.is_some() {
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\
+                         Connection: close\r\n\r\n{page}",
+                        page.len()
+                    );
+                    let _ = conn.write_all(resp.as_bytes()).await;
+                    let _ = conn.shutdown().await;
+                }
+            })
+            .await;
+        },
+    )
+}
+
 fn listen(at: SocketAddr) -> io::Result<TcpListener> {
     let l = TcpListener::bind(at)?;
     l.set_nonblocking(true)?;
