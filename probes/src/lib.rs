@@ -10,6 +10,7 @@ pub mod dns;
 pub mod failure;
 pub mod http;
 pub mod ipclass;
+pub mod lenient;
 pub mod metered;
 #[cfg(feature = "raw")]
 pub mod raw;

@@ -101,6 +101,7 @@ mod dnscheck;
 mod httpdiff;
 mod observe;
 mod outcome;
+mod slowbody;
 mod verdict;
 
 use std::fmt;

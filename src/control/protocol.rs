@@ -18,6 +18,7 @@ where
 
 /// `POST /` body (OONI `THRequest`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ControlRequest {
     /// The URL to measure.
     pub http_request: String,
@@ -86,6 +87,7 @@ pub struct ControlResponse {
 
 /// TCP result per endpoint.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ControlTcp {
     /// Connected.
     pub status: bool,
@@ -95,6 +97,7 @@ pub struct ControlTcp {
 
 /// TLS result per endpoint.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ControlTls {
     /// SNI used.
     pub server_name: String,
@@ -106,6 +109,7 @@ pub struct ControlTls {
 
 /// The control's HTTP result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ControlHttp {
     /// Body length, -1 on failure.
     pub body_length: i64,
@@ -140,6 +144,7 @@ impl Default for ControlHttp {
 
 /// The control's DNS result.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ControlDns {
     /// `dns_name_error`, `dns_server_failure`, `unknown_error`, or null.
     pub failure: Option<String>,
@@ -150,6 +155,7 @@ pub struct ControlDns {
 
 /// ASN and flags of one IP.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ControlIpInfo {
     /// ASN, 0 when unknown.
     pub asn: u32,
