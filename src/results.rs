@@ -315,13 +315,13 @@ impl Input<'_, '_> {
                     each(m);
                     return Ok(());
                 }
-                // No test_name: maybe an API body; look closer below.
-                Ok(_) => {}
                 Err(e) if e.inner().is_eof() => return Err(LineError::Incomplete),
                 Err(e) if e.inner().is_syntax() => {
                     return Err(LineError::Skip(describe_json_error(e.inner())))
                 }
-                Err(e) => return Err(LineError::Skip(describe_path_error(&e))),
+                // No test_name, or not the model's shape: maybe an API body
+                // (or a list); look closer below.
+                _ => {}
             }
         }
         let value: Value = match serde_json::from_slice(line) {
@@ -593,6 +593,7 @@ mod tests {
     fn line(url: &str) -> String {
         let m = Measurement {
             input: Some(url.to_string()),
+            test_name: TEST_NAME.to_string(),
             ..Default::default()
         };
         serde_json::to_string(&m).unwrap()
@@ -611,7 +612,8 @@ mod tests {
             ReadStats {
                 lines: 5,
                 measurements: 2,
-                skipped: 2
+                skipped: 2,
+                failed_inputs: 0,
             }
         );
         assert_eq!(
@@ -627,7 +629,7 @@ mod tests {
             "{warnings:?}"
         );
         assert!(
-            warnings[1].starts_with("f.jsonl:4: not a measurement: missing field"),
+            warnings[1].starts_with("f.jsonl:4: not a measurement: test_name is missing"),
             "{warnings:?}"
         );
     }
@@ -653,5 +655,151 @@ mod tests {
             warnings[0].starts_with("f.jsonl:2: truncated JSON"),
             "{warnings:?}"
         );
+    }
+
+    fn read_bytes(bytes: &[u8]) -> (ReadStats, Vec<String>, Vec<Option<String>>) {
+        let mut warnings = Vec::new();
+        let mut inputs = Vec::new();
+        let stats = read_lines(
+            bytes,
+            Path::new("f"),
+            &mut |w| warnings.push(w.to_string()),
+            &mut |m| inputs.push(m.input),
+        )
+        .unwrap();
+        (stats, warnings, inputs)
+    }
+
+    fn ooni(url: &str) -> serde_json::Value {
+        serde_json::json!({
+            "input": url, "test_name": "web_connectivity", "probe_asn": "AS38623",
+            "probe_cc": "KH", "test_version": "0.5.28", "software_name": "ooniprobe-android",
+            "test_keys": {
+                "queries": [{"answers": null, "failure": "dns_nxdomain_error",
+                              "hostname": "a.example", "query_type": "A", "t": 0.1}],
+                "network_events": null, "tcp_connect": null, "tls_handshakes": null,
+                "requests": [{"request": {"url": url, "headers_list": null, "headers": null,
+                                          "body": null},
+                              "response": {"body": {"format": "base64", "data": "/w=="},
+                                           "headers": {"Location": {"format": "base64",
+                                                                    "data": "eHl6"}},
+                                           "code": 0},
+                              "failure": "dns_nxdomain_error"}],
+                "tags": null, "control": {"tcp_connect": null, "dns": {"addrs": null}},
+                "blocking": "dns", "accessible": false
+            }
+        })
+    }
+
+    #[test]
+    fn reads_ooni_nulls_missing_keys_and_base64() {
+        let (stats, warnings, inputs) = read(&ooni("http://a.example/").to_string());
+        assert_eq!(stats.measurements, 1, "{warnings:?}");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(inputs, vec![Some("http://a.example/".to_string())]);
+        let mut got = None;
+        read_lines(
+            ooni("http://a.example/").to_string().as_bytes(),
+            Path::new("f"),
+            &mut |_| {},
+            &mut |m| got = Some(m),
+        )
+        .unwrap();
+        let m = got.unwrap();
+        let tx = &m.test_keys.requests[0];
+        assert_eq!(tx.response.body.to_bytes(), vec![0xff]);
+        assert_eq!(
+            tx.response.headers.get("location").map(String::as_str),
+            Some("xyz")
+        );
+        assert!(m.test_keys.queries[0].answers.is_empty());
+        assert_eq!(m.test_keys.queries[0].t0, 0.0);
+    }
+
+    #[test]
+    fn pretty_printed_and_concatenated_documents_with_their_lines() {
+        let a = serde_json::to_string_pretty(&ooni("http://a.example/")).unwrap();
+        let b = serde_json::to_string_pretty(&ooni("http://b.example/")).unwrap();
+        let bad = "{\n  \"test_name\": \"dnscheck\",\n  \"test_keys\": {}\n}";
+        let text = format!("{a}\n{bad}\n\n{b}\n");
+        let (stats, warnings, inputs) = read(&text);
+        assert_eq!(stats.measurements, 2, "{warnings:?}");
+        assert_eq!(inputs.len(), 2);
+        let bad_line = a.lines().count() + 1;
+        assert_eq!(
+            warnings,
+            vec![format!(
+                "f.jsonl:{bad_line}: test_name is \"dnscheck\": only web_connectivity \
+                 measurements are read"
+            )]
+        );
+        assert_eq!(stats.lines, text.lines().count() as u64);
+    }
+
+    #[test]
+    fn gzip_input_is_recognised() {
+        use std::io::Write;
+        let text = format!(
+            "{}\n{}\n",
+            line("http://a.example/"),
+            line("http://b.example/")
+        );
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(text.as_bytes()).unwrap();
+        let (stats, warnings, _) = read_bytes(&gz.finish().unwrap());
+        assert_eq!(stats.measurements, 2, "{warnings:?}");
+    }
+
+    #[test]
+    fn ooni_api_bodies() {
+        let raw = ooni("http://r.example/");
+        let list = serde_json::json!({
+            "metadata": {"next_url": null},
+            "results": [raw, {"measurement_uid": "20240101000000.000000_KH_webconnectivity_x",
+                              "input": "http://m.example/", "anomaly": true}]
+        });
+        let (stats, warnings, inputs) = read(&list.to_string());
+        assert_eq!(stats.measurements, 1);
+        assert_eq!(inputs, vec![Some("http://r.example/".to_string())]);
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].starts_with("f.jsonl:1: results[1]: an entry of OONI's measurement list"),
+            "{warnings:?}"
+        );
+        let meta = serde_json::json!({
+            "input": "http://r.example/", "anomaly": true,
+            "raw_measurement": raw.to_string()
+        });
+        let (stats, warnings, _) = read(&serde_json::to_string_pretty(&meta).unwrap());
+        assert_eq!(stats.measurements, 1, "{warnings:?}");
+        let arr = serde_json::json!([raw, raw]);
+        let (stats, _, _) = read(&arr.to_string());
+        assert_eq!(stats.measurements, 2);
+    }
+
+    #[test]
+    fn warnings_name_the_field_and_a_mostly_bad_input_says_so() {
+        let mut bad = ooni("http://a.example/");
+        bad["test_keys"]["requests"][0]["response"]["code"] = serde_json::json!("two hundred");
+        let text = format!("{bad}\n{bad}\n{}\n", line("http://ok.example/"));
+        let (stats, warnings, _) = read(&text);
+        assert_eq!(stats.measurements, 1);
+        assert_eq!(stats.failed_inputs, 1);
+        assert_eq!(stats.exit_code(), 1);
+        assert!(
+            warnings[0].starts_with(
+                "f.jsonl:1: not a measurement: test_keys.requests[0].response.code: invalid type"
+            ),
+            "{warnings:?}"
+        );
+        assert_eq!(
+            warnings.last().unwrap(),
+            "f.jsonl: 2 of 3 records skipped: more than half of this input is not usable \
+             Web Connectivity data"
+        );
+        // Half is not more than half.
+        let text = format!("{bad}\n{}\n", line("http://ok.example/"));
+        let (stats, warnings, _) = read(&text);
+        assert_eq!((stats.failed_inputs, warnings.len()), (0, 1));
     }
 }

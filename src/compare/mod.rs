@@ -89,7 +89,9 @@ fn run(args: &CompareArgs) -> Result<u8, CompareError> {
         out.write_all(text::render(&report).as_bytes())?;
     }
     out.flush()?;
-    Ok(0)
+    // An input that was mostly unusable fails the command (after the
+    // comparison of what could be read).
+    Ok(u8::from(report.inputs.failed_inputs > 0))
 }
 
 /// Reads `files` (streaming), grouping by `labels` when given, and builds

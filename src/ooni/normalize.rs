@@ -62,9 +62,24 @@ pub fn prepare(m: &mut Measurement) -> Limits {
     let events = std::mem::take(&mut tk.network_events);
     for tx in &mut tk.requests {
         fill_transfer(tx, &events);
+        if tx.address.is_empty() {
+            tx.address = sole_endpoint(&tk.tcp_connect, &tx.request.url).unwrap_or_default();
+        }
     }
     tk.network_events = events;
     limits
+}
+
+/// Versions before 0.4 did not write the address a request went to: when
+/// exactly one connect to the URL's port succeeded, it was that one.
+fn sole_endpoint(tcp: &[probes::records::TcpConnect], url: &str) -> Option<String> {
+    let port = url::Url::parse(url).ok()?.port_or_known_default()?;
+    let mut ok = tcp.iter().filter(|c| c.port == port && c.status.success);
+    let one = ok.next()?;
+    if ok.next().is_some() {
+        return None;
+    }
+    one.endpoint().map(|a| a.to_string())
 }
 
 /// An empty control object (`{}`): older probes wrote it when the control
