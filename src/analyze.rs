@@ -155,16 +155,25 @@ pub fn analyze_files(
 /// Our verdict for one measurement, with what its data could not support
 /// added to the evidence.
 pub fn verdict_of(mut m: Measurement, ctx: &mut AnalysisContext) -> Verdict {
-    let limits = normalize::prepare(&mut m);
+    analyze_in_place(&mut m, ctx);
+    m.test_keys.x_verdict.take().unwrap_or_default()
+}
+
+/// Analyses `m` as `run` does (after [`normalize::prepare`] for another
+/// probe's data), setting its classic keys and `x_verdict`, whose evidence
+/// ends with what the data could not support.
+pub fn analyze_in_place(m: &mut Measurement, ctx: &mut AnalysisContext) {
+    let limits = normalize::prepare(m);
     ctx.probe_cc = if m.probe_cc.len() == 2 {
         m.probe_cc.to_ascii_uppercase()
     } else {
         "ZZ".into()
     };
-    analysis::analyze(&mut m, ctx);
-    let mut v = m.test_keys.x_verdict.take().unwrap_or_default();
-    v.evidence.extend(normalize::limit_sentences(&m, &limits));
-    v
+    analysis::analyze(m, ctx);
+    let more = normalize::limit_sentences(m, &limits);
+    if let Some(v) = m.test_keys.x_verdict.as_mut() {
+        v.evidence.extend(more);
+    }
 }
 
 /// Sets `test_keys.x_verdict` in the JSON, creating `test_keys` when it is

@@ -6,6 +6,7 @@ mod compare_report;
 mod control;
 mod fakes;
 mod lab;
+mod ooni_data;
 mod probes_dns;
 mod probes_http;
 mod probes_tcp;
