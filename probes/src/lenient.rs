@@ -26,10 +26,11 @@ where
 #[serde(untagged)]
 enum Loose {
     Text(String),
+    // Before `Binary`: a struct also deserialises from a sequence.
+    List(Vec<Loose>),
     Binary(BinaryData),
     Number(serde_json::Number),
     Bool(bool),
-    List(Vec<Loose>),
     Null(()),
 }
 

@@ -50,3 +50,56 @@ pub(crate) fn check(tx: &HttpTransaction, ctl: &ControlResponse) -> Option<Vec<S
         tx.response.code
     )])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use probes::records::TransferStats;
+
+    fn tx(code: i64, failure: Option<Failure>, transfer: TransferStats) -> HttpTransaction {
+        let mut tx = HttpTransaction {
+            failure,
+            x_transfer: transfer,
+            ..HttpTransaction::default()
+        };
+        tx.response.code = code;
+        tx
+    }
+
+    fn ctl(len: i64) -> ControlResponse {
+        let mut c = ControlResponse::default();
+        c.http_request.status_code = 200;
+        c.http_request.body_length = len;
+        c
+    }
+
+    #[test]
+    fn a_large_body_timing_out_after_its_headers_is_slowed() {
+        let unknown = TransferStats::default();
+        let t = Some(Failure::GenericTimeout);
+        let ev = check(&tx(200, t.clone(), unknown.clone()), &ctl(1 << 24)).unwrap();
+        assert!(ev[0].contains("was not recorded"), "{ev:?}");
+        let flowing = TransferStats {
+            ttfb: 0.2,
+            body_seconds: 10.0,
+            bytes: 80_000,
+            rate_bps: 8_000.0,
+        };
+        let ev = check(&tx(200, t.clone(), flowing), &ctl(1 << 24)).unwrap();
+        assert!(
+            ev[0].contains("80000 bytes arrived in 10.0 s (64 kbit/s)"),
+            "{ev:?}"
+        );
+        // Known to have stalled at zero bytes: a torn-down transfer, not this.
+        let stalled = TransferStats {
+            ttfb: 0.2,
+            ..TransferStats::default()
+        };
+        assert!(check(&tx(200, t.clone(), stalled), &ctl(1 << 24)).is_none());
+        // A small page, no response, another failure: not this.
+        assert!(check(&tx(200, t.clone(), unknown.clone()), &ctl(2000)).is_none());
+        assert!(check(&tx(0, t, unknown.clone()), &ctl(1 << 24)).is_none());
+        let reset = Some(Failure::ConnectionReset);
+        assert!(check(&tx(200, reset, unknown), &ctl(1 << 24)).is_none());
+    }
+}

@@ -738,3 +738,28 @@ async fn ooni_fetch_offline_is_a_clear_error_and_bad_flags_are_refused() {
         .to_string();
     assert_eq!(e, "--since \"last week\": give a day as YYYY-MM-DD");
 }
+
+#[test]
+fn history_imports_ooni_files_and_ours_once_as_one_network() {
+    use gatewatch::history::{import, HistoryDb};
+    let tmp = tempfile::tempdir().unwrap();
+    let mine = tmp.path().join("ours.jsonl");
+    std::fs::write(
+        &mine,
+        format!("{}\n", ours("http://news.example/", Some("Metfone"))),
+    )
+    .unwrap();
+    let files = vec![our_fixtures().join("wc-0.1-ooniprobe2-dns.json"), mine];
+    let db = HistoryDb::open(&tmp.path().join("h.sqlite")).unwrap();
+    let (added, stats) = import(&db, &files).unwrap();
+    assert_eq!((added, stats.measurements), (2, 2));
+    let (added, _) = import(&db, &files).unwrap();
+    assert_eq!(added, 0, "importing twice adds nothing");
+    let eps = db.episodes(Some("http://news.example/"), None).unwrap();
+    assert_eq!(eps.len(), 1, "{eps:?}");
+    assert_eq!(eps[0].vantage, "AS38623 (KH, Metfone)");
+    assert_eq!(eps[0].started, "2017-03-01 10:00:00");
+    assert_eq!(eps[0].last_seen, "2026-12-01 10:00:00");
+    assert_eq!(eps[0].mechanisms, vec!["dns.bogon".to_string()]);
+    assert_eq!(eps[0].measurements, 2);
+}
