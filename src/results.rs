@@ -293,8 +293,19 @@ impl Input<'_, '_> {
             }
             match self.decode_line(line) {
                 Ok(()) => {}
-                Err(LineError::Incomplete) => {
+                // Only the first record may start a multi-line document;
+                // later, an unfinished line is a line cut short.
+                Err(LineError::Incomplete)
+                    if self.stats.measurements == 0 && self.stats.skipped == 0 =>
+                {
                     return self.read_documents(buf, reader, line_no);
+                }
+                Err(LineError::Incomplete) => {
+                    let e = serde_json::from_slice::<Value>(line)
+                        .err()
+                        .map(|e| describe_json_error(&e))
+                        .unwrap_or_else(|| "truncated JSON".into());
+                    self.skip(line_no, e);
                 }
                 Err(LineError::Skip(reason)) => self.skip(line_no, reason),
             }
@@ -349,7 +360,8 @@ impl Input<'_, '_> {
         // Lines after the first one of the document.
         let newlines = text.iter().filter(|&&b| b == b'\n').count() as u64;
         let ends_with_newline = text.last() == Some(&b'\n');
-        self.stats.lines += newlines.saturating_sub(u64::from(ends_with_newline));
+        let last_line = first_line + newlines.saturating_sub(u64::from(ends_with_newline));
+        self.stats.lines = last_line;
         if text.len() > MAX_DOCUMENT_BYTES {
             self.skip(
                 first_line,
@@ -374,8 +386,15 @@ impl Input<'_, '_> {
                 None => return Ok(()),
                 Some(Ok(v)) => self.take_value(v, line),
                 Some(Err(e)) => {
+                    // Not a document after all (a line cut short, then more
+                    // lines): that line is skipped and the rest is read line
+                    // by line again, so nothing after it is lost.
                     self.skip(line, describe_json_error(&e));
-                    return Ok(());
+                    let Some(nl) = text[counted_to..].iter().position(|&b| b == b'\n') else {
+                        return Ok(());
+                    };
+                    self.stats.lines = line;
+                    return self.read_text(&text[counted_to + nl + 1..]);
                 }
             }
         }
@@ -801,5 +820,26 @@ mod tests {
         let text = format!("{bad}\n{}\n", line("http://ok.example/"));
         let (stats, warnings, _) = read(&text);
         assert_eq!((stats.failed_inputs, warnings.len()), (0, 1));
+    }
+
+    #[test]
+    fn a_line_cut_short_in_the_middle_loses_nothing_after_it() {
+        let a = line("http://a.example/");
+        let text = format!("{a}\n{}\n{a}\n{a}\n", &a[..a.len() / 2]);
+        let (stats, warnings, inputs) = read(&text);
+        assert_eq!(inputs.len(), 3, "{warnings:?}");
+        assert_eq!(stats.lines, 4);
+        assert_eq!(warnings.len(), 1);
+        assert!(
+            warnings[0].starts_with("f.jsonl:2: truncated JSON"),
+            "{warnings:?}"
+        );
+        // Cut short as the very first line: read as a document, which
+        // fails, and the following lines are still read.
+        let text = format!("{}\n{a}\n{a}\n", &a[..a.len() / 2]);
+        let (stats, warnings, inputs) = read(&text);
+        assert_eq!(inputs.len(), 2, "{warnings:?}");
+        assert_eq!(stats.lines, 3);
+        assert!(warnings[0].starts_with("f.jsonl:1: "), "{warnings:?}");
     }
 }
