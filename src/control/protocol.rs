@@ -18,7 +18,6 @@ where
 
 /// `POST /` body (OONI `THRequest`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
 pub struct ControlRequest {
     /// The URL to measure.
     pub http_request: String,

@@ -221,6 +221,8 @@ pub async fn fetch(
             url: url.clone(),
             reason: format!("not OONI's measurement list: {e}"),
         })?;
+        // An empty page ends the list whatever `next_url` says.
+        let last_page = page.results.is_empty();
         for entry in page.results {
             stats.listed += 1;
             let key = (
@@ -264,6 +266,7 @@ pub async fn fetch(
         next = page
             .metadata
             .next_url
+            .filter(|u| !last_page && *u != url)
             .filter(|u| u.starts_with("http://") || u.starts_with("https://"));
     }
     bar.finish_and_clear();
