@@ -27,6 +27,12 @@ pub enum Command {
     Trace(crate::trace::TraceArgs),
     /// Compare results from several vantage points.
     Compare(crate::compare::CompareArgs),
+    /// Re-analyse measurements (OONI's of any version, or ours): each one
+    /// written back as a JSON line with our `x_verdict` added.
+    Analyze(crate::analyze::AnalyzeArgs),
+    /// Work with OONI's own data.
+    #[command(subcommand)]
+    Ooni(crate::ooni::OoniCommand),
     /// Write a self-contained HTML report.
     Report(crate::report::ReportArgs),
     /// Show when blocking started and stopped, per URL and vantage point.

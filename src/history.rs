@@ -26,6 +26,9 @@ pub enum HistoryError {
     /// `--since` is not a date.
     #[error("--since {0:?} is not a date (YYYY-MM-DD)")]
     BadDate(String),
+    /// An `--import` file could not be read.
+    #[error(transparent)]
+    Read(#[from] crate::results::ResultsError),
 }
 
 /// The history database.
@@ -130,6 +133,37 @@ impl HistoryDb {
         Ok(())
     }
 
+    /// Records `m` unless the same URL, network and start time is already
+    /// there (importing a file twice adds nothing); true when recorded.
+    pub fn record_new(&self, m: &Measurement) -> Result<bool, HistoryError> {
+        let seen = self
+            .conn
+            .query_row(
+                "SELECT 1 FROM observations
+                 WHERE input = ?1 AND probe_asn = ?2 AND start_time = ?3 LIMIT 1",
+                rusqlite::params![
+                    m.input.clone().unwrap_or_default(),
+                    m.probe_asn,
+                    m.measurement_start_time
+                ],
+                |_| Ok(()),
+            )
+            .map(|()| true)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(false),
+                e => Err(e),
+            })
+            .map_err(|source| HistoryError::Db {
+                path: self.path.clone(),
+                source,
+            })?;
+        if seen {
+            return Ok(false);
+        }
+        self.record(m)?;
+        Ok(true)
+    }
+
     /// The blocking episodes, optionally for one URL and from a date on
     /// (episodes that overlap the date are included).
     pub fn episodes(
@@ -167,13 +201,19 @@ impl HistoryDb {
         let mut key = (String::new(), String::new());
         for row in rows {
             let (input, asn, cc, net, t, status, mech) = row.map_err(err)?;
-            let vantage = match net {
+            // One vantage point per ASN and country: a row without the
+            // network's name (OONI's older data) does not start another.
+            let network = format!("{asn} ({cc})");
+            let vantage = match &net {
                 Some(n) if !n.is_empty() => format!("{asn} ({cc}, {n})"),
-                _ => format!("{asn} ({cc})"),
+                _ => network.clone(),
             };
-            if key != (input.clone(), vantage.clone()) {
+            if key != (input.clone(), network.clone()) {
                 out.extend(open.take());
-                key = (input.clone(), vantage.clone());
+                key = (input.clone(), network);
+            }
+            if let Some(ep) = open.as_mut().filter(|e| e.vantage.len() < vantage.len()) {
+                ep.vantage = vantage.clone();
             }
             match status.as_str() {
                 "blocked" | "throttled" => {
@@ -227,6 +267,50 @@ pub struct HistoryArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// First add these measurements (ours or OONI's, any format the
+    /// results reader takes; those without our verdict are analysed).
+    #[arg(long = "import", value_name = "FILE")]
+    pub import: Vec<PathBuf>,
+}
+
+/// Adds the measurements of `files` to `db` (analysing those without our
+/// verdict); the number added and what the reader found.
+pub fn import(
+    db: &HistoryDb,
+    files: &[PathBuf],
+) -> Result<(u64, crate::results::ReadStats), HistoryError> {
+    let mut ctx = crate::analysis::AnalysisContext::default();
+    let mut added = 0;
+    let mut failed: Option<HistoryError> = None;
+    let stderr = std::io::stderr();
+    let stats = crate::results::read_files(
+        files,
+        &mut |w| {
+            use std::io::Write;
+            let _ = writeln!(
+                stderr.lock(),
+                "{}",
+                crate::compare::text::clean(&w.to_string())
+            );
+        },
+        &mut |_, mut m| {
+            if failed.is_some() {
+                return;
+            }
+            if m.test_keys.x_verdict.is_none() {
+                crate::analyze::analyze_in_place(&mut m, &mut ctx);
+            }
+            match db.record_new(&m) {
+                Ok(true) => added += 1,
+                Ok(false) => {}
+                Err(e) => failed = Some(e),
+            }
+        },
+    )?;
+    match failed {
+        Some(e) => Err(e),
+        None => Ok((added, stats)),
+    }
 }
 
 /// Runs `gatewatch history`.
@@ -246,17 +330,26 @@ pub async fn execute(args: HistoryArgs) -> Result<u8, HistoryError> {
         }
     }
     let db = HistoryDb::open(&args.db.unwrap_or_else(HistoryDb::default_path))?;
+    let mut code = 0;
+    if !args.import.is_empty() {
+        let (added, stats) = import(&db, &args.import)?;
+        eprintln!(
+            "imported {added} new measurement(s) of {} read",
+            stats.measurements
+        );
+        code = stats.exit_code();
+    }
     let eps = db.episodes(args.url.as_deref(), args.since.as_deref())?;
     if args.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&eps).unwrap_or_else(|_| "[]".into())
         );
-        return Ok(0);
+        return Ok(code);
     }
     if eps.is_empty() {
         println!("No blocking recorded.");
-        return Ok(0);
+        return Ok(code);
     }
     println!(
         "{:<40} {:<24} {:<10} {:<20} {:<20} {:<20} mechanism",
@@ -274,7 +367,7 @@ pub async fn execute(args: HistoryArgs) -> Result<u8, HistoryError> {
             e.mechanisms.join(", ")
         );
     }
-    Ok(0)
+    Ok(code)
 }
 
 #[cfg(test)]
@@ -339,6 +432,7 @@ mod tests {
                 since: Some(bad.into()),
                 db: None,
                 json: false,
+                import: Vec::new(),
             };
             match execute(args).await {
                 Err(e @ HistoryError::BadDate(_)) => assert!(e.to_string().contains(bad)),

@@ -4,6 +4,7 @@
 //! each subcommand to its module's `execute`.
 
 pub mod analysis;
+pub mod analyze;
 pub mod cli;
 pub mod collector;
 pub mod compare;
@@ -13,6 +14,7 @@ pub mod history;
 pub mod http_server;
 pub mod lists;
 pub mod model;
+pub mod ooni;
 pub mod report;
 pub mod results;
 pub mod run;

@@ -41,6 +41,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Lists(c) => gatewatch::lists::execute(c).await?,
         Command::Trace(a) => gatewatch::trace::execute(a).await?,
         Command::Compare(a) => gatewatch::compare::execute(a).await?,
+        Command::Analyze(a) => gatewatch::analyze::execute(a).await?,
+        Command::Ooni(c) => gatewatch::ooni::execute(c).await?,
         Command::Report(a) => gatewatch::report::execute(a).await?,
         Command::History(a) => gatewatch::history::execute(a).await?,
         Command::Upload(a) => gatewatch::upload::execute(a).await?,

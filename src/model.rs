@@ -24,21 +24,27 @@ pub const SCRUBBED_PROBE_IP: &str = "127.0.0.1";
 
 /// One measurement of one URL (df-000 base keys).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Measurement {
     /// Free-form annotations (`category_code`, `platform`, ...).
-    #[serde(default)]
+    #[serde(deserialize_with = "probes::lenient::text_map", default)]
     pub annotations: BTreeMap<String, String>,
     /// `0.2.0`.
+    #[serde(deserialize_with = "probes::lenient::null_as_default")]
     pub data_format_version: String,
     /// The URL measured.
     pub input: Option<String>,
     /// UTC, `YYYY-MM-DD hh:mm:ss`.
+    #[serde(deserialize_with = "probes::lenient::null_as_default")]
     pub measurement_start_time: String,
     /// `AS<n>`, `AS0` when unknown.
+    #[serde(deserialize_with = "probes::lenient::null_as_default")]
     pub probe_asn: String,
     /// Two upper-case letters, `ZZ` when unknown.
+    #[serde(deserialize_with = "probes::lenient::null_as_default")]
     pub probe_cc: String,
     /// Always `127.0.0.1`.
+    #[serde(deserialize_with = "probes::lenient::null_as_default")]
     pub probe_ip: String,
     /// The network's name, when known.
     #[serde(default)]
@@ -50,21 +56,28 @@ pub struct Measurement {
     #[serde(default)]
     pub resolver_ip: Option<String>,
     /// `gatewatch`.
+    #[serde(deserialize_with = "probes::lenient::null_as_default")]
     pub software_name: String,
     /// Our version.
+    #[serde(deserialize_with = "probes::lenient::null_as_default")]
     pub software_version: String,
     /// The control(s) used, e.g. `{"backend":{"address":..,"type":"https"}}`.
-    #[serde(default)]
+    #[serde(deserialize_with = "probes::lenient::null_as_default", default)]
     pub test_helpers: BTreeMap<String, serde_json::Value>,
     /// The Web Connectivity keys.
+    #[serde(deserialize_with = "probes::lenient::null_as_default")]
     pub test_keys: WebTestKeys,
     /// `web_connectivity`.
+    #[serde(deserialize_with = "probes::lenient::null_as_default")]
     pub test_name: String,
     /// Seconds this URL took.
+    #[serde(deserialize_with = "probes::lenient::null_as_default")]
     pub test_runtime: f64,
     /// When the run (the whole list) started, UTC `YYYY-MM-DD hh:mm:ss`.
+    #[serde(deserialize_with = "probes::lenient::null_as_default")]
     pub test_start_time: String,
     /// Our test version.
+    #[serde(deserialize_with = "probes::lenient::null_as_default")]
     pub test_version: String,
     /// The reference time minus this machine's clock, in seconds, when a
     /// reference was available (see `run::clock`). The times above are
@@ -130,18 +143,19 @@ pub struct NetworkNote {
 
 /// Web Connectivity test keys (ts-017) plus ours.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct WebTestKeys {
     /// `redirect`: redirects are followed.
-    #[serde(default)]
+    #[serde(deserialize_with = "probes::lenient::null_as_default", default)]
     pub agent: String,
     /// Every DNS lookup (all resolvers, all redirect depths).
-    #[serde(default)]
+    #[serde(deserialize_with = "probes::lenient::null_as_default", default)]
     pub queries: Vec<DnsQuery>,
     /// Every TCP connect.
-    #[serde(default)]
+    #[serde(deserialize_with = "probes::lenient::null_as_default", default)]
     pub tcp_connect: Vec<TcpConnect>,
     /// Every TLS handshake.
-    #[serde(default)]
+    #[serde(deserialize_with = "probes::lenient::null_as_default", default)]
     pub tls_handshakes: Vec<TlsHandshake>,
     /// Every QUIC handshake (`network: "udp"`; HTTP/3's first step).
     /// Handshakes with a harmless SNI that tell SNI filtering from a UDP
@@ -154,10 +168,10 @@ pub struct WebTestKeys {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub x_http3_requests: Vec<HttpTransaction>,
     /// HTTP round trips, newest first (the final response first).
-    #[serde(default)]
+    #[serde(deserialize_with = "probes::lenient::null_as_default", default)]
     pub requests: Vec<HttpTransaction>,
     /// Low-level events, sorted by time.
-    #[serde(default)]
+    #[serde(deserialize_with = "probes::lenient::null_as_default", default)]
     pub network_events: Vec<NetworkEvent>,
     /// What we asked the control.
     #[serde(default)]
@@ -216,7 +230,11 @@ pub struct WebTestKeys {
     pub x_blocking_flags: Option<u32>,
     /// Injection evidence found while measuring (duplicate DNS replies,
     /// odd IP TTLs, answers from non-resolvers).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        deserialize_with = "probes::lenient::null_as_default",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub x_injection: Vec<InjectionEvidence>,
     /// Censor localisation, when `--trace-blocked` ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -225,7 +243,11 @@ pub struct WebTestKeys {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x_interrupted: Option<String>,
     /// Probes that were not run and why (e.g. `no_cap_net_raw`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        deserialize_with = "probes::lenient::null_as_default",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub x_skipped: Vec<String>,
     /// Second TLS handshakes after one failed the way an SNI filter makes
     /// it fail: the same endpoint, the ClientHello split in two TCP segments

@@ -11,6 +11,7 @@ pub mod failure;
 pub mod hello;
 pub mod http;
 pub mod ipclass;
+pub mod lenient;
 pub mod metered;
 pub mod quic;
 #[cfg(feature = "raw")]

@@ -180,8 +180,10 @@ impl BinaryData {
 
 /// One answer of a DNS lookup (df-002 `answers[]`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DnsAnswer {
     /// `A`, `AAAA` or `CNAME`.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub answer_type: String,
     /// The address of an A answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -244,10 +246,13 @@ pub struct DnsReply {
 
 /// A DNS lookup (df-002 `queries[]`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DnsQuery {
     /// Answers of the reply used (the first valid reply for UDP).
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub answers: Vec<DnsAnswer>,
     /// `getaddrinfo`, `udp`, `tcp` or `doh`.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub engine: String,
     /// The failure, if the lookup failed.
     pub failure: Option<Failure>,
@@ -255,8 +260,10 @@ pub struct DnsQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub getaddrinfo_error: Option<i64>,
     /// The name looked up.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub hostname: String,
     /// `A`, `AAAA`, or `ANY` for getaddrinfo.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub query_type: String,
     /// The reply's raw bytes, base64 (not for getaddrinfo).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -267,21 +274,28 @@ pub struct DnsQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rcode: Option<u16>,
     /// `ip:port` of the resolver, a DoH URL, or empty for the system resolver.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub resolver_address: String,
     /// Start time.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub t0: f64,
     /// End time.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub t: f64,
     /// Tags.
-    #[serde(default)]
+    #[serde(deserialize_with = "crate::lenient::null_as_default", default)]
     pub tags: Vec<String>,
     /// Transaction id.
-    #[serde(default)]
+    #[serde(deserialize_with = "crate::lenient::null_as_default", default)]
     pub transaction_id: u64,
     /// Every reply datagram received (UDP), in arrival order; for TCP and
     /// DoH, the reply when it decoded but could not be used (wrong id or
     /// question), with its failure.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        deserialize_with = "crate::lenient::null_as_default",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub x_replies: Vec<DnsReply>,
     /// How many times the query was sent (UDP resends it after a silence,
     /// see [`crate::dns::udp`]; the system resolver may be asked twice).
@@ -308,8 +322,10 @@ impl DnsQuery {
 
 /// The status of a TCP connect (df-005).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TcpStatus {
     /// Whether the connection was established.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub success: bool,
     /// The failure otherwise.
     pub failure: Option<Failure>,
@@ -320,22 +336,28 @@ pub struct TcpStatus {
 
 /// A TCP connect to one endpoint (df-005 `tcp_connect[]`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TcpConnect {
     /// The IP address.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub ip: String,
     /// The port.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub port: u16,
     /// The outcome.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub status: TcpStatus,
     /// Start time.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub t0: f64,
     /// End time.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub t: f64,
     /// Tags.
-    #[serde(default)]
+    #[serde(deserialize_with = "crate::lenient::null_as_default", default)]
     pub tags: Vec<String>,
     /// Transaction id.
-    #[serde(default)]
+    #[serde(deserialize_with = "crate::lenient::null_as_default", default)]
     pub transaction_id: u64,
 }
 
@@ -349,37 +371,48 @@ impl TcpConnect {
 
 /// A TLS handshake (df-006 `tls_handshakes[]`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TlsHandshake {
     /// `tcp`.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub network: String,
     /// `ip:port`.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub address: String,
     /// The negotiated cipher suite, e.g. `TLS_AES_128_GCM_SHA256`.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub cipher_suite: String,
     /// The failure, if the handshake failed (or the certificate was refused).
     pub failure: Option<Failure>,
     /// The ALPN protocol negotiated, or empty.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub negotiated_protocol: String,
     /// True when the handshake did not verify the certificate.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub no_tls_verify: bool,
     /// The peer's chain as received, leaf first (DER, base64).
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub peer_certificates: Vec<BinaryData>,
     /// The SNI sent (empty when none was sent).
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub server_name: String,
     /// `TLSv1.3`, `TLSv1.2`, ...
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub tls_version: String,
     /// Start time.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub t0: f64,
     /// End time.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub t: f64,
     /// Tags.
-    #[serde(default)]
+    #[serde(deserialize_with = "crate::lenient::null_as_default", default)]
     pub tags: Vec<String>,
     /// Transaction id.
-    #[serde(default)]
+    #[serde(deserialize_with = "crate::lenient::null_as_default", default)]
     pub transaction_id: u64,
     /// The name the chain was verified against (may differ from the SNI).
-    #[serde(default)]
+    #[serde(deserialize_with = "crate::lenient::null_as_default", default)]
     pub x_verify_as: String,
     /// What verifying the chain said, even when the handshake went on
     /// regardless (null: the chain is valid for `x_verify_as`).
@@ -412,39 +445,52 @@ pub struct CertSummary {
 
 /// An HTTP request as sent (df-001).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct HttpRequestRecord {
     /// The request body (always empty for GET).
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub body: MaybeBinary,
     /// Whether `body` was truncated.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub body_is_truncated: bool,
     /// Headers, first value of each.
+    #[serde(deserialize_with = "crate::lenient::header_map")]
     pub headers: BTreeMap<String, String>,
     /// Headers in order, every value.
+    #[serde(deserialize_with = "crate::lenient::header_pairs")]
     pub headers_list: Vec<(String, String)>,
     /// `GET`.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub method: String,
     /// The full URL.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub url: String,
 }
 
 /// An HTTP response as received (df-001).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct HttpResponseRecord {
     /// The body, up to the cap.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub body: MaybeBinary,
     /// True when the body reached the cap and the rest was not read.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub body_is_truncated: bool,
     /// The status code (0 when no response arrived).
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub code: i64,
     /// Headers, first value of each (names lower-case).
+    #[serde(deserialize_with = "crate::lenient::header_map")]
     pub headers: BTreeMap<String, String>,
     /// Headers in order, every value (names as received, lower-cased by hyper).
+    #[serde(deserialize_with = "crate::lenient::header_pairs")]
     pub headers_list: Vec<(String, String)>,
     /// Bytes of body read (up to the cap).
-    #[serde(default)]
+    #[serde(deserialize_with = "crate::lenient::null_as_default", default)]
     pub x_body_length: u64,
     /// SHA-256 of the body read, hex.
-    #[serde(default)]
+    #[serde(deserialize_with = "crate::lenient::null_as_default", default)]
     pub x_body_sha256: String,
     /// The `<title>`, when there is one.
     #[serde(default)]
@@ -453,12 +499,16 @@ pub struct HttpResponseRecord {
 
 /// How fast the body arrived (our extension, for throttling analysis).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TransferStats {
     /// Seconds from sending the request to the first response byte.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub ttfb: f64,
     /// Seconds from the first to the last body byte.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub body_seconds: f64,
     /// Body bytes read.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub bytes: u64,
     /// Body bytes per second: `bytes / max(body_seconds, 0.01)`
     /// ([`crate::http::rate_lower_bound`]), 0 only when no body byte arrived.
@@ -467,33 +517,42 @@ pub struct TransferStats {
     /// A bound is safe for throttling checks: on the control's side it can
     /// only make the control look slower, and on the probe's side any body
     /// big enough to be judged (64 KiB) gets a bound of at least 6.5 MB/s.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub rate_bps: f64,
 }
 
 /// One HTTP round trip (df-001 `requests[]`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct HttpTransaction {
     /// `tcp`.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub network: String,
     /// `ip:port` the request went to.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub address: String,
     /// ALPN of the connection, or empty.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub alpn: String,
     /// The failure, if the round trip failed.
     pub failure: Option<Failure>,
     /// The request.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub request: HttpRequestRecord,
     /// The response (code 0 when none arrived).
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub response: HttpResponseRecord,
     /// Start time.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub t0: f64,
     /// End time.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub t: f64,
     /// Tags.
-    #[serde(default)]
+    #[serde(deserialize_with = "crate::lenient::null_as_default", default)]
     pub tags: Vec<String>,
     /// Transaction id.
-    #[serde(default)]
+    #[serde(deserialize_with = "crate::lenient::null_as_default", default)]
     pub transaction_id: u64,
     /// Transfer timing.
     #[serde(default)]
@@ -513,6 +572,7 @@ impl HttpTransaction {
 
 /// A low-level network event (df-008 `network_events[]`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct NetworkEvent {
     /// `ip:port`, when there is one.
     pub address: Option<String>,
@@ -521,17 +581,20 @@ pub struct NetworkEvent {
     /// Bytes read or written.
     pub num_bytes: Option<u64>,
     /// `connect`, `read`, `write`, `tls_handshake_start`, ...
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub operation: String,
     /// `tcp` or `udp`.
     pub proto: Option<String>,
     /// Start time.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub t0: f64,
     /// End time.
+    #[serde(deserialize_with = "crate::lenient::null_as_default")]
     pub t: f64,
     /// Tags.
-    #[serde(default)]
+    #[serde(deserialize_with = "crate::lenient::null_as_default", default)]
     pub tags: Vec<String>,
     /// Transaction id.
-    #[serde(default)]
+    #[serde(deserialize_with = "crate::lenient::null_as_default", default)]
     pub transaction_id: u64,
 }

@@ -94,6 +94,9 @@
 //! - Throttling thresholds are in [`throttling`] (rate < 1/5 of the
 //!   control's and < 2 Mbit/s on ≥ 64 KiB of the same content; or a TLS
 //!   handshake > 1 s and > 5× the control's and the probe's own connect).
+//!   A 2xx response whose body timed out while the control fetched at least
+//!   64 KiB is `throttled` (`possible`), unless the body is known to have
+//!   stalled at zero bytes (`slowbody.rs`).
 //!
 //! Addresses in [`AnalysisContext::treat_as_public`] are public for all of
 //! this (labs use documentation ranges for "public" sites).
@@ -141,6 +144,7 @@ mod observe;
 mod outcome;
 mod pagecmp;
 mod quic;
+mod slowbody;
 mod sni_layout;
 mod verdict;
 

@@ -677,6 +677,14 @@ fn compare_failure(i: &Inputs<'_>, f: &Failed, mut ev: Vec<String>) -> Verdict {
                 "{what}; the control fetched the page (status {})",
                 ctl.r.http_request.status_code
             ));
+            if let Some(more) = i.m.test_keys.requests.first().and_then(|tx| {
+                Target::parse(&tx.request.url)
+                    .filter(|t| t.host == f.hop.host)
+                    .and_then(|_| super::slowbody::check(tx, ctl.r))
+            }) {
+                ev.extend(more);
+                return verdict_with(VerdictStatus::Throttled, "throttling", "possible", ev);
+            }
             // A timeout alone is weak: the site may just be slower than the
             // probe's HTTP timeout and faster than the control's.
             let conf = if depth0 && mech != Some("http.timeout") {

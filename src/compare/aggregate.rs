@@ -27,7 +27,8 @@ const MAX_KEY_CHARS: usize = 2048;
 /// How measurements are grouped into vantage points.
 #[derive(Clone, Debug)]
 pub enum Grouping {
-    /// By `probe_asn`, `probe_cc` and `probe_network_name`.
+    /// By `probe_asn` and `probe_cc` (labelled with `probe_network_name`
+    /// when a measurement gives it).
     Network,
     /// One label per input file, in file order.
     Labels(Vec<String>),
@@ -381,28 +382,32 @@ impl Aggregate {
                 .get(file_index)
                 .cloned()
                 .unwrap_or_else(|| format!("file {}", file_index + 1)),
-            Grouping::Network => {
-                let mut k = format!("{} {}", cap(&m.probe_asn), cap(&m.probe_cc));
-                if let Some(n) = &network {
-                    k.push(' ');
-                    k.push_str(n);
-                }
-                k
-            }
+            // One vantage point per network: the ASN and country, not the
+            // name (OONI's older measurements have none, and a network's
+            // name changes over the years); the name is shown when known.
+            Grouping::Network => format!("{} {}", cap(&m.probe_asn), cap(&m.probe_cc)),
         };
+        let by_network = matches!(self.grouping, Grouping::Network);
         if let Some(&i) = self.vantage_ids.get(&key) {
             let vp = &mut self.vantages[i];
             if vp.asn != m.probe_asn && vp.other_asns.len() < 16 {
                 vp.other_asns.insert(cap(&m.probe_asn));
             }
             if vp.network.is_none() {
+                if let (true, Some(n)) = (by_network, &network) {
+                    vp.label = format!("{key} {n}");
+                }
                 vp.network = network;
             }
             return i;
         }
+        let label = match (by_network, &network) {
+            (true, Some(n)) => format!("{key} {n}"),
+            _ => key.clone(),
+        };
         let i = self.vantages.len();
         self.vantages.push(Vantage {
-            label: key.clone(),
+            label,
             asn: cap(&m.probe_asn),
             cc: cap(&m.probe_cc),
             network,

@@ -89,7 +89,9 @@ fn run(args: &CompareArgs) -> Result<u8, CompareError> {
         out.write_all(text::render(&report).as_bytes())?;
     }
     out.flush()?;
-    Ok(0)
+    // An input that was mostly unusable fails the command (after the
+    // comparison of what could be read).
+    Ok(u8::from(report.inputs.failed_inputs > 0))
 }
 
 /// Reads `files` (streaming), grouping by `labels` when given, and builds
@@ -111,7 +113,15 @@ pub fn load_aggregate(
 ) -> Result<(Aggregate, summary::Inputs), CompareError> {
     let grouping = grouping(files, labels)?;
     let mut agg = Aggregate::new(grouping);
-    let stats = results::read_files(files, warn, &mut |i, m| agg.add(i, &m))?;
+    // Measurements without our verdict (OONI's own) are analysed here, the
+    // same way `gatewatch analyze` does.
+    let mut ctx = crate::analysis::AnalysisContext::default();
+    let stats = results::read_files(files, warn, &mut |i, mut m| {
+        if m.test_keys.x_verdict.is_none() {
+            crate::analyze::analyze_in_place(&mut m, &mut ctx);
+        }
+        agg.add(i, &m)
+    })?;
     let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
     if stats.measurements == 0 {
         return Err(CompareError::Empty(names.join(", ")));

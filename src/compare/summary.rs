@@ -53,6 +53,8 @@ pub struct Inputs {
     pub measurements: u64,
     /// Lines skipped with a warning.
     pub skipped_lines: u64,
+    /// Inputs of which more than half of the records were skipped.
+    pub failed_inputs: u64,
 }
 
 impl Inputs {
@@ -63,6 +65,7 @@ impl Inputs {
             lines: stats.lines,
             measurements: stats.measurements,
             skipped_lines: stats.skipped,
+            failed_inputs: stats.failed_inputs,
         }
     }
 }

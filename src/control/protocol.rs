@@ -119,6 +119,7 @@ pub struct ControlResponse {
 
 /// TCP result per endpoint.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ControlTcp {
     /// Connected.
     pub status: bool,
@@ -128,6 +129,7 @@ pub struct ControlTcp {
 
 /// TLS result per endpoint.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ControlTls {
     /// SNI used.
     pub server_name: String,
@@ -139,6 +141,7 @@ pub struct ControlTls {
 
 /// The control's HTTP result.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ControlHttp {
     /// Body length, -1 on failure.
     pub body_length: i64,
@@ -174,6 +177,7 @@ impl Default for ControlHttp {
 
 /// The control's DNS result.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ControlDns {
     /// `dns_name_error`, `dns_server_failure`, `unknown_error`, or null.
     pub failure: Option<String>,
@@ -184,6 +188,7 @@ pub struct ControlDns {
 
 /// ASN and flags of one IP.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ControlIpInfo {
     /// ASN, 0 when unknown.
     pub asn: u32,

@@ -59,7 +59,10 @@ pub async fn execute(args: ReportArgs) -> Result<u8, ReportError> {
 
 fn run(args: &ReportArgs) -> Result<u8, ReportError> {
     let stderr = std::io::stderr();
+    // A note about a whole input (line 0) says it was mostly unusable.
+    let mut failed_inputs = 0u32;
     let page = render_files(&args.files, &args.labels, &args.title, &mut |w| {
+        failed_inputs += u32::from(w.line == 0);
         let _ = writeln!(stderr.lock(), "{}", compare::text::clean(&w.to_string()));
     })?;
     write_atomically(&args.html, page.as_bytes()).map_err(|source| ReportError::Write {
@@ -67,7 +70,7 @@ fn run(args: &ReportArgs) -> Result<u8, ReportError> {
         source,
     })?;
     eprintln!("wrote {}", args.html.display());
-    Ok(0)
+    Ok(u8::from(failed_inputs > 0))
 }
 
 /// Reads `files` (streaming) and renders the HTML page.

@@ -215,7 +215,9 @@ fn compare_groups_by_network_and_finds_shared_artifacts() {
         warnings,
         vec![
             format!("{fa}:3: invalid JSON: key must be a string (column 2)"),
-            format!("{fa}:5: not a measurement: invalid type: integer `5`, expected a string (column 11)"),
+            format!(
+                "{fa}:5: not a measurement: input: invalid type: integer `5`, expected a string"
+            ),
         ]
     );
     assert_eq!(
@@ -537,10 +539,21 @@ fn missing_file_and_empty_input_are_clear_errors() {
     );
     assert_eq!(
         warnings,
-        vec![format!(
-            "{}:1: not a measurement: invalid type: integer `1`, expected a map (column 2)",
-            junk.display()
-        )]
+        vec![
+            format!(
+                "{}:1: [0]: not a measurement: invalid type: integer `1`, expected struct Measurement",
+                junk.display()
+            ),
+            format!(
+                "{}:1: [1]: not a measurement: invalid type: integer `2`, expected struct Measurement",
+                junk.display()
+            ),
+            format!(
+                "{}: 2 of 2 records skipped: more than half of this input is not usable Web \
+                 Connectivity data",
+                junk.display()
+            ),
+        ]
     );
 }
 

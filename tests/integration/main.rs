@@ -8,6 +8,7 @@ mod fakes;
 mod honest;
 mod lab;
 mod netwide;
+mod ooni_data;
 mod probes_dns;
 mod probes_http;
 mod probes_quic;
