@@ -36,6 +36,10 @@ pub enum Command {
     /// An OONI-compatible collector for a team's measurements.
     #[command(subcommand)]
     Collector(crate::collector::CollectorCommand),
+    /// List past runs (date, network, counts per status, file).
+    Runs(crate::runs::RunsArgs),
+    /// Show one run's summary, or one URL's latest verdict with its evidence.
+    Show(crate::runs::ShowArgs),
     /// Install daily unattended runs (cron or systemd).
     #[command(subcommand)]
     Schedule(crate::schedule::ScheduleCommand),

@@ -26,6 +26,9 @@ pub enum HistoryError {
     /// `--since` is not a date.
     #[error("--since {0:?} is not a date (YYYY-MM-DD)")]
     BadDate(String),
+    /// `--db` names a file that does not exist.
+    #[error("--db {0}: no such file (a history database is made by `gatewatch run`; not creating an empty one)")]
+    NoDatabase(PathBuf),
 }
 
 /// The history database.
@@ -244,6 +247,9 @@ pub async fn execute(args: HistoryArgs) -> Result<u8, HistoryError> {
         if !ok {
             return Err(HistoryError::BadDate(s.clone()));
         }
+    }
+    if let Some(p) = args.db.as_ref().filter(|p| !p.exists()) {
+        return Err(HistoryError::NoDatabase(p.clone()));
     }
     let db = HistoryDb::open(&args.db.unwrap_or_else(HistoryDb::default_path))?;
     let eps = db.episodes(args.url.as_deref(), args.since.as_deref())?;

@@ -4,19 +4,23 @@
 //! each subcommand to its module's `execute`.
 
 pub mod analysis;
+pub mod categories;
 pub mod cli;
 pub mod collector;
 pub mod compare;
 pub mod control;
 pub mod geo;
 pub mod history;
+pub mod inputcheck;
 pub mod lists;
 pub mod model;
 pub mod report;
 pub mod results;
 pub mod run;
+pub mod runs;
 pub mod schedule;
 pub mod testlist;
 pub mod trace;
 pub mod upload;
+pub mod usage;
 pub mod web;

@@ -21,8 +21,8 @@ fn main() -> ExitCode {
     match rt.block_on(dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("gatewatch: {e:#}");
-            ExitCode::from(1)
+            eprintln!("gatewatch: {}", gatewatch::usage::message(&e));
+            ExitCode::from(gatewatch::usage::exit_code(&e))
         }
     }
 }
@@ -38,6 +38,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::History(a) => gatewatch::history::execute(a).await?,
         Command::Upload(a) => gatewatch::upload::execute(a).await?,
         Command::Collector(c) => gatewatch::collector::execute(c).await?,
+        Command::Runs(a) => gatewatch::runs::execute_runs(a).await?,
+        Command::Show(a) => gatewatch::runs::execute_show(a).await?,
         Command::Schedule(c) => gatewatch::schedule::execute(c).await?,
     })
 }

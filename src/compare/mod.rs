@@ -77,6 +77,10 @@ pub async fn execute(args: CompareArgs) -> Result<u8, CompareError> {
 }
 
 fn run(args: &CompareArgs) -> Result<u8, CompareError> {
+    if let Err(e) = crate::inputcheck::check_results_files(&args.files) {
+        eprintln!("gatewatch compare: {e}");
+        return Ok(crate::usage::EXIT_USAGE);
+    }
     let stderr = std::io::stderr();
     let report = load(&args.files, &args.labels, &mut |w| {
         let _ = writeln!(stderr.lock(), "{}", text::clean(&w.to_string()));

@@ -556,39 +556,8 @@ fn vantage_points(h: &mut String, r: &CompareReport) {
 
 /// A category code with its Citizen Lab name when we know it.
 pub fn category_label(code: &str) -> String {
-    let name = match code {
-        "NEWS" => "News media",
-        "HUMR" => "Human rights",
-        "POLR" => "Political criticism",
-        "REL" => "Religion",
-        "LGBT" => "LGBTQ+",
-        "ANON" => "Anonymization and circumvention",
-        "COMT" => "Communication tools",
-        "GRP" => "Social networking",
-        "MMED" => "Media sharing",
-        "GMB" => "Gambling",
-        "PORN" => "Pornography",
-        "XED" => "Sex education",
-        "PUBH" => "Public health",
-        "GOVT" => "Government",
-        "ENV" => "Environment",
-        "MILX" => "Terrorism and militants",
-        "HATE" => "Hate speech",
-        "FEXP" => "Freedom of expression",
-        "CTRL" => "Control content",
-        "HOST" => "Hosting and blogging",
-        "SRCH" => "Search engines",
-        "COMM" => "E-commerce",
-        "CULTR" => "Culture",
-        "ECON" => "Economics",
-        "IGO" => "Intergovernmental organizations",
-        "PROV" => "Provocative attire",
-        "ALDR" => "Alcohol and drugs",
-        "DATE" => "Online dating",
-        "GAME" => "Gaming",
-        "MILT" => "Military",
-        "WOMR" => "Women's rights",
-        _ => return code.to_string(),
-    };
-    format!("{code} ({name})")
+    match crate::categories::name(code) {
+        Some(name) => format!("{code} ({name})"),
+        None => code.to_string(),
+    }
 }

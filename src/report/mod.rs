@@ -58,6 +58,10 @@ pub async fn execute(args: ReportArgs) -> Result<u8, ReportError> {
 }
 
 fn run(args: &ReportArgs) -> Result<u8, ReportError> {
+    if let Err(e) = crate::inputcheck::check_results_files(&args.files) {
+        eprintln!("gatewatch report: {e}");
+        return Ok(crate::usage::EXIT_USAGE);
+    }
     let stderr = std::io::stderr();
     let page = render_files(&args.files, &args.labels, &args.title, &mut |w| {
         let _ = writeln!(stderr.lock(), "{}", compare::text::clean(&w.to_string()));

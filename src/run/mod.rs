@@ -18,6 +18,7 @@ pub mod consent;
 pub mod inputs;
 pub mod measure;
 pub mod output;
+pub mod plainwords;
 pub mod progress;
 pub mod publicip;
 pub mod scheduler;
@@ -78,6 +79,9 @@ pub enum RunError {
     /// Bad inputs.
     #[error(transparent)]
     Input(#[from] InputError),
+    /// `--category` names a code we do not know.
+    #[error(transparent)]
+    Category(#[from] crate::categories::UnknownCategory),
     /// A fingerprint directory cannot be used.
     #[error(transparent)]
     Fingerprints(#[from] crate::analysis::FingerprintError),
@@ -121,6 +125,7 @@ impl RunError {
         match self {
             RunError::Config(_)
             | RunError::Input(_)
+            | RunError::Category(_)
             | RunError::Geo(_)
             | RunError::Fingerprints(_)
             | RunError::CaFile { .. }
@@ -273,6 +278,7 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
     let lang = settings.lang;
 
     // Inputs first: a bad list is reported before consent is asked.
+    crate::categories::check(&settings.categories)?;
     let plan = InputPlan::new(
         &settings.urls,
         &settings.input_files,
