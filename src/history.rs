@@ -216,16 +216,22 @@ impl HistoryDb {
     }
 }
 
+const HISTORY_EXAMPLES: &str = "Examples:
+  gatewatch history
+  gatewatch history https://example.org/ --since 2026-11-01
+  gatewatch history --db ./history.sqlite --json";
+
 /// `gatewatch history` arguments.
 #[derive(Debug, clap::Args)]
+#[command(after_help = HISTORY_EXAMPLES)]
 pub struct HistoryArgs {
     /// Only this URL.
     pub url: Option<String>,
     /// Only episodes still open on or after this date (YYYY-MM-DD).
-    #[arg(long)]
+    #[arg(long, value_name = "DATE")]
     pub since: Option<String>,
     /// The database (default: history.sqlite in the data directory).
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub db: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]

@@ -51,8 +51,13 @@ pub enum CompareError {
     Json(#[from] serde_json::Error),
 }
 
+const COMPARE_EXAMPLES: &str = "Examples:
+  gatewatch compare isp-a.jsonl isp-b.jsonl
+  gatewatch compare --label metfone --label smart a.jsonl b.jsonl --json";
+
 /// Arguments of `gatewatch compare`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = COMPARE_EXAMPLES)]
 pub struct CompareArgs {
     /// Results files (JSONL, one measurement a line; `-` for standard input).
     #[arg(required = true, value_name = "FILE")]

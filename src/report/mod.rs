@@ -31,8 +31,13 @@ pub enum ReportError {
     },
 }
 
+const REPORT_EXAMPLES: &str = "Examples:
+  gatewatch report results.jsonl --html report.html
+  gatewatch report --label metfone --label smart a.jsonl b.jsonl --html report.html --title \"December\"";
+
 /// Arguments of `gatewatch report`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = REPORT_EXAMPLES)]
 pub struct ReportArgs {
     /// Results files (JSONL, one measurement a line; `-` for standard input).
     #[arg(required = true, value_name = "FILE")]

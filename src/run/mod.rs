@@ -61,9 +61,13 @@ pub const EXIT_BUSY: u8 = 75;
 /// Interrupted by Ctrl-C or SIGTERM.
 pub const EXIT_INTERRUPTED: u8 = 130;
 
-/// The exit codes, as `gatewatch run --help` shows them.
-pub const EXIT_CODES_HELP: &str =
-    "Exit codes: 0 the run completed; 2 usage, config or input error \
+/// Examples, exit codes and files, as `gatewatch run --help` shows them.
+pub const EXIT_CODES_HELP: &str = "Examples:
+  gatewatch run                                   # the shipped Cambodian list
+  gatewatch run --lang km https://example.org/    # one URL, Khmer messages
+  gatewatch run -i list.csv --category NEWS,HUMR -o results.jsonl
+  gatewatch run --config ~/gw.toml --resume       # continue an interrupted run
+Exit codes: 0 the run completed; 2 usage, config or input error \
 (nothing measured); 75 another run holds the lock (nothing measured); 130 interrupted \
 by Ctrl-C or SIGTERM (finished URLs are kept; --resume continues); 1 any other abort.\n\
 Files: config $XDG_CONFIG_HOME/gatewatch/config.toml, results \
@@ -145,56 +149,71 @@ impl RunError {
 pub struct RunArgs {
     /// URLs to measure (instead of, or on top of, the lists).
     #[arg(value_name = "URL")]
+    #[arg(help_heading = "Input")]
     pub urls: Vec<String>,
     /// A test list: Citizen Lab CSV or one URL a line (repeatable).
     #[arg(long = "input-file", short = 'i', value_name = "FILE")]
+    #[arg(help_heading = "Input")]
     pub input_file: Vec<PathBuf>,
     /// A named list: the copy from `gatewatch lists update` when there is
     /// one, else the list we ship (`kh`). Default when nothing else is
     /// given: our curated `kh` list.
     #[arg(long, value_name = "NAME")]
+    #[arg(help_heading = "Input")]
     pub list: Option<String>,
     /// Keep only these category codes (e.g. `NEWS,HUMR`); URLs without a
     /// category (command line, plain-text lists) are always kept.
     #[arg(long, value_delimiter = ',', value_name = "CODES")]
+    #[arg(help_heading = "Input")]
     pub category: Vec<String>,
     /// URLs measured at a time [default: 16].
     #[arg(long, value_name = "N")]
+    #[arg(help_heading = "Measurement")]
     pub parallel: Option<usize>,
     /// Results file (JSONL) [default: a dated file under the data directory].
     #[arg(long, short = 'o', value_name = "FILE")]
+    #[arg(help_heading = "Output")]
     pub output: Option<PathBuf>,
     /// Continue an interrupted run into the same file (the newest results
     /// file when --output is not given), skipping finished URLs.
     #[arg(long)]
+    #[arg(help_heading = "Output")]
     pub resume: bool,
     /// Also write the summary as JSON.
     #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Output")]
     pub json_summary: Option<PathBuf>,
     /// Config file (TOML) [default: $XDG_CONFIG_HOME/gatewatch/config.toml].
     #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Input")]
     pub config: Option<PathBuf>,
     /// Where the probe is, how it measures (boxed: these are many).
     #[command(flatten)]
     pub probe: Box<ProbeArgs>,
     /// I have read the risks and consent (for unattended runs).
     #[arg(long, short = 'y')]
+    #[arg(help_heading = "Unattended")]
     pub yes: bool,
     /// No progress bar or progress lines.
     #[arg(long)]
+    #[arg(help_heading = "Output")]
     pub no_progress: bool,
     /// Language of the consent text and summary [default: from the locale].
     #[arg(long, value_enum)]
+    #[arg(help_heading = "Output")]
     pub lang: Option<Lang>,
     /// Upload every measurement to this OONI-compatible collector; what
     /// fails is spooled for `gatewatch upload`.
     #[arg(long, value_name = "URL")]
+    #[arg(help_heading = "Unattended")]
     pub upload: Option<String>,
     /// Do not record verdicts in the local history database.
     #[arg(long)]
+    #[arg(help_heading = "Privacy")]
     pub no_history: bool,
     /// Wait a random time up to this long before starting (for cron).
     #[arg(long, value_name = "DURATION")]
+    #[arg(help_heading = "Unattended")]
     pub random_delay: Option<humantime::Duration>,
 }
 
@@ -203,60 +222,78 @@ pub struct RunArgs {
 pub struct ProbeArgs {
     /// `probe_asn` to write (e.g. AS38623) instead of the database lookup.
     #[arg(long, value_name = "ASN")]
+    #[arg(help_heading = "Privacy")]
     pub probe_asn: Option<String>,
     /// `probe_cc` to write (e.g. KH) instead of the database lookup.
     #[arg(long, value_name = "CC")]
+    #[arg(help_heading = "Privacy")]
     pub probe_cc: Option<String>,
     /// MaxMind-format ASN database (.mmdb).
     #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Privacy")]
     pub asn_db: Option<PathBuf>,
     /// MaxMind-format country database (.mmdb).
     #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Privacy")]
     pub country_db: Option<PathBuf>,
     /// Extra trust anchors, PEM (repeatable).
-    #[arg(long, value_name = "PEM")]
+    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Measurement")]
     pub ca_file: Vec<PathBuf>,
     /// Treat this special-purpose range as public (repeatable; for test labs).
     #[arg(long, value_name = "CIDR")]
+    #[arg(help_heading = "Measurement")]
     pub treat_as_public: Vec<IpNet>,
-    /// A UDP resolver to query besides the system one (repeatable).
-    #[arg(long, value_name = "IP[:PORT]")]
+    /// A UDP resolver (IP[:PORT]) to query besides the system one (repeatable).
+    #[arg(long, value_name = "ADDR")]
+    #[arg(help_heading = "Measurement")]
     pub resolver: Vec<String>,
     /// Do not ask the system resolver (getaddrinfo); only --resolver/--doh.
     #[arg(long)]
+    #[arg(help_heading = "Measurement")]
     pub no_system_resolver: bool,
     /// A DNS-over-HTTPS resolver to query (repeatable).
     #[arg(long, value_name = "URL")]
+    #[arg(help_heading = "Measurement")]
     pub doh: Vec<String>,
     /// Control server URL, repeatable for failover; `none` for no control.
     #[arg(long, value_name = "URL|none")]
+    #[arg(help_heading = "Control")]
     pub control: Vec<String>,
     /// DNS step timeout [default: 4s].
     #[arg(long, value_name = "DURATION")]
+    #[arg(help_heading = "Measurement")]
     pub dns_timeout: Option<humantime::Duration>,
     /// TCP connect timeout [default: 10s].
     #[arg(long, value_name = "DURATION")]
+    #[arg(help_heading = "Measurement")]
     pub tcp_timeout: Option<humantime::Duration>,
     /// TLS handshake timeout [default: 10s].
     #[arg(long, value_name = "DURATION")]
+    #[arg(help_heading = "Measurement")]
     pub tls_timeout: Option<humantime::Duration>,
     /// HTTP round-trip timeout [default: 10s].
     #[arg(long, value_name = "DURATION")]
+    #[arg(help_heading = "Measurement")]
     pub http_timeout: Option<humantime::Duration>,
     /// Give up on one URL after this long [default: 60s].
     #[arg(long, value_name = "DURATION")]
+    #[arg(help_heading = "Measurement")]
     pub url_deadline: Option<humantime::Duration>,
     /// Localise the censoring hop of URLs found blocked.
     #[arg(long)]
+    #[arg(help_heading = "Measurement")]
     pub trace_blocked: bool,
     /// A directory with OONI-format `fingerprints_dns.csv` and/or
     /// `fingerprints_http.csv`, used besides the shipped fingerprints.
     #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Measurement")]
     pub fingerprints: Option<PathBuf>,
     /// STUN server asked for the probe's public address, so it can be
     /// scrubbed when the control does not report it [default:
     /// stun.l.google.com:19302]; `none` to skip.
-    #[arg(long, value_name = "HOST:PORT|none")]
+    #[arg(long, value_name = "ADDR|none")]
+    #[arg(help_heading = "Privacy")]
     pub stun: Option<String>,
 }
 
