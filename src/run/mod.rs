@@ -396,9 +396,9 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
     }
     let ctx = Arc::new(ctx);
     let cancel = CancellationToken::new();
-    spawn_signal_watch(cancel.clone());
+    spawn_signal_watch(cancel.clone(), lang);
 
-    let mut progress = Progress::new(total, settings.no_progress);
+    let mut progress = Progress::new(total, settings.no_progress, lang);
     let mut summary = Summary {
         test_start_time: measure::utc_string(run_start),
         output: output_path.clone(),
@@ -539,7 +539,7 @@ fn control_client(s: &RunSettings) -> Result<Option<ControlClient>, RunError> {
 }
 
 /// Ctrl-C and SIGTERM cancel the run.
-fn spawn_signal_watch(cancel: CancellationToken) {
+fn spawn_signal_watch(cancel: CancellationToken, lang: Lang) {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
@@ -561,7 +561,7 @@ fn spawn_signal_watch(cancel: CancellationToken) {
         {
             let _ = tokio::signal::ctrl_c().await;
         }
-        eprintln!("gatewatch: interrupted; writing the URLs in flight and stopping");
+        eprintln!("{}", self::plainwords::interrupted(lang));
         cancel.cancel();
     });
 }

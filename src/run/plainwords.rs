@@ -151,6 +151,36 @@ pub fn describe(mechanism: &str, lang: Lang) -> &str {
         .unwrap_or(mechanism)
 }
 
+/// The progress words: (URLs done, anomalies, time left).
+pub fn progress_words(lang: Lang) -> (&'static str, &'static str, &'static str) {
+    match lang {
+        Lang::En => ("URLs done", "anomalies", "ETA"),
+        Lang::Km => ("URL រួចរាល់", "ភាពមិនប្រក្រតី", "នៅសល់"),
+    }
+}
+
+/// What is printed when Ctrl-C or SIGTERM stops a run.
+pub fn interrupted(lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => "gatewatch: interrupted; writing the URLs in flight and stopping",
+        Lang::Km => "gatewatch: បានផ្អាក; កំពុងរក្សាទុក URL ដែលកំពុងវាស់ ហើយបញ្ឈប់",
+    }
+}
+
+/// What to do next, after the summary: where the evidence is and how to
+/// make a report of `file`.
+pub fn next_steps(lang: Lang, file: &std::path::Path) -> String {
+    let f = file.display();
+    match lang {
+        Lang::En => format!(
+            "Next: the evidence for one URL: gatewatch show URL; all runs: gatewatch runs; a report to share: gatewatch report {f} --html report.html"
+        ),
+        Lang::Km => format!(
+            "បន្ទាប់: ភស្តុតាងសម្រាប់ URL មួយ: gatewatch show URL; ការវាស់ទាំងអស់: gatewatch runs; របាយការណ៍សម្រាប់ចែករំលែក: gatewatch report {f} --html report.html"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -184,7 +184,16 @@ fn runs_lists_past_runs_and_show_prints_a_run_and_a_url() {
     let first_row: Vec<&str> = rows[1].split_whitespace().collect();
     assert_eq!(
         &first_row[..8],
-        ["1", "2026-11-01", "03:17:05", "ISPNet", "(AS38623)", "2", "0", "0"],
+        [
+            "1",
+            "2026-11-01",
+            "03:17:05",
+            "ISPNet",
+            "(AS38623)",
+            "2",
+            "0",
+            "0"
+        ],
         "{out}"
     );
     assert!(rows[1].ends_with(&first.display().to_string()), "{out}");
