@@ -58,6 +58,11 @@ pub const MECHANISMS: &[(&str, &str, &str)] = &[
         "ចម្លើយ DNS ពីរផ្សេងគ្នាបានមកដល់សម្រាប់សំណួរតែមួយ (មួយក្លែងក្លាយ)",
     ),
     (
+        "dns.ttl_mismatch",
+        "a DNS answer came from a different distance than the resolver (likely forged on the way)",
+        "ចម្លើយ DNS បានមកពីចម្ងាយខុសពីម៉ាស៊ីនមេ DNS (ទំនងជាក្លែងក្លាយនៅតាមផ្លូវ)",
+    ),
+    (
         "dns.diverted",
         "the name led to a middlebox that passed the site through",
         "ឈ្មោះនេះនាំទៅឧបករណ៍កណ្តាលដែលបញ្ជូនគេហទំព័របន្ត",
@@ -201,5 +206,29 @@ mod tests {
             "the name was refused by your provider's DNS (it said the site does not exist)"
         );
         assert_eq!(describe("made.up", Lang::Km), "made.up");
+    }
+
+    #[test]
+    fn every_mechanism_the_analysis_names_has_words() {
+        let sources = [
+            include_str!("../analysis/verdict.rs"),
+            include_str!("../analysis/hopdns.rs"),
+            include_str!("../analysis/cluster.rs"),
+            include_str!("../analysis/observe.rs"),
+            include_str!("../web/injection.rs"),
+        ];
+        let mut missing = Vec::new();
+        for src in sources {
+            for piece in src.split('"').skip(1).step_by(2) {
+                let (layer, rest) = piece.split_once('.').unwrap_or(("", ""));
+                let named = ["dns", "tcp", "tls", "http"].contains(&layer)
+                    && !rest.is_empty()
+                    && rest.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+                if named && describe(piece, Lang::En) == piece {
+                    missing.push(piece.to_string());
+                }
+            }
+        }
+        assert!(missing.is_empty(), "no plain words for {missing:?}");
     }
 }
