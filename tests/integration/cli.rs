@@ -339,3 +339,176 @@ fn help_has_examples_and_run_has_grouped_options() {
         );
     }
 }
+
+/// A control server (std threads) giving the same answer to every
+/// request: the site loaded from the control at `endpoint`.
+fn fixed_control(endpoint: std::net::SocketAddr) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let answer = serde_json::json!({
+        "tcp_connect": {endpoint.to_string(): {"status": true, "failure": null}},
+        "tls_handshake": {}, "quic_handshake": {},
+        "http_request": {
+            "body_length": 5000, "discovered_h3_endpoint": "", "failure": null,
+            "title": "Elsewhere", "headers": {"Content-Type": "text/html"}, "status_code": 200
+        },
+        "http3_request": null,
+        "dns": {"failure": null, "addrs": ["127.0.0.1"]},
+        "ip_info": {},
+    })
+    .to_string();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { return };
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                let mut req = Vec::new();
+                let mut buf = [0u8; 4096];
+                // Headers, then the body by Content-Length.
+                loop {
+                    let Ok(n) = s.read(&mut buf) else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    req.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&req).to_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if req.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = s.write_all(resp.as_bytes());
+            });
+        }
+    });
+    addr
+}
+
+/// A tmux session removed on drop.
+struct Tmux(String);
+
+impl Tmux {
+    fn capture(&self) -> String {
+        let o = Command::new("tmux")
+            .args(["capture-pane", "-p", "-J", "-t", &self.0])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Captures until `want` is on the screen (the run ends on its own: a
+    /// URL deadline bounds it); panics with the screen if the session ends
+    /// first.
+    fn wait_for(&self, want: &str) -> String {
+        loop {
+            let screen = self.capture();
+            if screen.contains(want) {
+                return screen;
+            }
+            if screen.contains("EXIT=") {
+                panic!("{want:?} never appeared:\n{screen}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["kill-session", "-t", &self.0])
+            .output();
+    }
+}
+
+#[test]
+fn tmux_shows_progress_and_summary_in_khmer_and_english() {
+    if Command::new("tmux").arg("-V").output().is_err() {
+        eprintln!("tmux test skipped: tmux is not installed");
+        return;
+    }
+    // One URL refused from the probe but loaded from the control (blocked,
+    // tcp.refused); one that accepts and never answers, so the progress
+    // bar stays up until its HTTP timeout.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let hold = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let slow = hold.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        for s in hold.incoming() {
+            kept.push(s);
+        }
+    });
+    let control = fixed_control(closed);
+    for (lang, progress_word, next, plain) in [
+        (
+            "km",
+            "/2 ភាពមិនប្រក្រតី: ",
+            "បន្ទាប់:",
+            "ការតភ្ជាប់ទៅអាសយដ្ឋានគេហទំព័រត្រូវបានបដិសេធនៅតាមផ្លូវ",
+        ),
+        (
+            "en",
+            "/2 anomalies: ",
+            "Next: the evidence for one URL",
+            "connections to the site's address were refused on the way",
+        ),
+    ] {
+        let h = tempfile::tempdir().unwrap();
+        let out = h.path().join("r.jsonl");
+        let cmd = format!(
+            "env HOME={home} XDG_DATA_HOME={home}/data XDG_CONFIG_HOME={home}/config {bin} run --yes --lang {lang} \
+             --no-system-resolver --stun none --treat-as-public 127.0.0.0/8 --control http://{control}/ \
+             --http-timeout 4s --url-deadline 8s -o {out} http://{closed}/ http://{slow}/; echo EXIT=$?; sleep 60",
+            home = h.path().display(),
+            bin = env!("CARGO_BIN_EXE_gatewatch"),
+            out = out.display(),
+        );
+        let name = format!("gw-cli-{}-{lang}", std::process::id());
+        let st = Command::new("tmux")
+            .args([
+                "new-session",
+                "-d",
+                "-x",
+                "220",
+                "-y",
+                "50",
+                "-s",
+                &name,
+                &cmd,
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let t = Tmux(name);
+        let bar = t.wait_for(progress_word);
+        let eta = if lang == "km" {
+            "នៅសល់"
+        } else {
+            "ETA"
+        };
+        assert!(bar.contains(eta), "{lang}:\n{bar}");
+        let screen = t.wait_for("EXIT=");
+        assert!(screen.contains("EXIT=0"), "{screen}");
+        assert!(screen.contains(next), "{lang}:\n{screen}");
+        assert!(screen.contains(&format!("→ {plain}")), "{lang}:\n{screen}");
+        assert!(
+            screen.contains(&format!("gatewatch report {}", out.display())),
+            "{screen}"
+        );
+    }
+}
