@@ -11,6 +11,7 @@ mod probes_dns;
 mod probes_http;
 mod probes_tcp;
 mod probes_tls;
+mod report_plain;
 mod run;
 mod trace;
 mod unattended;
