@@ -230,7 +230,7 @@ pub struct HistoryArgs {
     /// Only episodes still open on or after this date (YYYY-MM-DD).
     #[arg(long, value_name = "DATE")]
     pub since: Option<String>,
-    /// The database (default: history.sqlite in the data directory).
+    /// The database [default: history.sqlite in the data directory].
     #[arg(long, value_name = "FILE")]
     pub db: Option<PathBuf>,
     /// Print JSON instead of a table.

@@ -313,7 +313,7 @@ pub struct UploadArgs {
     /// The collector's base URL.
     #[arg(long, value_name = "URL")]
     pub collector: Option<String>,
-    /// The spool directory (default: spool/ in the data directory).
+    /// The spool directory [default: spool/ in the data directory].
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
 }

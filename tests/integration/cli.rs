@@ -253,6 +253,7 @@ fn schedule_install_status_cron_and_uninstall_without_systemd() {
 
     // The help's own example, with a separate value starting with `--`.
     let (code, out, err) = run(gw(h.path())
+        .env("USER", "gw-nolinger-test")
         .args([
             "schedule",
             "install",
@@ -264,6 +265,10 @@ fn schedule_install_status_cron_and_uninstall_without_systemd() {
         .arg(&units));
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("enable it with: systemctl --user"), "{out}");
+    assert!(
+        out.contains("loginctl enable-linger gw-nolinger-test"),
+        "{out}"
+    );
     let service = std::fs::read_to_string(units.join("gatewatch.service")).unwrap();
     assert!(
         service.contains(" run --yes --no-progress --config FILE --lang km\n")
