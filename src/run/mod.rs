@@ -300,9 +300,13 @@ pub struct ProbeArgs {
 /// Runs the command; returns the process exit code. Usage, config and input
 /// errors are reported here (exit code 2); other errors go up (exit 1).
 pub async fn execute(args: RunArgs) -> Result<u8, RunError> {
+    let lang = args.lang.unwrap_or_else(Lang::from_env);
     match run(args).await {
         Ok(code) => Ok(code),
         Err(e) if matches!(e.exit_code(), EXIT_USAGE | EXIT_BUSY) => {
+            if let Some(lead) = plainwords::refused(lang, e.exit_code() == EXIT_BUSY) {
+                eprintln!("gatewatch run: {lead}");
+            }
             eprintln!("gatewatch run: {e}");
             Ok(e.exit_code())
         }

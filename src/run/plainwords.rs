@@ -186,6 +186,19 @@ pub fn next_steps(lang: Lang, file: &std::path::Path) -> String {
     }
 }
 
+/// The line before a refusal's (English) reason, in Khmer; `None` in
+/// English, where the reason says it all. `busy`: another run holds the
+/// lock.
+pub fn refused(lang: Lang, busy: bool) -> Option<&'static str> {
+    match (lang, busy) {
+        (Lang::En, _) => None,
+        (Lang::Km, false) => {
+            Some("មិនបានវាស់អ្វីទេ៖ មានបញ្ហាជាមួយជម្រើស ការកំណត់ ឬបញ្ជីដែលបានផ្តល់ (មូលហេតុខាងក្រោមជាភាសាអង់គ្លេស)")
+        }
+        (Lang::Km, true) => Some("មិនបានវាស់អ្វីទេ៖ ការវាស់មួយទៀតកំពុងដំណើរការរួចហើយ"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

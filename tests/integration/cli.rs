@@ -103,6 +103,18 @@ fn unknown_category_is_refused_with_the_known_codes() {
         !h.path().join("data/gatewatch/results").exists(),
         "nothing measured"
     );
+    let (code, _, err) = run(gw(h.path()).args([
+        "run",
+        "--yes",
+        "--lang",
+        "km",
+        "--category",
+        "FOO",
+        "http://127.0.0.1:9/",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.starts_with("gatewatch run: មិនបានវាស់អ្វីទេ៖"), "{err}");
+    assert!(err.contains("unknown category \"FOO\""), "{err}");
 }
 
 #[test]
