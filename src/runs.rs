@@ -35,6 +35,9 @@ pub enum RunsError {
     /// `show URL` found no measurement of it.
     #[error("no measurement of {0} in {1}")]
     NoUrl(String, String),
+    /// `show FILE` with a file that is not there.
+    #[error("{0}: no such file")]
+    NoFile(PathBuf),
     /// Writing to standard output failed.
     #[error("cannot write to standard output: {0}")]
     Write(#[from] std::io::Error),
@@ -45,7 +48,10 @@ impl RunsError {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            RunsError::NoRun(..) | RunsError::NoUrl(..) | RunsError::NoDataDir
+            RunsError::NoRun(..)
+                | RunsError::NoUrl(..)
+                | RunsError::NoFile(_)
+                | RunsError::NoDataDir
         )
     }
 }
@@ -251,6 +257,8 @@ pub async fn execute_show(args: ShowArgs) -> Result<u8, RunsError> {
         }
     } else if !what.contains("://") && Path::new(what).is_file() {
         Some(PathBuf::from(what))
+    } else if !what.contains("://") && what.ends_with(".jsonl") {
+        return Err(RunsError::NoFile(PathBuf::from(what)));
     } else {
         None
     };

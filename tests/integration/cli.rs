@@ -237,6 +237,16 @@ fn runs_lists_past_runs_and_show_prints_a_run_and_a_url() {
     assert!(out.contains("DNS របស់អ្នកផ្តល់សេវាបានបដិសេធឈ្មោះនេះ"), "{out}");
     assert!(out.contains("  - the ISP resolver said NXDOMAIN"), "{out}");
 
+    let (code, _, err) = run(gw(h.path()).args(["show", "gone.jsonl"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("gone.jsonl: no such file"), "{err}");
+    let (code, out, err) = run(gw(h.path()).arg("show").arg(&first));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("URLs: 2 (blocked 0, throttled 0, down 1,"),
+        "{out}"
+    );
+
     let (code, _, err) = run(gw(h.path()).args(["show", "https://never.example/"]));
     assert_eq!(code, 2, "{err}");
     assert!(
