@@ -142,6 +142,20 @@ fn intro(h: &mut String, r: &CompareReport) {
         let _ = write!(h, ", {} to {} UTC", escape(a), escape(b));
     }
     let _ = write!(h, ", {} vantage point(s)", r.vantage_points.len());
+    // Which networks, even when there is one (the vantage table is only
+    // drawn for two or more): the network name the run recorded.
+    let named: Vec<String> = r
+        .vantage_points
+        .iter()
+        .take(10)
+        .map(|v| match v.network.as_deref() {
+            Some(n) if !v.label.contains(n) => format!("{} (network {n})", v.label),
+            _ => v.label.clone(),
+        })
+        .collect();
+    if !named.is_empty() {
+        let _ = write!(h, ": {}", escape(&named.join("; ")));
+    }
     if r.inputs.skipped_lines > 0 {
         let _ = write!(
             h,

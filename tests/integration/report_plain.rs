@@ -82,6 +82,17 @@ fn report_uses_plain_words_one_scale_and_prints() {
         "no legend: {html}"
     );
     assert!(html.contains(&format!("dns.nxdomain — {words}")), "{html}");
+    assert!(
+        html.contains("1 vantage point(s): AS38623 KH ISPNet."),
+        "network not named: {html}"
+    );
+    let labelled = dir.path().join("r.jsonl");
+    let html2 =
+        gatewatch::report::render_files(&[labelled], &["home".into()], "t", &mut |_| {}).unwrap();
+    assert!(
+        html2.contains("1 vantage point(s): home (network ISPNet)."),
+        "{html2}"
+    );
     assert!(html.contains("@media print{"), "no print stylesheet");
     assert!(html.contains("details::details-content{content-visibility:visible"));
     assert!(
