@@ -323,6 +323,14 @@ fn schedule_install_status_cron_and_uninstall_without_systemd() {
     );
     let log = line.split(">> ").nth(1).unwrap().trim_end_matches(" 2>&1");
     assert!(Path::new(log).parent().unwrap().is_dir(), "{line}");
+    // Without a journal for the unit, `logs` shows the cron log's tail.
+    std::fs::write(log, "old line\ngatewatch: 3/3 URLs done\n").unwrap();
+    let (code, out, err) = run(gw(h.path()).args(["schedule", "logs", "--user", "--lines", "1"]));
+    assert_eq!(code, 0, "{err}");
+    if !out.contains("-- Logs begin") && !out.contains("gatewatch.service") {
+        assert!(out.ends_with("gatewatch: 3/3 URLs done\n"), "{out}");
+        assert!(!out.contains("old line"), "{out}");
+    }
 
     let (code, out, _) = run(gw(h.path())
         .args(["schedule", "uninstall", "--user", "--unit-dir"])
