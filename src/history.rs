@@ -29,6 +29,9 @@ pub enum HistoryError {
     /// An `--import` file could not be read.
     #[error(transparent)]
     Read(#[from] crate::results::ResultsError),
+    /// `--db` names a file that does not exist.
+    #[error("--db {0}: no such file (a history database is made by `gatewatch run`; not creating an empty one)")]
+    NoDatabase(PathBuf),
 }
 
 /// The history database.
@@ -253,16 +256,22 @@ impl HistoryDb {
     }
 }
 
+const HISTORY_EXAMPLES: &str = "Examples:
+  gatewatch history
+  gatewatch history https://example.org/ --since 2026-11-01
+  gatewatch history --db ./history.sqlite --json";
+
 /// `gatewatch history` arguments.
 #[derive(Debug, clap::Args)]
+#[command(after_help = HISTORY_EXAMPLES)]
 pub struct HistoryArgs {
     /// Only this URL.
     pub url: Option<String>,
     /// Only episodes still open on or after this date (YYYY-MM-DD).
-    #[arg(long)]
+    #[arg(long, value_name = "DATE")]
     pub since: Option<String>,
-    /// The database (default: history.sqlite in the data directory).
-    #[arg(long)]
+    /// The database [default: history.sqlite in the data directory].
+    #[arg(long, value_name = "FILE")]
     pub db: Option<PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -328,6 +337,9 @@ pub async fn execute(args: HistoryArgs) -> Result<u8, HistoryError> {
         if !ok {
             return Err(HistoryError::BadDate(s.clone()));
         }
+    }
+    if let Some(p) = args.db.as_ref().filter(|p| !p.exists()) {
+        return Err(HistoryError::NoDatabase(p.clone()));
     }
     let db = HistoryDb::open(&args.db.unwrap_or_else(HistoryDb::default_path))?;
     let mut code = 0;

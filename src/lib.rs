@@ -5,6 +5,7 @@
 
 pub mod analysis;
 pub mod analyze;
+pub mod categories;
 pub mod cli;
 pub mod collector;
 pub mod compare;
@@ -12,14 +13,17 @@ pub mod control;
 pub mod geo;
 pub mod history;
 pub mod http_server;
+pub mod inputcheck;
 pub mod lists;
 pub mod model;
 pub mod ooni;
 pub mod report;
 pub mod results;
 pub mod run;
+pub mod runs;
 pub mod schedule;
 pub mod testlist;
 pub mod trace;
 pub mod upload;
+pub mod usage;
 pub mod web;

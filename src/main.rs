@@ -25,8 +25,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("gatewatch: {e:#}");
-            ExitCode::from(1)
+            eprintln!("gatewatch: {}", gatewatch::usage::message(&e));
+            ExitCode::from(gatewatch::usage::exit_code(&e))
         }
     }
 }
@@ -47,6 +47,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::History(a) => gatewatch::history::execute(a).await?,
         Command::Upload(a) => gatewatch::upload::execute(a).await?,
         Command::Collector(c) => gatewatch::collector::execute(c).await?,
+        Command::Runs(a) => gatewatch::runs::execute_runs(a).await?,
+        Command::Show(a) => gatewatch::runs::execute_show(a).await?,
         Command::Schedule(c) => gatewatch::schedule::execute(c).await?,
         Command::Geo(c) => gatewatch::geo::update::execute(c).await?,
     })

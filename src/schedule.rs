@@ -5,6 +5,9 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+pub mod calendar;
+pub mod manage;
+
 /// The shipped systemd service template.
 pub const SERVICE_TEMPLATE: &str = include_str!("../contrib/systemd/gatewatch.service");
 /// The shipped systemd timer template.
@@ -35,6 +38,24 @@ pub enum ScheduleError {
     /// The volunteer has not consented (declined, or nobody to ask).
     #[error("{0}")]
     Consent(String),
+    /// `--on-calendar` is not a calendar expression.
+    #[error("--on-calendar {expr:?}: {reason}")]
+    BadCalendar {
+        /// What was given.
+        expr: String,
+        /// Why it was refused.
+        reason: String,
+    },
+}
+
+impl ScheduleError {
+    /// True for errors in the command line (exit 2).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            ScheduleError::NoScope | ScheduleError::BadCalendar { .. } | ScheduleError::Consent(_)
+        )
+    }
 }
 
 /// An exclusive lock held for the duration of a run (released on drop, and
@@ -83,6 +104,12 @@ pub enum ScheduleCommand {
     Install(InstallArgs),
     /// Print a crontab line for a daily run instead.
     Cron(CronArgs),
+    /// Show the installed timer: calendar, last run, next run, exit status.
+    Status(ScopeArgs),
+    /// Stop the timer and remove the units.
+    Uninstall(ScopeArgs),
+    /// Show the log of the last runs (journal, or the cron log).
+    Logs(ScopeArgs),
 }
 
 /// `gatewatch schedule cron` arguments.
@@ -94,26 +121,57 @@ pub struct CronArgs {
     pub yes: bool,
 }
 
+/// `--user`/`--system` and `--unit-dir`, for status, uninstall and logs.
+#[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("scope").required(true).multiple(false))]
+pub struct ScopeArgs {
+    /// The user's own timer.
+    #[arg(long, group = "scope")]
+    pub user: bool,
+    /// The system-wide timer.
+    #[arg(long, group = "scope")]
+    pub system: bool,
+    /// The directory the units were written to (as given to install); not
+    /// asking systemd then.
+    #[arg(long, value_name = "DIR")]
+    pub unit_dir: Option<PathBuf>,
+    /// Lines of log to show (logs only).
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub lines: usize,
+}
+
+const INSTALL_EXAMPLES: &str = "Examples:
+  gatewatch schedule install --user
+  gatewatch schedule install --user --on-calendar 'Mon..Fri 20:00' --run-args '--config ~/gw.toml --lang km'
+  gatewatch schedule status --user";
+
 /// `gatewatch schedule install` arguments.
 #[derive(Debug, clap::Args)]
+#[command(after_help = INSTALL_EXAMPLES)]
+#[command(group = clap::ArgGroup::new("scope").required(true).multiple(false))]
 pub struct InstallArgs {
     /// Install for this user (~/.config/systemd/user).
-    #[arg(long)]
+    #[arg(long, group = "scope")]
     pub user: bool,
     /// Install system-wide (/etc/systemd/system; needs root).
-    #[arg(long)]
+    #[arg(long, group = "scope")]
     pub system: bool,
-    /// When to run, in systemd's OnCalendar syntax.
-    #[arg(long, default_value = "*-*-* 03:17:00")]
+    /// When to run, in systemd's OnCalendar syntax (checked).
+    #[arg(long, default_value = "*-*-* 03:17:00", value_name = "CALENDAR")]
     pub on_calendar: String,
     /// Start within this random delay after the calendar time.
     #[arg(long, default_value = "30min")]
     pub random_delay: String,
     /// Write the unit files into this directory instead of systemd's.
-    #[arg(long)]
+    #[arg(long, value_name = "DIR")]
     pub unit_dir: Option<PathBuf>,
     /// Extra arguments for `gatewatch run` (e.g. "--config /etc/gatewatch.toml").
-    #[arg(long, default_value = "")]
+    #[arg(
+        long,
+        default_value = "",
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
     pub run_args: String,
     /// I have read the notice and consent (recorded in the config
     /// directory, so the unit needs no --yes).
@@ -147,7 +205,28 @@ pub async fn execute(cmd: ScheduleCommand) -> Result<u8, ScheduleError> {
     match cmd {
         ScheduleCommand::Cron(c) => {
             consent(c.yes)?;
-            print!("{CRON_TEMPLATE}");
+            let bin = std::env::current_exe().map_err(ScheduleError::NoBinary)?;
+            print!("{}", manage::cron_text(&bin, &manage::cron_log()?));
+            Ok(0)
+        }
+        ScheduleCommand::Status(a) => {
+            let dir = manage::unit_dir(a.system, a.unit_dir.as_deref());
+            print!("{}", manage::status(a.system, &dir, a.unit_dir.is_none()));
+            Ok(0)
+        }
+        ScheduleCommand::Uninstall(a) => {
+            let dir = manage::unit_dir(a.system, a.unit_dir.as_deref());
+            let removed = manage::uninstall(a.system, &dir, a.unit_dir.is_none())?;
+            if removed.is_empty() {
+                println!("nothing installed in {}", dir.display());
+            }
+            for p in &removed {
+                println!("removed {}", p.display());
+            }
+            Ok(0)
+        }
+        ScheduleCommand::Logs(a) => {
+            print!("{}", manage::logs(a.system, a.lines));
             Ok(0)
         }
         ScheduleCommand::Install(a) => {
@@ -162,6 +241,9 @@ pub async fn execute(cmd: ScheduleCommand) -> Result<u8, ScheduleError> {
                 "systemctl --user"
             };
             println!("enable it with: {ctl} daemon-reload && {ctl} enable --now gatewatch.timer");
+            if let Some(h) = manage::linger_hint(a.system) {
+                println!("{h}");
+            }
             Ok(0)
         }
     }
@@ -172,16 +254,15 @@ pub fn install(a: &InstallArgs) -> Result<Vec<PathBuf>, ScheduleError> {
     if a.user == a.system {
         return Err(ScheduleError::NoScope);
     }
-    let dir = match &a.unit_dir {
-        Some(d) => d.clone(),
-        None if a.system => PathBuf::from("/etc/systemd/system"),
-        None => dirs::config_dir()
-            .unwrap_or_else(|| PathBuf::from(".config"))
-            .join("systemd")
-            .join("user"),
-    };
+    calendar::check(&a.on_calendar).map_err(|reason| ScheduleError::BadCalendar {
+        expr: a.on_calendar.clone(),
+        reason,
+    })?;
+    let dir = manage::unit_dir(a.system, a.unit_dir.as_deref());
     let bin = std::env::current_exe().map_err(ScheduleError::NoBinary)?;
+    let doc = dir.join(manage::DOC);
     let (service, timer) = render_units(&bin, a);
+    let service = service.replace("@DOC@", &doc.display().to_string());
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| ScheduleError::Io { path, source }
@@ -191,15 +272,15 @@ pub fn install(a: &InstallArgs) -> Result<Vec<PathBuf>, ScheduleError> {
     let tp = dir.join("gatewatch.timer");
     std::fs::write(&sp, service).map_err(io(&sp))?;
     std::fs::write(&tp, timer).map_err(io(&tp))?;
-    Ok(vec![sp, tp])
+    std::fs::write(&doc, manage::doc_text(a.system)).map_err(io(&doc))?;
+    Ok(vec![sp, tp, doc])
 }
 
 /// The service and timer text for this binary and these arguments.
 pub fn render_units(bin: &Path, a: &InstallArgs) -> (String, String) {
     let service = SERVICE_TEMPLATE
         .replace("@BIN@", &bin.display().to_string())
-        .replace("@ARGS@", a.run_args.trim())
-        .replace("@DOC@", "/usr/share/doc/gatewatch/README.md");
+        .replace("@ARGS@", a.run_args.trim());
     let timer = TIMER_TEMPLATE
         .replace("@CALENDAR@", &a.on_calendar)
         .replace("@DELAY@", &a.random_delay);

@@ -308,14 +308,18 @@ pub fn default_spool_dir() -> PathBuf {
         .join("spool")
 }
 
+const UPLOAD_EXAMPLES: &str = "Examples:
+  gatewatch upload --collector https://collector.example.org";
+
 /// `gatewatch upload` arguments.
 #[derive(Debug, clap::Args)]
+#[command(after_help = UPLOAD_EXAMPLES)]
 pub struct UploadArgs {
     /// The collector's base URL.
-    #[arg(long)]
+    #[arg(long, value_name = "URL")]
     pub collector: Option<String>,
-    /// The spool directory (default: spool/ in the data directory).
-    #[arg(long)]
+    /// The spool directory [default: spool/ in the data directory].
+    #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
 }
 

@@ -113,15 +113,15 @@ pub fn assess(r: &CompareReport) -> Attribution {
     let notes = vec![
         format!(
             "{gateway} of {} criteria are consistent with a central gateway and {isp} with ISP-level \
-             blocking; the rule of thumb (literature §3.4) wants at least 3 gateway-side criteria, \
+             blocking; the rule of thumb wants at least 3 gateway-side criteria, \
              with the same artifact on at least 3 ASNs (blocking was seen on {} distinct ASN(s) here).",
             criteria.len(),
             asns.len()
         ),
         "Not measured here: path dependence (a canary hosted in-country vs abroad) and remote \
-         triggering from outside (literature §3.1)."
+         triggering from outside."
             .to_string(),
-        "Confounders (literature §3.3): upstream foreign filtering on transit paths, route changes, \
+        "Confounders: upstream foreign filtering on transit paths, route changes, \
          TTL-copying injectors and CDN or server-side blocks can each mimic one of these signals."
             .to_string(),
         "Measurements show what was done to traffic, not who ordered it or why.".to_string(),

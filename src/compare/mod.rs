@@ -51,8 +51,13 @@ pub enum CompareError {
     Json(#[from] serde_json::Error),
 }
 
+const COMPARE_EXAMPLES: &str = "Examples:
+  gatewatch compare isp-a.jsonl isp-b.jsonl
+  gatewatch compare --label metfone --label smart a.jsonl b.jsonl --json";
+
 /// Arguments of `gatewatch compare`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = COMPARE_EXAMPLES)]
 pub struct CompareArgs {
     /// Results files (JSONL, one measurement a line; `-` for standard input).
     #[arg(required = true, value_name = "FILE")]
@@ -77,6 +82,10 @@ pub async fn execute(args: CompareArgs) -> Result<u8, CompareError> {
 }
 
 fn run(args: &CompareArgs) -> Result<u8, CompareError> {
+    if let Err(e) = crate::inputcheck::check_results_files(&args.files) {
+        eprintln!("gatewatch compare: {e}");
+        return Ok(crate::usage::EXIT_USAGE);
+    }
     let stderr = std::io::stderr();
     let report = load(&args.files, &args.labels, &mut |w| {
         let _ = writeln!(stderr.lock(), "{}", text::clean(&w.to_string()));

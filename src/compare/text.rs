@@ -247,7 +247,7 @@ pub fn render(r: &CompareReport) -> String {
 
     section(
         &mut out,
-        "Attribution: central gateway or ISP-level? Evidence per criterion (literature §3.1, §3.4)",
+        "Attribution: central gateway or ISP-level? Evidence per criterion",
     );
     for (i, c) in r.attribution.criteria.iter().enumerate() {
         let _ = writeln!(out, "{}. {} — {}", i + 1, c.title, c.leaning.describe());

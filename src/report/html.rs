@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::svg::{bar_chart, Bar, Segment};
+use super::svg::{bar_chart_scaled, Bar, Segment};
 use crate::compare::aggregate::{Aggregate, StatusCounts, STATUSES};
 use crate::compare::attribution::{artifact_phrase, Leaning};
 use crate::compare::summary::CompareReport;
@@ -53,8 +53,9 @@ pub fn render(title: &str, agg: &Aggregate, r: &CompareReport) -> String {
     head(&mut h, title);
     intro(&mut h, r);
     summary(&mut h, agg, r);
-    charts(&mut h, agg);
-    article6(&mut h, agg, r);
+    let scale = chart_scale(agg);
+    charts(&mut h, agg, scale);
+    article6(&mut h, agg, r, scale);
     anomalous_urls(&mut h, r);
     clusters_and_interference(&mut h, r);
     if r.vantage_points.len() > 1 {
@@ -97,6 +98,14 @@ ul.ev{margin:.2em 0 .6em;padding-left:1.2em}ul.ev li{overflow-wrap:anywhere}\
 .crit{background:#fff;border:1px solid #d5d8dc;border-radius:6px;margin:8px 0;padding:6px 10px}\
 footer{margin-top:2em;color:#566573;font-size:.85em}\
 @media (max-width:480px){body{font-size:14px}main{padding:8px}th,td{padding:3px 4px}}\
+dl.mech{display:grid;grid-template-columns:max-content 1fr;gap:2px 10px;font-size:.85em;margin:.6em 0 0}\
+dl.mech dt{font-family:ui-monospace,Menlo,Consolas,monospace}dl.mech dd{margin:0}\
+@media print{body{background:#fff;font-size:11pt}main{max-width:none;padding:0}\
+.panel,details,.crit,table{break-inside:avoid;border-color:#999}\
+details::details-content{content-visibility:visible;display:block}\
+details>*{display:block}summary{list-style:none;font-weight:bold}\
+.tag{border:1px solid #000;color:#000;background:none}\
+*{-webkit-print-color-adjust:exact;print-color-adjust:exact}}\
 ";
 
 fn head(h: &mut String, title: &str) {
@@ -133,6 +142,20 @@ fn intro(h: &mut String, r: &CompareReport) {
         let _ = write!(h, ", {} to {} UTC", escape(a), escape(b));
     }
     let _ = write!(h, ", {} vantage point(s)", r.vantage_points.len());
+    // Which networks, even when there is one (the vantage table is only
+    // drawn for two or more): the network name the run recorded.
+    let named: Vec<String> = r
+        .vantage_points
+        .iter()
+        .take(10)
+        .map(|v| match v.network.as_deref() {
+            Some(n) if !v.label.contains(n) => format!("{} (network {n})", v.label),
+            _ => v.label.clone(),
+        })
+        .collect();
+    if !named.is_empty() {
+        let _ = write!(h, ": {}", escape(&named.join("; ")));
+    }
     if r.inputs.skipped_lines > 0 {
         let _ = write!(
             h,
@@ -178,7 +201,22 @@ fn legend(h: &mut String) {
     h.push_str("</p>");
 }
 
-fn charts(h: &mut String, agg: &Aggregate) {
+/// The one scale of every chart: the largest bar any of them draws (a
+/// category's measurements, a mechanism's or an article-6 power's), so a
+/// bar of the same length means the same count everywhere.
+fn chart_scale(agg: &Aggregate) -> u64 {
+    let cats = agg
+        .categories
+        .values()
+        .map(StatusCounts::total)
+        .max()
+        .unwrap_or(0);
+    let mechs = agg.mechanisms.values().copied().max().unwrap_or(0);
+    let a6 = agg.article6.values().copied().max().unwrap_or(0);
+    cats.max(mechs).max(a6).max(1)
+}
+
+fn charts(h: &mut String, agg: &Aggregate, scale: u64) {
     h.push_str(
         "<h2 id=\"charts\">Verdicts by category and by mechanism</h2>\n<div class=\"charts\">",
     );
@@ -208,7 +246,7 @@ fn charts(h: &mut String, agg: &Aggregate) {
     }
     h.push_str("<div class=\"panel\"><h3>By category (measurements)</h3>");
     legend(h);
-    h.push_str(&bar_chart("Verdicts by category", &bars));
+    h.push_str(&bar_chart_scaled("Verdicts by category", &bars, scale));
     h.push_str("</div>");
 
     let mut mechs: Vec<(&String, &u64)> = agg.mechanisms.iter().collect();
@@ -244,12 +282,28 @@ fn charts(h: &mut String, agg: &Aggregate) {
     if bars.is_empty() {
         h.push_str("<p>No blocked or throttled measurement.</p>");
     } else {
-        h.push_str(&bar_chart(
+        h.push_str(&bar_chart_scaled(
             "Blocked and throttled measurements by mechanism",
             &bars,
+            scale,
         ));
+        mechanism_legend(h, mechs.iter().take(MAX_BARS).map(|(m, _)| m.as_str()));
     }
     h.push_str("</div></div>\n");
+}
+
+/// What each mechanism code means, in plain words.
+fn mechanism_legend<'a>(h: &mut String, mechs: impl Iterator<Item = &'a str>) {
+    h.push_str("<dl class=\"mech\">");
+    for m in mechs {
+        let _ = write!(h, "<dt>{}</dt><dd>{}</dd>", escape(m), escape(plain(m)));
+    }
+    h.push_str("</dl>");
+}
+
+/// A mechanism in plain English (the code when we have no words for it).
+fn plain(mech: &str) -> &str {
+    crate::run::plainwords::describe(mech, crate::run::strings::Lang::En)
 }
 
 fn status_bar(label: &str, counts: &StatusCounts) -> Bar {
@@ -266,7 +320,7 @@ fn status_bar(label: &str, counts: &StatusCounts) -> Bar {
     }
 }
 
-fn article6(h: &mut String, agg: &Aggregate, r: &CompareReport) {
+fn article6(h: &mut String, agg: &Aggregate, r: &CompareReport, scale: u64) {
     h.push_str(
         "<h2 id=\"article6\">National Internet Gateway sub-decree, article 6</h2>\n\
          <p>Article 6 lets the gateway operator \"block and disconnect\" connections. Each blocked or \
@@ -314,7 +368,11 @@ fn article6(h: &mut String, agg: &Aggregate, r: &CompareReport) {
         })
         .collect();
     h.push_str("<div class=\"panel\">");
-    h.push_str(&bar_chart("Measurements per article-6 power", &bars));
+    h.push_str(&bar_chart_scaled(
+        "Measurements per article-6 power",
+        &bars,
+        scale,
+    ));
     h.push_str(
         "<div class=\"scroll\"><table><tr><th>power</th><th>what was observed</th>\
          <th>measurements</th><th>URLs</th></tr>",
@@ -369,7 +427,10 @@ fn anomalous_urls(h: &mut String, r: &CompareReport) {
                  measurement(s) blocked or throttled{}</p>",
                 escape(&c.vantage),
                 c.latest_status.as_str(),
-                escape(c.latest_mechanism.as_deref().unwrap_or("")),
+                c.latest_mechanism
+                    .as_deref()
+                    .map(|m| format!("{} — {}", escape(m), escape(plain(m))))
+                    .unwrap_or_default(),
                 c.confidence
                     .as_deref()
                     .map(|x| format!(" ({})", escape(x)))
@@ -524,7 +585,7 @@ fn vantage_points(h: &mut String, r: &CompareReport) {
 
     h.push_str(
         "<h3>Central gateway or ISP-level? Evidence per criterion</h3>\
-         <p class=\"meta\">Each criterion from the literature (§3.1, §3.4) with what was observed; \
+         <p class=\"meta\">Each criterion with what was observed; \
          none is a conclusion on its own.</p>",
     );
     for c in &r.attribution.criteria {
@@ -556,39 +617,8 @@ fn vantage_points(h: &mut String, r: &CompareReport) {
 
 /// A category code with its Citizen Lab name when we know it.
 pub fn category_label(code: &str) -> String {
-    let name = match code {
-        "NEWS" => "News media",
-        "HUMR" => "Human rights",
-        "POLR" => "Political criticism",
-        "REL" => "Religion",
-        "LGBT" => "LGBTQ+",
-        "ANON" => "Anonymization and circumvention",
-        "COMT" => "Communication tools",
-        "GRP" => "Social networking",
-        "MMED" => "Media sharing",
-        "GMB" => "Gambling",
-        "PORN" => "Pornography",
-        "XED" => "Sex education",
-        "PUBH" => "Public health",
-        "GOVT" => "Government",
-        "ENV" => "Environment",
-        "MILX" => "Terrorism and militants",
-        "HATE" => "Hate speech",
-        "FEXP" => "Freedom of expression",
-        "CTRL" => "Control content",
-        "HOST" => "Hosting and blogging",
-        "SRCH" => "Search engines",
-        "COMM" => "E-commerce",
-        "CULTR" => "Culture",
-        "ECON" => "Economics",
-        "IGO" => "Intergovernmental organizations",
-        "PROV" => "Provocative attire",
-        "ALDR" => "Alcohol and drugs",
-        "DATE" => "Online dating",
-        "GAME" => "Gaming",
-        "MILT" => "Military",
-        "WOMR" => "Women's rights",
-        _ => return code.to_string(),
-    };
-    format!("{code} ({name})")
+    match crate::categories::name(code) {
+        Some(name) => format!("{code} ({name})"),
+        None => code.to_string(),
+    }
 }

@@ -31,8 +31,13 @@ pub enum ReportError {
     },
 }
 
+const REPORT_EXAMPLES: &str = "Examples:
+  gatewatch report results.jsonl --html report.html
+  gatewatch report --label metfone --label smart a.jsonl b.jsonl --html report.html --title \"December\"";
+
 /// Arguments of `gatewatch report`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = REPORT_EXAMPLES)]
 pub struct ReportArgs {
     /// Results files (JSONL, one measurement a line; `-` for standard input).
     #[arg(required = true, value_name = "FILE")]
@@ -58,6 +63,10 @@ pub async fn execute(args: ReportArgs) -> Result<u8, ReportError> {
 }
 
 fn run(args: &ReportArgs) -> Result<u8, ReportError> {
+    if let Err(e) = crate::inputcheck::check_results_files(&args.files) {
+        eprintln!("gatewatch report: {e}");
+        return Ok(crate::usage::EXIT_USAGE);
+    }
     let stderr = std::io::stderr();
     // A note about a whole input (line 0) says it was mostly unusable.
     let mut failed_inputs = 0u32;

@@ -31,14 +31,24 @@ const ROW: u32 = 38;
 const BAR_H: u32 = 14;
 const VALUE_W: u32 = 56;
 
-/// Renders bars scaled to the largest total, with an accessible title.
-pub fn bar_chart(title: &str, bars: &[Bar]) -> String {
-    let max = bars
-        .iter()
+/// The largest bar total (at least 1).
+pub fn largest(bars: &[Bar]) -> u64 {
+    bars.iter()
         .map(|b| b.segments.iter().map(|s| s.value).sum::<u64>())
         .max()
         .unwrap_or(0)
-        .max(1);
+        .max(1)
+}
+
+/// Renders bars scaled to the largest total, with an accessible title.
+pub fn bar_chart(title: &str, bars: &[Bar]) -> String {
+    bar_chart_scaled(title, bars, largest(bars))
+}
+
+/// Renders bars with `max` as the full width, so several charts can share
+/// one scale (a bar of 3 is as long in each).
+pub fn bar_chart_scaled(title: &str, bars: &[Bar], max: u64) -> String {
+    let max = max.max(largest(bars));
     let height = (bars.len() as u32).max(1) * ROW + 4;
     let mut s = String::new();
     let _ = write!(

@@ -24,6 +24,7 @@ pub mod measure;
 pub mod netcheck;
 pub mod netwatch;
 pub mod output;
+pub mod plainwords;
 pub mod preflight;
 pub mod progress;
 pub mod publicip;
@@ -74,15 +75,19 @@ pub const EXIT_INTERRUPTED: u8 = 130;
 /// measures the affected URLs again.
 pub const EXIT_NETWORK_INTERCEPTED: u8 = 3;
 
-/// The exit codes, as `gatewatch run --help` shows them.
-pub const EXIT_CODES_HELP: &str =
-    "Exit codes: 0 the run completed; 2 usage, config or input error \
-(nothing measured); 69 no network: no resolver, control or STUN server answered the \
-preflight (or no control and on_no_control = \"stop\"; nothing measured); \
-75 another run holds the lock (nothing measured); 130 interrupted \
-by Ctrl-C or SIGTERM (finished URLs are kept; --resume continues); 3 network-wide interception \
-(captive portal, walled garden, dead connection): stopped, measured URLs kept, --resume measures \
-the affected ones again; 1 any other abort.\n\
+/// Examples, exit codes and files, as `gatewatch run --help` shows them.
+pub const EXIT_CODES_HELP: &str = "Examples:
+  gatewatch run                                   # the shipped Cambodian list
+  gatewatch run --lang km https://example.org/    # one URL, Khmer messages
+  gatewatch run -i list.csv --category NEWS,HUMR -o results.jsonl
+  gatewatch run --config ~/gw.toml --resume       # continue an interrupted run
+Exit codes: 0 the run completed; 2 usage, config or input error \
+(nothing measured); 3 network-wide interception (captive portal, walled garden, dead \
+connection): stopped, measured URLs kept, --resume measures the affected ones again; \
+69 no network: no resolver, control or STUN server answered the preflight (or no control and \
+on_no_control = \"stop\"; nothing measured); 75 another run holds the lock (nothing measured); \
+130 interrupted by Ctrl-C or SIGTERM (finished URLs are kept; --resume continues); 1 any other \
+abort.\n\
 Files: config $XDG_CONFIG_HOME/gatewatch/config.toml, results \
 $XDG_DATA_HOME/gatewatch/results/, lists from `gatewatch lists update` \
 $XDG_DATA_HOME/gatewatch/lists/.";
@@ -96,6 +101,9 @@ pub enum RunError {
     /// Bad inputs.
     #[error(transparent)]
     Input(#[from] InputError),
+    /// `--category` names a code we do not know.
+    #[error(transparent)]
+    Category(#[from] crate::categories::UnknownCategory),
     /// A fingerprint directory cannot be used.
     #[error(transparent)]
     Fingerprints(#[from] crate::analysis::FingerprintError),
@@ -139,6 +147,7 @@ impl RunError {
         match self {
             RunError::Config(_)
             | RunError::Input(_)
+            | RunError::Category(_)
             | RunError::Geo(_)
             | RunError::Fingerprints(_)
             | RunError::CaFile { .. }
@@ -158,56 +167,71 @@ impl RunError {
 pub struct RunArgs {
     /// URLs to measure (instead of, or on top of, the lists).
     #[arg(value_name = "URL")]
+    #[arg(help_heading = "Input")]
     pub urls: Vec<String>,
     /// A test list: Citizen Lab CSV or one URL a line (repeatable).
     #[arg(long = "input-file", short = 'i', value_name = "FILE")]
+    #[arg(help_heading = "Input")]
     pub input_file: Vec<PathBuf>,
     /// A named list: the copy from `gatewatch lists update` when there is
     /// one, else the list we ship (`kh`). Default when nothing else is
     /// given: our curated `kh` list.
     #[arg(long, value_name = "NAME")]
+    #[arg(help_heading = "Input")]
     pub list: Option<String>,
     /// Keep only these category codes (e.g. `NEWS,HUMR`); URLs without a
     /// category (command line, plain-text lists) are always kept.
     #[arg(long, value_delimiter = ',', value_name = "CODES")]
+    #[arg(help_heading = "Input")]
     pub category: Vec<String>,
     /// URLs measured at a time [default: 16].
     #[arg(long, value_name = "N")]
+    #[arg(help_heading = "Measurement")]
     pub parallel: Option<usize>,
     /// Results file (JSONL) [default: a dated file under the data directory].
     #[arg(long, short = 'o', value_name = "FILE")]
+    #[arg(help_heading = "Output")]
     pub output: Option<PathBuf>,
     /// Continue an interrupted run into the same file (the newest results
     /// file when --output is not given), skipping finished URLs.
     #[arg(long)]
+    #[arg(help_heading = "Output")]
     pub resume: bool,
     /// Also write the summary as JSON.
     #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Output")]
     pub json_summary: Option<PathBuf>,
     /// Config file (TOML) [default: $XDG_CONFIG_HOME/gatewatch/config.toml].
     #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Input")]
     pub config: Option<PathBuf>,
     /// Where the probe is, how it measures (boxed: these are many).
     #[command(flatten)]
     pub probe: Box<ProbeArgs>,
     /// I have read the risks and consent (for unattended runs).
     #[arg(long, short = 'y')]
+    #[arg(help_heading = "Unattended")]
     pub yes: bool,
     /// No progress bar or progress lines.
     #[arg(long)]
+    #[arg(help_heading = "Output")]
     pub no_progress: bool,
     /// Language of the consent text and summary [default: from the locale].
     #[arg(long, value_enum)]
+    #[arg(help_heading = "Output")]
     pub lang: Option<Lang>,
     /// Upload every measurement to this OONI-compatible collector; what
     /// fails is spooled for `gatewatch upload`.
     #[arg(long, value_name = "URL")]
+    #[arg(help_heading = "Unattended")]
     pub upload: Option<String>,
     /// Do not record verdicts in the local history database.
     #[arg(long)]
+    #[arg(help_heading = "Privacy")]
     pub no_history: bool,
     /// Wait a random time up to this long before starting (for cron).
     #[arg(long, value_name = "DURATION")]
+    #[arg(help_heading = "Unattended")]
     pub random_delay: Option<humantime::Duration>,
 }
 
@@ -216,51 +240,67 @@ pub struct RunArgs {
 pub struct ProbeArgs {
     /// `probe_asn` to write (e.g. AS38623) instead of the database lookup.
     #[arg(long, value_name = "ASN")]
+    #[arg(help_heading = "Privacy")]
     pub probe_asn: Option<String>,
     /// `probe_cc` to write (e.g. KH) instead of the database lookup.
     #[arg(long, value_name = "CC")]
+    #[arg(help_heading = "Privacy")]
     pub probe_cc: Option<String>,
     /// MaxMind-format ASN database (.mmdb).
     #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Privacy")]
     pub asn_db: Option<PathBuf>,
     /// MaxMind-format country database (.mmdb).
     #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Privacy")]
     pub country_db: Option<PathBuf>,
     /// Extra trust anchors, PEM (repeatable).
-    #[arg(long, value_name = "PEM")]
+    #[arg(long, value_name = "FILE")]
+    #[arg(help_heading = "Measurement")]
     pub ca_file: Vec<PathBuf>,
     /// Treat this special-purpose range as public (repeatable; for test labs).
     #[arg(long, value_name = "CIDR")]
+    #[arg(help_heading = "Measurement")]
     pub treat_as_public: Vec<IpNet>,
-    /// A UDP resolver to query besides the system one (repeatable).
-    #[arg(long, value_name = "IP[:PORT]")]
+    /// A UDP resolver (IP[:PORT]) to query besides the system one (repeatable).
+    #[arg(long, value_name = "ADDR")]
+    #[arg(help_heading = "Measurement")]
     pub resolver: Vec<String>,
     /// Do not ask the system resolver (getaddrinfo); only --resolver/--doh.
     #[arg(long)]
+    #[arg(help_heading = "Measurement")]
     pub no_system_resolver: bool,
     /// A DNS-over-HTTPS resolver to query (repeatable).
     #[arg(long, value_name = "URL")]
+    #[arg(help_heading = "Measurement")]
     pub doh: Vec<String>,
     /// Control server URL, repeatable for failover; `none` for no control.
     #[arg(long, value_name = "URL|none")]
+    #[arg(help_heading = "Control")]
     pub control: Vec<String>,
     /// DNS step timeout [default: 4s].
     #[arg(long, value_name = "DURATION")]
+    #[arg(help_heading = "Measurement")]
     pub dns_timeout: Option<humantime::Duration>,
     /// TCP connect timeout [default: 10s].
     #[arg(long, value_name = "DURATION")]
+    #[arg(help_heading = "Measurement")]
     pub tcp_timeout: Option<humantime::Duration>,
     /// TLS handshake timeout [default: 10s].
     #[arg(long, value_name = "DURATION")]
+    #[arg(help_heading = "Measurement")]
     pub tls_timeout: Option<humantime::Duration>,
     /// HTTP round-trip timeout [default: 10s].
     #[arg(long, value_name = "DURATION")]
+    #[arg(help_heading = "Measurement")]
     pub http_timeout: Option<humantime::Duration>,
     /// Give up on one URL after this long [default: 60s].
     #[arg(long, value_name = "DURATION")]
+    #[arg(help_heading = "Measurement")]
     pub url_deadline: Option<humantime::Duration>,
     /// Localise the censoring hop of URLs found blocked.
     #[arg(long)]
+    #[arg(help_heading = "Measurement")]
     pub trace_blocked: bool,
     /// Make a QUIC (HTTP/3) handshake to every address of every https URL,
     /// not only when the control reports an HTTP/3 endpoint for the site.
@@ -269,11 +309,13 @@ pub struct ProbeArgs {
     /// A directory with OONI-format `fingerprints_dns.csv` and/or
     /// `fingerprints_http.csv`, used besides the shipped fingerprints.
     #[arg(long, value_name = "DIR")]
+    #[arg(help_heading = "Measurement")]
     pub fingerprints: Option<PathBuf>,
     /// STUN server asked for the probe's public address, so it can be
     /// scrubbed when the control does not report it [default:
     /// stun.l.google.com:19302]; `none` to skip.
-    #[arg(long, value_name = "HOST:PORT|none")]
+    #[arg(long, value_name = "ADDR|none")]
+    #[arg(help_heading = "Privacy")]
     pub stun: Option<String>,
     /// A harmless reference target for the network checks (repeatable;
     /// `none` for no checks) [default: the control's host over http and
@@ -289,9 +331,13 @@ pub struct ProbeArgs {
 /// Runs the command; returns the process exit code. Usage, config and input
 /// errors are reported here (exit code 2); other errors go up (exit 1).
 pub async fn execute(args: RunArgs) -> Result<u8, RunError> {
+    let lang = args.lang.unwrap_or_else(Lang::from_env);
     match run(args).await {
         Ok(code) => Ok(code),
         Err(e) if matches!(e.exit_code(), EXIT_USAGE | EXIT_BUSY) => {
+            if let Some(lead) = plainwords::refused(lang, e.exit_code() == EXIT_BUSY) {
+                eprintln!("gatewatch run: {lead}");
+            }
             eprintln!("gatewatch run: {e}");
             Ok(e.exit_code())
         }
@@ -304,6 +350,7 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
     let lang = settings.lang;
 
     // Inputs first: a bad list is reported before consent is asked.
+    crate::categories::check(&settings.categories)?;
     let plan = InputPlan::new(
         &settings.urls,
         &settings.input_files,
@@ -414,7 +461,7 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
     }
     let ctx = Arc::new(ctx);
     let cancel = CancellationToken::new();
-    spawn_signal_watch(cancel.clone());
+    spawn_signal_watch(cancel.clone(), lang);
     // Reference checks before and during the run (netcheck.rs, netwatch.rs).
     let references = if settings.control_disabled() && settings.references.is_empty() {
         Vec::new()
@@ -454,7 +501,7 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
         },
     );
 
-    let mut progress = Progress::new(total, settings.no_progress);
+    let mut progress = Progress::new(total, settings.no_progress, lang);
     let mut dates = clock::DateWatch::default();
     let mut summary = Summary {
         test_start_time: ctx.test_start_time.clone(),
@@ -652,7 +699,7 @@ fn is_unknown(loc: &crate::geo::ProbeLocation) -> bool {
 }
 
 /// Ctrl-C and SIGTERM cancel the run.
-fn spawn_signal_watch(cancel: CancellationToken) {
+fn spawn_signal_watch(cancel: CancellationToken, lang: Lang) {
     tokio::spawn(async move {
         #[cfg(unix)]
         {
@@ -674,7 +721,7 @@ fn spawn_signal_watch(cancel: CancellationToken) {
         {
             let _ = tokio::signal::ctrl_c().await;
         }
-        eprintln!("gatewatch: interrupted; writing the URLs in flight and stopping");
+        eprintln!("{}", self::plainwords::interrupted(lang));
         cancel.cancel();
         exit_after_grace();
     });

@@ -17,6 +17,7 @@ pub struct Progress {
     total: u64,
     done: u64,
     anomalies: u64,
+    lang: super::strings::Lang,
     started: Instant,
 }
 
@@ -29,17 +30,18 @@ enum Kind {
 
 impl Progress {
     /// Chooses the form from the terminal and `--no-progress`.
-    pub fn new(total: u64, no_progress: bool) -> Progress {
+    pub fn new(total: u64, no_progress: bool, lang: super::strings::Lang) -> Progress {
         let kind = if no_progress {
             Kind::Silent
         } else if std::io::stderr().is_terminal() {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            let style = ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} ETA {eta}",
-            )
+            let style = ProgressStyle::with_template(&format!(
+                "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {{msg}} {} {{eta}}",
+                super::plainwords::progress_words(lang).2
+            ))
             .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
-            bar.set_message("anomalies: 0");
+            bar.set_message(format!("{}: 0", super::plainwords::progress_words(lang).1));
             bar.enable_steady_tick(Duration::from_millis(250));
             Kind::Bar(bar)
         } else {
@@ -52,6 +54,7 @@ impl Progress {
             total,
             done: 0,
             anomalies: 0,
+            lang,
             started: Instant::now(),
         }
     }
@@ -65,7 +68,8 @@ impl Progress {
         match &mut self.kind {
             Kind::Bar(b) => {
                 b.set_position(self.done);
-                b.set_message(format!("anomalies: {}", self.anomalies));
+                let word = super::plainwords::progress_words(self.lang).1;
+                b.set_message(format!("{word}: {}", self.anomalies));
             }
             Kind::Log { last } => {
                 if last.elapsed() >= LOG_EVERY {
@@ -85,16 +89,17 @@ impl Progress {
     }
 
     fn line(&self) -> String {
+        let words = super::plainwords::progress_words(self.lang);
         let eta = if self.done > 0 && self.total > self.done {
             let per = self.started.elapsed().as_secs_f64() / self.done as f64;
             let left = Duration::from_secs((per * (self.total - self.done) as f64) as u64);
-            format!(", ETA {}", humantime::format_duration(left))
+            format!(", {} {}", words.2, humantime::format_duration(left))
         } else {
             String::new()
         };
         format!(
-            "{}/{} URLs done, {} anomalies{eta}",
-            self.done, self.total, self.anomalies
+            "{}/{} {}, {} {}{eta}",
+            self.done, self.total, words.0, self.anomalies, words.1
         )
     }
 }

@@ -244,6 +244,9 @@ impl Summary {
                     a.input,
                     strings::status_name(lang, st)
                 );
+                if let Some(mech) = &a.mechanism {
+                    let _ = writeln!(s, "      → {}", super::plainwords::describe(mech, lang));
+                }
             }
         }
         for (k, n) in &self.interference {
@@ -280,6 +283,7 @@ impl Summary {
             strings::phrase(lang, Phrase::ResultsIn),
             self.output.display()
         );
+        let _ = writeln!(s, "{}", super::plainwords::next_steps(lang, &self.output));
         if self.aborted {
             let _ = writeln!(s, "{}", strings::phrase(lang, Phrase::ResumeHint));
         }

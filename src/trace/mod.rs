@@ -65,12 +65,12 @@ pub struct TraceArgs {
     /// The name sent to the same address as a control.
     #[arg(long, default_value = "example.org")]
     pub control_name: String,
-    /// The resolver for the DNS triggers (default: the first IPv4
-    /// nameserver of /etc/resolv.conf).
-    #[arg(long)]
+    /// The resolver for the DNS triggers [default: the first IPv4
+    /// nameserver of /etc/resolv.conf].
+    #[arg(long, value_name = "ADDR")]
     pub resolver: Option<SocketAddr>,
-    /// The site's address (default: resolved through the resolver).
-    #[arg(long)]
+    /// The site's address [default: resolved through the resolver].
+    #[arg(long, value_name = "ADDR")]
     pub address: Option<Ipv4Addr>,
     /// Do not use raw sockets even when permitted.
     #[arg(long)]

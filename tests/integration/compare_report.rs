@@ -672,6 +672,13 @@ fn report_renders_in_headless_chromium() {
         dom.contains("Blocked and throttled URLs"),
         "DOM lacks the URL section: {dom}"
     );
+    for want in [
+        "Measurements per article-6 power",
+        "@media print{",
+        "<dl class=\"mech\">",
+    ] {
+        assert!(dom.contains(want), "DOM lacks {want:?}");
+    }
     assert!(
         dom.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
         "hostile URL not shown as text"

@@ -2,6 +2,7 @@
 //! (in-process on 127.0.0.1, or in network namespaces the lab creates) and
 //! asserts exact outcomes.
 
+mod cli;
 mod compare_report;
 mod control;
 mod fakes;
@@ -15,6 +16,7 @@ mod probes_quic;
 mod probes_tcp;
 mod probes_tls;
 mod quic_fake;
+mod report_plain;
 mod run;
 mod server_limits;
 mod trace;
