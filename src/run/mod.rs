@@ -382,8 +382,13 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
         return Ok(EXIT_INTERRUPTED);
     };
 
+    // Ctrl-C and SIGTERM from here on end the run with EXIT_INTERRUPTED,
+    // in the preflight and the clock check too.
+    let cancel = CancellationToken::new();
+    spawn_signal_watch(cancel.clone(), lang);
+
     // Is there a network, and a control? (A few seconds, all at once.)
-    let pre = preflight::check(preflight::Targets {
+    let preflight = preflight::check(preflight::Targets {
         hosts: preflight::hosts_of(
             plan.open(HashSet::new())?.take(64).map(|e| e.url),
             preflight::HOSTS_CHECKED,
@@ -392,8 +397,11 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
         resolvers: web.resolvers.clone(),
         control: control.as_ref(),
         stun: settings.stun.clone(),
-    })
-    .await;
+    });
+    let pre = tokio::select! {
+        p = preflight => p,
+        _ = cancel.cancelled() => return Ok(EXIT_INTERRUPTED),
+    };
     if preflight::announce(&pre, lang, settings.stop_without_control) == preflight::Go::Stop {
         return Ok(EXIT_NO_NETWORK);
     }
@@ -401,7 +409,10 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
     // The probe's clock against the control's (see clock.rs).
     let local_clock = clock::LocalClock::from_env();
     let run_start = local_clock.now();
-    let clock_state = clock::check_control(local_clock, control.as_ref()).await;
+    let clock_state = tokio::select! {
+        c = clock::check_control(local_clock, control.as_ref()) => c,
+        _ = cancel.cancelled() => return Ok(EXIT_INTERRUPTED),
+    };
     if let Some(w) = clock_state.summary().warning(lang) {
         eprintln!("gatewatch: {w}");
     }
@@ -460,17 +471,21 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
         );
     }
     let ctx = Arc::new(ctx);
-    let cancel = CancellationToken::new();
-    spawn_signal_watch(cancel.clone(), lang);
     // Reference checks before and during the run (netcheck.rs, netwatch.rs).
     let references = if settings.control_disabled() && settings.references.is_empty() {
         Vec::new()
     } else {
-        let urls = ctx
-            .control
-            .as_ref()
-            .map(|c| c.urls().to_vec())
-            .unwrap_or_default();
+        // A control the preflight could not reach says nothing of the
+        // network: its host is no reference then (it would fail for the
+        // control's own reason).
+        let urls = match pre.network() {
+            preflight::Network::NoControl => Vec::new(),
+            _ => ctx
+                .control
+                .as_ref()
+                .map(|c| c.urls().to_vec())
+                .unwrap_or_default(),
+        };
         netcheck::reference_urls(&settings.references, &urls)
     };
     let before = match netwatch::before_run(ctx.clone(), &references, lang).await {

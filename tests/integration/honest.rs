@@ -177,6 +177,9 @@ impl Env {
             .args(["run", "--yes", "--no-progress", "--no-system-resolver"])
             .args(["--treat-as-public", "127.0.0.0/8"])
             .args(["--dns-timeout", "2s", "--tcp-timeout", "2s"])
+            // No reference checks: these tests count control requests and
+            // verdicts exactly (netwide.rs tests the checks).
+            .args(["--reference", "none"])
             .args(extra);
         c
     }
@@ -300,7 +303,10 @@ async fn an_unreachable_control_is_said_and_never_no_anomalies() {
     assert_eq!(s["network"]["state"], "no_control");
     assert_eq!(s["network"]["preflight"]["resolvers"][0]["reachable"], true);
     assert_eq!(s["network"]["preflight"]["controls"][0]["reachable"], false);
-    assert_eq!(s["network"]["controls"][0]["failures"], 1);
+    assert_eq!(
+        s["network"]["controls"][0]["failures"], 2,
+        "the clock check and the URL"
+    );
     assert_eq!(s["control_failures"], 1);
 
     // The config can say to stop instead.
@@ -366,14 +372,16 @@ async fn a_control_that_answers_429_loses_no_measurement() {
         assert!(tk["control_failure"].is_null(), "{}", tk["control_failure"]);
         assert_eq!(tk["control"]["http_request"]["status_code"], 200);
     }
-    assert_eq!(refused.load(Ordering::SeqCst), 12);
+    // 12 URLs and the clock check (one control request about the
+    // control's own URL, before measuring).
+    assert_eq!(refused.load(Ordering::SeqCst), 13);
     let s = json(&summary);
     assert_eq!(s["control_failures"], 0);
-    assert_eq!(s["network"]["controls"][0]["http_429"], 12);
-    assert_eq!(s["network"]["controls"][0]["answers"], 12);
+    assert_eq!(s["network"]["controls"][0]["http_429"], 13);
+    assert_eq!(s["network"]["controls"][0]["answers"], 13);
     assert!(
         o.stdout
-            .contains("control asked us to slow down (waited, retried): 12"),
+            .contains("control asked us to slow down (waited, retried): 13"),
         "{}",
         o.stdout
     );
@@ -443,7 +451,10 @@ async fn our_control_defaults_serve_64_slots_without_losses() {
     let d = ServerConfig::default();
     let s = against_our_control(loopback_control(d.rate_per_minute, d.rate_burst), 300, "64").await;
     assert_eq!(s["control_failures"], 0);
-    assert_eq!(s["network"]["controls"][0]["answers"], 300);
+    assert_eq!(
+        s["network"]["controls"][0]["answers"], 301,
+        "300 URLs and the clock check"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -452,7 +463,7 @@ async fn a_rate_limited_team_control_slows_the_probe_down_but_loses_nothing() {
     let s = against_our_control(loopback_control(600, 20), 80, "64").await;
     assert_eq!(s["control_failures"], 0);
     let c = &s["network"]["controls"][0];
-    assert_eq!(c["answers"], 80);
+    assert_eq!(c["answers"], 81, "80 URLs and the clock check");
     assert!(c["http_429"].as_u64().unwrap() > 0, "{c}");
 }
 

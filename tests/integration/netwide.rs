@@ -286,9 +286,10 @@ async fn a_walled_garden_mid_run_is_marked_and_resume_measures_again() {
     let garden = Arc::new(AtomicBool::new(false));
     let g = Arc::clone(&garden);
     let answer: Answer = Arc::new(move |name: &str| {
-        // The balance runs out while s3 is measured: every name asked for
-        // after it (s3's own other queries aside) gets the portal.
-        if name == "s3.test" {
+        // The balance runs out while s4 is measured: every name asked for
+        // after it (s4's own other queries aside) gets the portal. (Not
+        // s1–s3: the run's preflight asks the resolver about those first.)
+        if name == "s4.test" {
             g.store(true, Ordering::SeqCst);
             return honest(name);
         }
@@ -711,5 +712,8 @@ async fn an_interactive_volunteer_is_asked_and_what_is_measured_is_marked() {
     let summary = net.summary();
     assert_eq!(summary["network_interception"][0]["before_run"], true);
     assert_eq!(summary["network_interception"][0]["marked"], 4);
-    assert!(text.contains("No anomalies found."), "{text}");
+    // Every verdict is inconclusive: the summary says why instead of "No
+    // anomalies found".
+    assert!(!text.contains("No anomalies found."), "{text}");
+    assert!(text.contains("Most verdicts are inconclusive"), "{text}");
 }
