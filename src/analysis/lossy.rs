@@ -113,7 +113,7 @@ pub(crate) fn judge_silence(tries: u32, contradicted: bool, line_loss: Option<f6
         };
         if contradicted {
             return SilenceCall::Contradicted(format!(
-                "{few}, and another resolver answered consistently with the control: not evidence of a DNS block"
+                "{few}, and it is contradicted by another resolver that answered consistently with the control: not evidence of a DNS block"
             ));
         }
         return SilenceCall::Block {

@@ -150,14 +150,20 @@ fn a_lossy_line_blocks_nothing_and_hides_no_block() {
         "tls-sni-drop",
         "tls-sni-rst",
     ];
-    let list: Vec<Scenario> = names
+    // The run's preflight asks the resolvers for the first few names of
+    // its list: those are clean sites without drop rules, so the first
+    // query the measurement itself sends for a name below is the one lost.
+    let preflight = ["small-site", "dynamic-40", "client-dependent", "slow"];
+    assert!(gatewatch::run::preflight::HOSTS_CHECKED <= preflight.len());
+    let mut list: Vec<Scenario> = preflight[..gatewatch::run::preflight::HOSTS_CHECKED]
         .iter()
-        .map(|n| {
-            let (sc, ip) = world.find(n);
-            drop_first_packets(&world, &sc, ip);
-            sc
-        })
+        .map(|n| world.find(n).0)
         .collect();
+    list.extend(names.iter().map(|n| {
+        let (sc, ip) = world.find(n);
+        drop_first_packets(&world, &sc, ip);
+        sc
+    }));
     let (rows, results) = run_rows(&world, "lossy", &list, &control);
     let bad: Vec<&str> = rows.iter().filter(|r| !r.ok()).map(|r| r.name).collect();
     assert!(
