@@ -27,7 +27,10 @@
 //! (A and AAAA, query and reply), so with 10 % loss each way one try is
 //! silent about a third of the time, and [`PERSISTENT_TRIES`] silent tries
 //! in a row happen by loss about once in 500 lookups (0.34^6); a name the
-//! resolver never answers is silent on every try.
+//! resolver never answers is silent on every try. A DNS timeout under
+//! 1.75 s leaves room for fewer than [`PERSISTENT_TRIES`] tries: there a
+//! silence the other resolver contradicts is never a DNS verdict (the
+//! evidence still reports it).
 //!
 //! The rule ([`judge_silence`], used for the input's name and for every
 //! redirect hop's):
