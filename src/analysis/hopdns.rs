@@ -16,6 +16,7 @@ use probes::failure::Failure;
 use crate::model::Measurement;
 
 use super::dnscheck::DnsView;
+use super::lossy;
 use super::observe::{join_ips, join_words, Control, Target};
 use super::AnalysisContext;
 
@@ -101,7 +102,8 @@ pub(crate) fn find(
         let mut ev = Vec::new();
         let mechanism = if let Some(f) = &p.failure {
             ev.push(format!(
-                "{label} failed with {f} for {hop_name}; the control resolved {}",
+                "{label} failed with {f}{} for {hop_name}; the control resolved {}",
+                lossy::tries_text(p.attempts),
                 join_ips(&ctl_addrs)
             ));
             failure_mechanism(f)
@@ -144,11 +146,24 @@ pub(crate) fn find(
             }
             mech
         };
-        let confidence = if continued.is_some() {
+        let mut confidence = if continued.is_some() {
             "confirmed"
         } else {
             "likely"
         };
+        // A silence for the hop's name is judged like the input's (issue 23).
+        if p.failure.as_ref().is_some_and(lossy::loss_can_cause) {
+            match lossy::judge_silence(p.attempts, continued.is_some(), ctx.line_loss) {
+                lossy::SilenceCall::Contradicted(_) => continue,
+                lossy::SilenceCall::Block {
+                    confidence: c,
+                    notes,
+                } => {
+                    confidence = c;
+                    ev.extend(notes);
+                }
+            }
+        }
         ev.extend(continued);
         return Some(HopFinding {
             mechanism,

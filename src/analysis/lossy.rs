@@ -17,35 +17,65 @@
 //! step that succeeded on a resend is an answer, not evidence; the count
 //! feeds the line's loss estimate ([`retried_steps`]).
 //!
-//! # Confidence
+//! # Silences: loss or a censor's drop?
 //!
-//! - A failure that loss can produce ([`loss_can_cause`]: a silence) counts
-//!   as persistent only when every try failed ([`PERSISTENT_TRIES`] or
-//!   more); persistent gives at most `likely`, and only `possible` when
-//!   more than [`LOSSY_LINE_SHARE`] of the run's steps so far needed a
-//!   retry (`AnalysisContext::line_loss`).
-//! - A single silent try gives at most `possible`.
-//! - A single silent try of the system resolver contradicted by another
-//!   resolver that answered consistently with the control in the same
-//!   measurement is no DNS verdict at all: the evidence says so and the
-//!   verdict comes from the rest of the measurement (the page fetched over
-//!   the other resolver's addresses).
-//! - Answers (NXDOMAIN, a wrong address, an injected reply) are not what
-//!   loss produces and keep their confidence.
+//! A censor that drops a name's queries drops every one of them; random
+//! loss drops some. The system resolver is therefore tried many times
+//! within the DNS step (`web::resend`: a new, independent getaddrinfo every
+//! eighth of the timeout, at least 250 ms apart, at most 8 tries; 7 with a
+//! 2 s timeout, 8 with the default 4 s). A try needs about four datagrams
+//! (A and AAAA, query and reply), so with 10 % loss each way one try is
+//! silent about a third of the time, and [`PERSISTENT_TRIES`] silent tries
+//! in a row happen by loss about once in 500 lookups (0.34^6); a name the
+//! resolver never answers is silent on every try. A DNS timeout under
+//! 1.75 s leaves room for fewer than [`PERSISTENT_TRIES`] tries: there a
+//! silence the other resolver contradicts is never a DNS verdict (the
+//! evidence still reports it).
+//!
+//! The rule ([`judge_silence`], used for the input's name and for every
+//! redirect hop's):
+//!
+//! - An answer (NXDOMAIN, a wrong address, an injected reply) is not what
+//!   loss produces and keeps its confidence. Only silences
+//!   ([`loss_can_cause`]) are judged here.
+//! - A silence on fewer than [`PERSISTENT_TRIES`] tries (a short DNS
+//!   timeout, or a measurement from before the resends) proves nothing
+//!   about persistence:
+//!   - when another resolver in the same measurement answered
+//!     consistently with the control, it is no DNS verdict at all; the
+//!     evidence says so and the verdict comes from the rest of the
+//!     measurement (the page fetched over the other resolver's addresses);
+//!   - when nothing contradicts it, it is at most `possible`.
+//! - A silence on every one of [`PERSISTENT_TRIES`] or more tries is
+//!   persistent: `blocked`, `likely` (never `confirmed`), and only
+//!   `possible` when more than [`LOSSY_LINE_SHARE`] of the run's steps so
+//!   far needed a retry (`AnalysisContext::line_loss`), since on so lossy a
+//!   line even many silences can be loss.
+//!
+//! We do not also require "the UDP resolver needed no resend for this
+//! name": a resend there says the line lost a packet, which the count of
+//! silent tries already accounts for, and it would hide the `dns-silent`
+//! block on any line that loses packets (the lab's
+//! `a_lossy_line_blocks_nothing_and_hides_no_block` drops the first query
+//! to every resolver).
+//!
+//! Each getaddrinfo try is not its own `queries[]` entry: the lookup is one
+//! entry whose `x_attempts` counts the tries started (OONI readers ignore
+//! the extra key; one entry per lookup keeps the analysis's "one lookup per
+//! resolver" view). The UDP resends are the same query (same id and
+//! socket), so they are one entry as well.
 
 use probes::failure::Failure;
 
 use crate::model::Measurement;
 
-/// Tries after which a silence is persistent.
-pub const PERSISTENT_TRIES: u32 = 2;
+/// Silent tries after which a silence of the system resolver is persistent
+/// (see the module doc).
+pub const PERSISTENT_TRIES: u32 = 6;
 
 /// On a line where more than this share of steps needed a retry, verdicts
 /// are less certain and the summary says so.
 pub const LOSSY_LINE_SHARE: f64 = 0.10;
-
-/// Evidence for a single silent try that another resolver contradicts.
-pub(crate) const CONTRADICTED: &str = "the failure is contradicted within this measurement and was not repeated: a lost reply, not evidence of a DNS block";
 
 /// Evidence for a single silent try.
 pub(crate) const SINGLE_TRY: &str =
@@ -57,6 +87,53 @@ pub fn loss_can_cause(f: &Failure) -> bool {
         f,
         Failure::GenericTimeout | Failure::TimedOut | Failure::DnsTemporaryFailure
     )
+}
+
+/// What a silence of a resolver means (see the module doc).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum SilenceCall {
+    /// No DNS verdict: too few tries, and another resolver answered
+    /// consistently with the control. The sentence says so.
+    Contradicted(String),
+    /// A DNS block with this confidence; the sentences qualify it.
+    Block {
+        /// `likely` or `possible`.
+        confidence: &'static str,
+        /// Why not more certain, if so.
+        notes: Vec<String>,
+    },
+}
+
+/// Judges a silence on every one of `tries` tries; `contradicted` when
+/// another resolver answered the name consistently with the control.
+pub(crate) fn judge_silence(tries: u32, contradicted: bool, line_loss: Option<f64>) -> SilenceCall {
+    if tries < PERSISTENT_TRIES {
+        let few = if tries > 1 {
+            format!("it was silent on {tries} tries, too few to tell a persistent drop from lost packets")
+        } else {
+            "it was tried once, and packet loss on the line could explain a single silence"
+                .to_string()
+        };
+        if contradicted {
+            return SilenceCall::Contradicted(format!(
+                "{few}, and it is contradicted by another resolver that answered consistently with the control: not evidence of a DNS block"
+            ));
+        }
+        return SilenceCall::Block {
+            confidence: "possible",
+            notes: vec![few],
+        };
+    }
+    match line_loss.filter(|l| *l > LOSSY_LINE_SHARE) {
+        Some(loss) => SilenceCall::Block {
+            confidence: "possible",
+            notes: vec![lossy_line_sentence(loss)],
+        },
+        None => SilenceCall::Block {
+            confidence: "likely",
+            notes: Vec::new(),
+        },
+    }
 }
 
 /// Evidence for a persistent silence on a line that lost many packets.
@@ -152,5 +229,34 @@ mod tests {
         assert_eq!(retried_steps(&m), (3, 1));
         assert_eq!(tries_text(1), "");
         assert_eq!(tries_text(3), " on each of its 3 tries");
+    }
+
+    #[test]
+    fn only_a_persistent_silence_blocks() {
+        let few = PERSISTENT_TRIES - 1;
+        assert!(matches!(
+            judge_silence(few, true, None),
+            SilenceCall::Contradicted(s) if s.contains("too few")
+        ));
+        assert!(matches!(
+            judge_silence(1, false, None),
+            SilenceCall::Block {
+                confidence: "possible",
+                ..
+            }
+        ));
+        for contradicted in [false, true] {
+            assert_eq!(
+                judge_silence(PERSISTENT_TRIES, contradicted, Some(0.05)),
+                SilenceCall::Block {
+                    confidence: "likely",
+                    notes: vec![]
+                }
+            );
+            assert!(matches!(
+                judge_silence(PERSISTENT_TRIES + 1, contradicted, Some(0.3)),
+                SilenceCall::Block { confidence: "possible", notes } if notes[0].contains("30 %")
+            ));
+        }
     }
 }

@@ -178,24 +178,17 @@ fn dns_step(
             return Some(blocked("dns.injected", conf, e));
         }
         if lossy::loss_can_cause(f) {
-            // A silence is what a lost datagram looks like too: only a
+            // A silence is what lost datagrams look like too: only a
             // persistent one counts, and never as `confirmed`.
-            match (p.attempts >= lossy::PERSISTENT_TRIES, consistent) {
-                (false, Some(_)) => {
+            match lossy::judge_silence(p.attempts, consistent.is_some(), i.ctx.line_loss) {
+                lossy::SilenceCall::Contradicted(why) => {
                     ev.extend(e);
-                    ev.push(lossy::CONTRADICTED.to_string());
+                    ev.push(why);
                     return None;
                 }
-                (false, None) => {
-                    e.push(lossy::SINGLE_TRY.to_string());
-                    conf = "possible";
-                }
-                (true, _) => {
-                    conf = "likely";
-                    if let Some(loss) = i.ctx.line_loss.filter(|l| *l > lossy::LOSSY_LINE_SHARE) {
-                        e.push(lossy::lossy_line_sentence(loss));
-                        conf = "possible";
-                    }
+                lossy::SilenceCall::Block { confidence, notes } => {
+                    e.extend(notes);
+                    conf = confidence;
                 }
             }
         }

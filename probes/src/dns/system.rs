@@ -100,6 +100,16 @@ fn pool() -> &'static Pool {
     POOL.get_or_init(|| Pool::new(MAX_CONCURRENT_LOOKUPS, MAX_LOOKUP_THREADS, resolve_blocking))
 }
 
+/// Whether the process's lookup pool has room to spare: more than half of
+/// its slots and threads are free. Extra tries of a lookup (resends on a
+/// lossy line) start only then, so they never take the room a first
+/// lookup of another name needs.
+pub fn spare_capacity() -> bool {
+    let p = pool();
+    p.slots.available_permits() > MAX_CONCURRENT_LOOKUPS / 2
+        && p.threads.available_permits() > MAX_LOOKUP_THREADS / 2
+}
+
 /// Resolves `host` with getaddrinfo (on a thread of its own), recorded as
 /// one `ANY` query with engine `getaddrinfo`.
 ///

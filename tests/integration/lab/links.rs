@@ -77,12 +77,24 @@ fn drop_first_packets(world: &World, sc: &Scenario, ip: std::net::Ipv4Addr) {
 }
 
 fn run_rows(world: &World, name: &str, list: &[Scenario], control: &str) -> (Vec<Row>, Value) {
+    run_rows_with(world, name, list, control, &[])
+}
+
+/// [`run_rows`] with more arguments for `gatewatch run`.
+fn run_rows_with(
+    world: &World,
+    name: &str,
+    list: &[Scenario],
+    control: &str,
+    extra: &[&str],
+) -> (Vec<Row>, Value) {
     let input = write_list(world, &format!("{name}.txt"), list);
     let out = world.dir.path().join(format!("{name}.jsonl"));
     let summary = world.dir.path().join(format!("{name}-summary.json"));
     let run = probe_command(world, &input, &out, control)
         .arg("--json-summary")
         .arg(&summary)
+        .args(extra)
         .output()
         .unwrap();
     assert!(
@@ -141,14 +153,20 @@ fn a_lossy_line_blocks_nothing_and_hides_no_block() {
         "dns-silent",
         "tls-sni-drop",
     ];
-    let list: Vec<Scenario> = names
+    // The run's preflight asks the resolvers for the first few names of
+    // its list: those are clean sites without drop rules, so the first
+    // query the measurement itself sends for a name below is the one lost.
+    let preflight = ["small-site", "dynamic-40", "client-dependent", "slow"];
+    assert!(gatewatch::run::preflight::HOSTS_CHECKED <= preflight.len());
+    let mut list: Vec<Scenario> = preflight[..gatewatch::run::preflight::HOSTS_CHECKED]
         .iter()
-        .map(|n| {
-            let (sc, ip) = world.find(n);
-            drop_first_packets(&world, &sc, ip);
-            sc
-        })
+        .map(|n| world.find(n).0)
         .collect();
+    list.extend(names.iter().map(|n| {
+        let (sc, ip) = world.find(n);
+        drop_first_packets(&world, &sc, ip);
+        sc
+    }));
     let (rows, results) = run_rows(&world, "lossy", &list, &control);
     let bad: Vec<&str> = rows.iter().filter(|r| !r.ok()).map(|r| r.name).collect();
     assert!(
@@ -164,11 +182,23 @@ fn a_lossy_line_blocks_nothing_and_hides_no_block() {
             "{n}: {:?}",
             attempts(m, "udp")
         );
-        assert_eq!(attempts(m, "getaddrinfo"), vec![2], "{n}");
+        // The system resolver's tries come every 250 ms: the second one
+        // answers, or a later one when the machine is slow.
+        let gai = attempts(m, "getaddrinfo");
+        assert!(gai.len() == 1 && gai[0] >= 2, "{n}: {gai:?}");
         assert!(m["test_keys"]["dns_experiment_failure"].is_null(), "{n}");
         let ev = m["test_keys"]["x_verdict"]["evidence"].to_string();
         assert!(ev.contains("answered only after a resend"), "{n}: {ev}");
     }
+    // dns-silent: the system resolver was silent on every one of its many
+    // tries, which loss does not do; the other resolver's answer does not
+    // excuse that.
+    let m = &results[&world.find("dns-silent").0.url()];
+    let gai = attempts(m, "getaddrinfo");
+    assert!(
+        gai.len() == 1 && gai[0] >= u64::from(gatewatch::analysis::lossy::PERSISTENT_TRIES),
+        "dns-silent: {gai:?}"
+    );
     let s = &results["summary"];
     assert!(s["retried_steps"].as_u64().unwrap() >= 8, "{s}");
     assert!(s["line_loss_estimate"].as_f64().unwrap() > 0.0, "{s}");
@@ -221,14 +251,22 @@ fn a_slow_line_is_not_throttling_but_a_throttled_site_on_it_is() {
     assert!(ev.contains("no baseline"), "{ev}");
 
     // 4 Mbit/s with the throttled site at 512 kbit/s: an eighth of what the
-    // line does for the large clean page (listed first, so it has finished
-    // long before the throttled transfer's 2.5 s).
+    // line does for the large clean page. One URL at a time, the large
+    // clean page first: the line's baseline is learnt before the throttled
+    // site is judged, whatever the machine's load (with URLs in parallel
+    // the throttled page could finish first and find no baseline).
     shape_line(&world, "change", "4mbit");
     let list: Vec<Scenario> = ["big", "throttled", "clean"]
         .iter()
         .map(|n| world.find(n).0)
         .collect();
-    let (rows, results) = run_rows(&world, "slow-line-throttled", &list, &control);
+    let (rows, results) = run_rows_with(
+        &world,
+        "slow-line-throttled",
+        &list,
+        &control,
+        &["--parallel", "1"],
+    );
     assert!(
         rows.iter().all(Row::ok),
         "the throttled site is still found"

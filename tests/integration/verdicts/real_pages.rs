@@ -432,9 +432,19 @@ const RIGHTS_EP: &str = "203.0.113.9:443";
 /// `sys` for rights.example (`sys_fail` its failure), the public resolver
 /// gives the genuine address and the page loads from there over TLS.
 fn redirect_hop(sys: &[&str], sys_fail: &str) -> Measurement {
+    redirect_hop_tries(sys, sys_fail, 1)
+}
+
+/// [`redirect_hop`] with the system lookup of rights.example tried `tries`
+/// times.
+fn redirect_hop_tries(sys: &[&str], sys_fail: &str, tries: u32) -> Measurement {
     let hop = |mut b: super::M, engine: &str, resolver: &str, addrs: &[&str], f: &str| {
         b = b.query(engine, resolver, "rights.example", addrs, f);
-        b.m.test_keys.queries.last_mut().unwrap().tags = vec!["depth=1".into()];
+        let q = b.m.test_keys.queries.last_mut().unwrap();
+        q.tags = vec!["depth=1".into()];
+        if engine == "getaddrinfo" {
+            q.x_attempts = tries;
+        }
         b
     };
     let mut b = url(SHORT)
@@ -467,6 +477,24 @@ fn dns_at_every_redirect_hop() {
             "rights.example, a redirect target",
         ),
         row(
+            "issue 23: a silence for the redirect target on one try, the other resolver answered",
+            redirect_hop_tries(&[], "generic_timeout_error", 1),
+            Accessible,
+            None,
+            "over TLS verified for the name",
+        ),
+        row(
+            "issue 23: a silence for the redirect target on every one of many tries",
+            redirect_hop_tries(
+                &[],
+                "generic_timeout_error",
+                gatewatch::analysis::lossy::PERSISTENT_TRIES,
+            ),
+            Blocked,
+            Some("dns.timeout"),
+            "for rights.example, a redirect target",
+        ),
+        row(
             "13.2 system resolver answers 127.0.0.1 for the redirect target",
             redirect_hop(&["127.0.0.1"], ""),
             Blocked,
@@ -490,6 +518,8 @@ fn dns_at_every_redirect_hop() {
     ];
     let v = rows[0].m.test_keys.x_verdict.clone().unwrap();
     assert_eq!(v.confidence.as_deref(), Some("confirmed"));
+    let v = rows[2].m.test_keys.x_verdict.clone().unwrap();
+    assert_eq!(v.confidence.as_deref(), Some("likely"), "{:?}", v.evidence);
     assert!(
         v.evidence[0].contains("the control resolved 203.0.113.9"),
         "{:?}",
