@@ -138,20 +138,17 @@ fn a_lossy_line_blocks_nothing_and_hides_no_block() {
         return;
     };
     let control = start_control(&world);
-    // The run's preflight asks the resolvers about the first three hosts
-    // of the list, which uses up their dropped first query: the rows whose
-    // resends are checked below come after three censored rows.
     let names = [
-        "dns-nxdomain",
-        "tcp-syn-drop",
-        "tls-sni-rst",
         "clean",
         "clean-http",
         "big",
         "dynamic",
         "http-to-https",
+        "dns-nxdomain",
         "dns-silent",
+        "tcp-syn-drop",
         "tls-sni-drop",
+        "tls-sni-rst",
     ];
     // The run's preflight asks the resolvers for the first few names of
     // its list: those are clean sites without drop rules, so the first
