@@ -507,7 +507,7 @@ fn tmux_shows_progress_and_summary_in_khmer_and_english() {
         let out = h.path().join("r.jsonl");
         let cmd = format!(
             "env HOME={home} XDG_DATA_HOME={home}/data XDG_CONFIG_HOME={home}/config {bin} run --yes --lang {lang} \
-             --no-system-resolver --stun none --treat-as-public 127.0.0.0/8 --control http://{control}/ \
+             --no-system-resolver --stun none --reference none --treat-as-public 127.0.0.0/8 --control http://{control}/ \
              --http-timeout 4s --url-deadline 8s -o {out} http://{closed}/ http://{slow}/; echo EXIT=$?; sleep 60",
             home = h.path().display(),
             bin = env!("CARGO_BIN_EXE_gatewatch"),
