@@ -8,7 +8,9 @@
 //! /api/v1/measurements/{uid}`, `GET /api/v1/measurements.jsonl`) so
 //! `compare` and `report` can read a team's data.
 
+mod pg;
 mod server;
+mod sqlite;
 mod store;
 mod validate;
 
