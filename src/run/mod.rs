@@ -18,6 +18,7 @@ pub mod consent;
 pub mod inputs;
 pub mod measure;
 pub mod output;
+pub mod overload;
 pub mod progress;
 pub mod publicip;
 pub mod scheduler;
@@ -364,12 +365,13 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
         ..Default::default()
     };
     let started = Instant::now();
-    let ended = scheduler::run(
+    let ended = scheduler::run_adaptive(
         stream,
-        settings.parallel,
+        scheduler::Aimd::new(settings.parallel),
         PER_HOST_LIMIT,
         cancel.clone(),
         |entry, token| measure::measure(ctx.clone(), entry, token),
+        overload::load_of,
         |f: Finished| -> Result<(), OutputError> {
             writer.write(&f.json)?;
             unattended.finished(&f.measurement, &f.json);

@@ -16,3 +16,4 @@ mod trace;
 mod unattended;
 mod verdicts;
 mod web;
+mod web_dns_window;
