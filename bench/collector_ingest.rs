@@ -4,6 +4,9 @@
 //! GATEWATCH_TEST_POSTGRES is set) PostgreSQL.
 //!
 //! `cargo bench --bench collector_ingest`
+//! SQLite runs twice: `--sqlite-sync full` (fsync per grouped transaction)
+//! and `os`; with one request at a time per uploader, `full` is bound by
+//! the disk's fsync time (uploaders / fsync latency).
 //! Env: INGEST_TOTAL (measurements per ingest run, default 4000),
 //!      LIST_ROWS (rows generated for the listing, default 1000000; 0 skips),
 //!      LIST_QUERIES (requests per listing kind, default 200).
@@ -11,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use gatewatch::collector::{router, CollectorState, Store};
+use gatewatch::collector::{router, CollectorState, SqliteSync, Store};
 use gatewatch::upload::Uploader;
 use serde_json::{json, Value};
 
@@ -54,8 +57,12 @@ fn small(i: usize) -> Value {
 }
 
 async fn open(db: &str) -> Store {
+    open_with(db, SqliteSync::Full).await
+}
+
+async fn open_with(db: &str, sync: SqliteSync) -> Store {
     let db = db.to_string();
-    tokio::task::spawn_blocking(move || Store::open(&db))
+    tokio::task::spawn_blocking(move || Store::open_with(&db, sync))
         .await
         .unwrap()
         .unwrap()
@@ -71,8 +78,8 @@ async fn serve(store: Store) -> (String, tokio::task::JoinHandle<()>) {
     (url, server)
 }
 
-async fn ingest(label: &str, db: &str, clients: usize, total: usize) {
-    let (url, server) = serve(open(db).await).await;
+async fn ingest(label: &str, db: &str, sync: SqliteSync, clients: usize, total: usize) {
+    let (url, server) = serve(open_with(db, sync).await).await;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -187,11 +194,16 @@ async fn main() {
     let dir = tempfile::tempdir().unwrap();
     let pg = std::env::var("GATEWATCH_TEST_POSTGRES").ok();
     for clients in [8, 64] {
-        let db = dir.path().join(format!("ingest{clients}.sqlite"));
-        ingest("sqlite", db.to_str().unwrap(), clients, total).await;
+        for (label, sync) in [
+            ("sqlite (sync full)", SqliteSync::Full),
+            ("sqlite (sync os)", SqliteSync::Os),
+        ] {
+            let db = dir.path().join(format!("ingest{clients}-{sync:?}.sqlite"));
+            ingest(label, db.to_str().unwrap(), sync, clients, total).await;
+        }
         if let Some(url) = &pg {
             let db = pg_schema(url, &format!("bench_ingest{clients}")).await;
-            ingest("postgres", &db, clients, total).await;
+            ingest("postgres", &db, SqliteSync::Full, clients, total).await;
         }
     }
     if rows > 0 {

@@ -1,13 +1,15 @@
 //! The SQLite backend: WAL, one writer thread that commits the writes
 //! waiting for it in one transaction (prepared statements, `synchronous =
-//! FULL`, so a commit is on disk before anyone is answered), and a few read
+//! FULL` by default, so a commit is on disk before anyone is answered), and a few read
 //! connections that run beside it.
 
 use std::sync::Mutex;
 
 use rusqlite::Connection;
 
-use super::store::{answer, decode_body, gather, lock, Row, StoreError, WriteJob, WriteKind};
+use super::store::{
+    answer, decode_body, gather, lock, Row, SqliteSync, StoreError, WriteJob, WriteKind,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS reports (
@@ -63,11 +65,16 @@ impl SqliteStore {
     /// Opens `path`, creates the schema and starts the writer on `jobs`.
     pub fn open(
         path: &str,
+        sync: SqliteSync,
         jobs: tokio::sync::mpsc::UnboundedReceiver<WriteJob>,
     ) -> Result<SqliteStore, StoreError> {
         let w = Connection::open(path)?;
         w.pragma_update(None, "journal_mode", "WAL")?;
-        w.pragma_update(None, "synchronous", "FULL")?;
+        let level = match sync {
+            SqliteSync::Full => "FULL",
+            SqliteSync::Os => "NORMAL",
+        };
+        w.pragma_update(None, "synchronous", level)?;
         w.busy_timeout(std::time::Duration::from_secs(5))?;
         w.execute_batch(SCHEMA)?;
         let mut readers = Vec::with_capacity(READERS);

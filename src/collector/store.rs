@@ -16,6 +16,20 @@ use sha2::{Digest, Sha256};
 use super::pg::PgStore;
 use super::sqlite::SqliteStore;
 
+/// When an SQLite commit counts as stored (the answer to an upload waits
+/// for it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqliteSync {
+    /// On disk (`synchronous = FULL`: one fsync per transaction); survives
+    /// a power cut. The default.
+    #[default]
+    Full,
+    /// Handed to the operating system (`synchronous = NORMAL` in WAL mode:
+    /// fsync at checkpoints); survives a crash of the collector, not of the
+    /// machine. For disks whose fsync is slow.
+    Os,
+}
+
 /// A storage error.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -121,11 +135,17 @@ impl Store {
     /// Blocking: call it off the async workers (PostgreSQL needs a tokio
     /// runtime: call it from `spawn_blocking`).
     pub fn open(spec: &str) -> Result<Store, StoreError> {
+        Store::open_with(spec, SqliteSync::Full)
+    }
+
+    /// [`Store::open`] with the SQLite durability of a commit (PostgreSQL
+    /// ignores it: its server decides).
+    pub fn open_with(spec: &str, sync: SqliteSync) -> Result<Store, StoreError> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let backend = if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
             Backend::Postgres(PgStore::open(spec, rx)?)
         } else {
-            Backend::Sqlite(SqliteStore::open(spec, rx)?)
+            Backend::Sqlite(SqliteStore::open(spec, sync, rx)?)
         };
         Ok(Store {
             backend,
