@@ -2,6 +2,7 @@
 //! (in-process on 127.0.0.1, or in network namespaces the lab creates) and
 //! asserts exact outcomes.
 
+mod collector_store;
 mod compare_report;
 mod control;
 mod fakes;
