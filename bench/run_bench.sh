@@ -16,7 +16,9 @@
 # Each row also gives the physical bound of the parallel run,
 # max(T, n_timeouts x T / P) with T the TCP timeout and P --parallel (a
 # blackholed URL cannot be classified faster than its timeout), the ratio
-# wall / bound, and with a control the number of control failures.
+# wall / bound, and with a control the number of control failures. With a
+# control, T is the larger of the TCP timeout and the control's own connect
+# timeout (10 s in `control serve`): the URL waits for the control's answer.
 #
 # Every URL has its own host name (h<i>.bench.test), resolved by a local fake
 # DNS server through --resolver, with --no-system-resolver: nothing leaves the
@@ -122,8 +124,14 @@ m = re.fullmatch(r"([0-9.]+)(ms|s|m)?", sys.argv[1])
 v = float(m.group(1)); u = m.group(2) or "s"
 print(v / 1000 if u == "ms" else v * 60 if u == "m" else v)' "$tcp_timeout")"
 
-bound() { # n parallel -> seconds
-    awk -v n="$1" -v p="$2" -v t="$tcp_secs" 'BEGIN {
+control_connect_secs=10
+
+bound() { # n parallel control -> seconds
+    local t="$tcp_secs"
+    if [[ "${3:-none}" != none ]]; then
+        t="$(awk -v a="$t" -v b="$control_connect_secs" 'BEGIN { print (a > b ? a : b) }')"
+    fi
+    awk -v n="$1" -v p="$2" -v t="$t" 'BEGIN {
         to = 0; for (i = 0; i < n; i++) if (i % 10 == 9) to++
         b = to * t / p; if (b < t) b = t; printf "%.1f", b }'
 }
@@ -144,7 +152,7 @@ for ctl in "${controls[@]}"; do
         list="$work/list-$n.txt"
         make_list "$n" "$list"
         read -r pw pr pl pc <<<"$(measure "$list" "$parallel" "$ctl")"
-        b="$(bound "$n" "$parallel")"
+        b="$(bound "$n" "$parallel" "$ctl")"
         r="$(awk -v w="$pw" -v b="$b" 'BEGIN { printf "%.2f", w / b }')"
         if [[ "$sequential" == 1 ]]; then
             read -r sw sr _ _ <<<"$(measure "$list" 1 "$ctl")"
