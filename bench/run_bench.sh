@@ -11,10 +11,20 @@
 #        SEQUENTIAL=1                        (0: skip the --parallel 1 runs)
 #        LOSS=0.1                            (also run each list with this share of
 #                                             DNS queries lost, and compare)
+#        CONTROL=none                        (none, or "local": a `gatewatch control
+#                                             serve` on 127.0.0.1 using the fake DNS;
+#                                             "both": every size without, then with it)
+#
+# Each row also gives the physical bound of the parallel run,
+# max(T, n_timeouts x T / P) with T the TCP timeout and P --parallel (a
+# blackholed URL cannot be classified faster than its timeout), the ratio
+# wall / bound, and with a control the number of control failures. With a
+# control, T is the larger of the TCP timeout and the control's own connect
+# timeout (10 s in `control serve`): the URL waits for the control's answer.
 #
 # Every URL has its own host name (h<i>.bench.test), resolved by a local fake
 # DNS server through --resolver, with --no-system-resolver: nothing leaves the
-# machine. --control none: the control is not part of this measurement.
+# machine.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -25,6 +35,7 @@ sizes=(${sizes[*]})
 parallel="${PARALLEL:-16}"
 tcp_timeout="${TCP_TIMEOUT:-2s}"
 sequential="${SEQUENTIAL:-1}"
+control_mode="${CONTROL:-none}"
 
 bin="${GATEWATCH:-}"
 if [[ -z "$bin" ]]; then
@@ -39,8 +50,10 @@ fi
 
 work="$(mktemp -d)"
 servers_pid=""
+control_pid=""
 cleanup() {
     if [[ -n "$servers_pid" ]]; then kill "$servers_pid" 2>/dev/null || true; fi
+    if [[ -n "$control_pid" ]]; then kill "$control_pid" 2>/dev/null || true; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -63,6 +76,20 @@ start_servers() { # dns_loss -> sets dns_port http_port bh_port servers_pid
 }
 start_servers 0
 
+control_url="none"
+if [[ "$control_mode" == local || "$control_mode" == both ]]; then
+    control_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    "$bin" control serve --listen "127.0.0.1:$control_port" --resolver "127.0.0.1:$dns_port" \
+        --treat-as-public 127.0.0.0/8 --rate-limit 0 --max-in-flight 256 \
+        >"$work/control.log" 2>&1 &
+    control_pid=$!
+    for _ in $(seq 100); do
+        curl -s -o /dev/null "http://127.0.0.1:$control_port/" 2>/dev/null && break
+        sleep 0.1
+    done
+    control_url="http://127.0.0.1:$control_port"
+fi
+
 make_list() { # n file
     local n="$1" f="$2" i
     for ((i = 0; i < n; i++)); do
@@ -74,11 +101,11 @@ make_list() { # n file
     done >"$f"
 }
 
-measure() { # list parallel -> "seconds rss_kib lines"
-    local list="$1" par="$2" out="$work/out.jsonl" tv="$work/time.txt"
+measure() { # list parallel control -> "seconds rss_kib lines control_failures"
+    local list="$1" par="$2" ctl="${3:-none}" out="$work/out.jsonl" tv="$work/time.txt"
     rm -f "$out"
     XDG_CONFIG_HOME="$work/config" XDG_DATA_HOME="$work/data" \
-        /usr/bin/time -v -o "$tv" "$bin" run --yes --no-progress --control none --stun none \
+        /usr/bin/time -v -o "$tv" "$bin" run --yes --no-progress --control "$ctl" --stun none \
         --no-system-resolver --resolver "127.0.0.1:$dns_port" \
         --treat-as-public 127.0.0.0/8 --tcp-timeout "$tcp_timeout" \
         --parallel "$par" -i "$list" -o "$out" --json-summary "$work/summary.json" \
@@ -92,25 +119,60 @@ measure() { # list parallel -> "seconds rss_kib lines"
     rss="$(awk -F': ' '/Maximum resident set size/ {print $2}' "$tv")"
     # h:mm:ss or m:ss.ss -> seconds
     wall="$(echo "$wall" | awk -F: '{ if (NF == 3) print $1*3600 + $2*60 + $3; else print $1*60 + $2 }')"
-    echo "$wall $rss $(wc -l <"$out")"
+    local cf
+    cf="$(python3 -c 'import json,sys
+n = 0
+for line in open(sys.argv[1]):
+    f = json.loads(line).get("test_keys", {}).get("control_failure")
+    n += f not in (None, "control_disabled")
+print(n)' "$out")"
+    echo "$wall $rss $(wc -l <"$out") $cf"
+}
+
+tcp_secs="$(python3 -c 'import re,sys
+m = re.fullmatch(r"([0-9.]+)(ms|s|m)?", sys.argv[1])
+v = float(m.group(1)); u = m.group(2) or "s"
+print(v / 1000 if u == "ms" else v * 60 if u == "m" else v)' "$tcp_timeout")"
+
+control_connect_secs=10
+
+bound() { # n parallel control -> seconds
+    local t="$tcp_secs"
+    if [[ "${3:-none}" != none ]]; then
+        t="$(awk -v a="$t" -v b="$control_connect_secs" 'BEGIN { print (a > b ? a : b) }')"
+    fi
+    awk -v n="$1" -v p="$2" -v t="$t" 'BEGIN {
+        to = 0; for (i = 0; i < n; i++) if (i % 10 == 9) to++
+        b = to * t / p; if (b < t) b = t; printf "%.1f", b }'
 }
 
 echo "binary: $bin"
 echo "servers: dns 127.0.0.1:$dns_port, http 127.0.0.1:$http_port, blackhole 127.0.0.1:$bh_port"
-echo "10% of URLs blackholed; --tcp-timeout $tcp_timeout; parallel run: --parallel $parallel"
+echo "10% of URLs blackholed; --tcp-timeout $tcp_timeout; parallel run: --parallel $parallel; control: $control_mode"
 echo
-printf '%6s %10s %10s %8s %12s %10s %8s %8s\n' URLs "par wall" "par RSS" lines "seq wall" "seq RSS" lines speedup
-for n in "${sizes[@]}"; do
-    list="$work/list-$n.txt"
-    make_list "$n" "$list"
-    read -r pw pr pl <<<"$(measure "$list" "$parallel")"
-    if [[ "$sequential" == 1 ]]; then
-        read -r sw sr sl <<<"$(measure "$list" 1)"
-        ratio="$(awk -v s="$sw" -v p="$pw" 'BEGIN { printf "%.1fx", s / p }')"
-    else
-        sw="-" sr="-" sl="-" ratio="-"
-    fi
-    printf '%6s %9.1fs %7d KiB %8s %11ss %7s KiB %8s %8s\n' "$n" "$pw" "$pr" "$pl" "$sw" "$sr" "$sl" "$ratio"
+case "$control_mode" in
+    both) controls=(none "$control_url") ;;
+    *) controls=("$control_url") ;;
+esac
+printf '%6s %8s %10s %10s %8s %8s %6s %9s %12s %10s %8s\n' URLs control "par wall" "par RSS" lines bound ratio "ctl fail" "seq wall" "seq RSS" speedup
+for ctl in "${controls[@]}"; do
+    label=none
+    [[ "$ctl" != none ]] && label=local
+    for n in "${sizes[@]}"; do
+        list="$work/list-$n.txt"
+        make_list "$n" "$list"
+        read -r pw pr pl pc <<<"$(measure "$list" "$parallel" "$ctl")"
+        b="$(bound "$n" "$parallel" "$ctl")"
+        r="$(awk -v w="$pw" -v b="$b" 'BEGIN { printf "%.2f", w / b }')"
+        if [[ "$sequential" == 1 ]]; then
+            read -r sw sr _ _ <<<"$(measure "$list" 1 "$ctl")"
+            ratio="$(awk -v s="$sw" -v p="$pw" 'BEGIN { printf "%.1fx", s / p }')"
+        else
+            sw="-" sr="-" ratio="-"
+        fi
+        printf '%6s %8s %9.1fs %6d KiB %8s %7ss %6s %9s %11ss %6s KiB %8s\n' \
+            "$n" "$label" "$pw" "$pr" "$pl" "$b" "$r" "$pc" "$sw" "$sr" "$ratio"
+    done
 done
 
 # A lossy line (LOSS=P): the same lists with P of the DNS queries lost, at

@@ -8,7 +8,9 @@
 //! /api/v1/measurements/{uid}`, `GET /api/v1/measurements.jsonl`) so
 //! `compare` and `report` can read a team's data.
 
+mod pg;
 mod server;
+mod sqlite;
 mod store;
 mod validate;
 
@@ -19,7 +21,7 @@ use crate::http_server::ConnLimits;
 
 pub use server::{router, CollectorState};
 pub use store::{
-    Cursor, MeasurementFilter, MeasurementSummary, Store, StoreError, BODY_PAGE_ROWS,
+    Cursor, MeasurementFilter, MeasurementSummary, SqliteSync, Store, StoreError, BODY_PAGE_ROWS,
     DEFAULT_LIMIT, MAX_LIMIT,
 };
 pub use validate::{validate_measurement, ValidationError};
@@ -65,6 +67,11 @@ pub struct ServeArgs {
     /// file. Default: collector.sqlite in the data directory.
     #[arg(long)]
     pub database: Option<String>,
+    /// When an SQLite upload counts as stored before its 200: `full` (on
+    /// disk, one fsync per grouped transaction) or `os` (handed to the
+    /// operating system; survives a collector crash, not a power cut).
+    #[arg(long, value_enum, default_value_t = SqliteSync::Full)]
+    pub sqlite_sync: SqliteSync,
     /// Largest accepted request body, in bytes.
     #[arg(long, default_value_t = server::DEFAULT_MAX_BODY)]
     pub max_body: usize,
@@ -88,7 +95,8 @@ async fn serve(args: ServeArgs) -> Result<u8, CollectorError> {
         None => default_sqlite_path().display().to_string(),
     };
     let database = without_password(&db);
-    let store = tokio::task::spawn_blocking(move || Store::open(&db))
+    let sync = args.sqlite_sync;
+    let store = tokio::task::spawn_blocking(move || Store::open_with(&db, sync))
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
         .map_err(|source| CollectorError::Open { database, source })?;
@@ -181,6 +189,7 @@ mod tests {
         let args = ServeArgs {
             listen: "127.0.0.1:0".parse().unwrap(),
             database: Some(db.display().to_string()),
+            sqlite_sync: SqliteSync::Full,
             max_body: 1024,
             max_connections: 16,
         };

@@ -160,17 +160,19 @@ async fn submit(State(st): State<CollectorState>, Path(id): Path<String>, body: 
     if let Err(e) = validate_measurement(&content) {
         return reject(StatusCode::BAD_REQUEST, e);
     }
-    let store = Arc::clone(&st.store);
-    let rid = id.clone();
-    match blocking(move || store.report_exists(&rid)).await {
-        Ok(true) => {}
-        Ok(false) => return reject(StatusCode::NOT_FOUND, format!("no report {id:?}")),
-        Err(r) => return r.into_response(),
+    if !st.store.report_known(&id) {
+        let store = Arc::clone(&st.store);
+        let rid = id.clone();
+        match blocking(move || store.report_exists(&rid)).await {
+            Ok(true) => {}
+            Ok(false) => return reject(StatusCode::NOT_FOUND, format!("no report {id:?}")),
+            Err(r) => return r.into_response(),
+        }
     }
-    let store = Arc::clone(&st.store);
-    match blocking(move || store.insert(&id, &content)).await {
+    // Answered once the writer's transaction holding it is committed.
+    match st.store.insert_async(&id, &content).await {
         Ok(uid) => Json(json!({ "measurement_uid": uid })).into_response(),
-        Err(r) => r.into_response(),
+        Err(e) => reject(StatusCode::SERVICE_UNAVAILABLE, format!("storage: {e}")),
     }
 }
 

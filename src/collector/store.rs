@@ -1,12 +1,34 @@
 //! Where a collector keeps measurements: SQLite (one file, the default) or
 //! PostgreSQL (a team's server). Both have the same two tables and the same
 //! idempotent insert: the measurement id is derived from the report id and
-//! the content, so a retried upload stores nothing twice.
+//! the content, so a retried upload stores nothing twice. Bodies are stored
+//! zlib-compressed (rows written before that hold plain JSON text and are
+//! still read); writes are grouped into transactions by one writer
+//! ([`super::sqlite`], [`super::pg`]).
 
+use std::collections::HashSet;
+use std::io::{Read, Write};
 use std::sync::Mutex;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+
+use super::pg::PgStore;
+use super::sqlite::SqliteStore;
+
+/// When an SQLite commit counts as stored (the answer to an upload waits
+/// for it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqliteSync {
+    /// On disk (`synchronous = FULL`: one fsync per transaction); survives
+    /// a power cut. The default.
+    #[default]
+    Full,
+    /// Handed to the operating system (`synchronous = NORMAL` in WAL mode:
+    /// fsync at checkpoints); survives a crash of the collector, not of the
+    /// machine. For disks whose fsync is slow.
+    Os,
+}
 
 /// A storage error.
 #[derive(Debug, thiserror::Error)]
@@ -16,7 +38,10 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     /// PostgreSQL said no.
     #[error("postgres: {0}")]
-    Postgres(#[from] postgres::Error),
+    Postgres(#[from] tokio_postgres::Error),
+    /// No PostgreSQL connection could be had from the pool.
+    #[error("postgres pool: {0}")]
+    Pool(String),
     /// Anything else (a poisoned lock, a failed task).
     #[error("{0}")]
     Backend(String),
@@ -75,81 +100,63 @@ pub struct MeasurementFilter {
     pub limit: usize,
 }
 
-/// A collector's database.
-pub enum Store {
-    /// SQLite.
-    Sqlite(Mutex<rusqlite::Connection>),
-    /// PostgreSQL (the synchronous client; every call runs off the async
-    /// workers).
-    Postgres(Mutex<Option<postgres::Client>>),
+/// A collector's database. Every write goes through one writer (a thread
+/// for SQLite, a task for PostgreSQL) that groups the writes waiting for it
+/// into one transaction; each caller is answered after its transaction is
+/// committed, so "stored" still means durable.
+pub struct Store {
+    /// Dropped first: the writer then finishes and the backend can close.
+    writes: tokio::sync::mpsc::UnboundedSender<WriteJob>,
+    backend: Backend,
+    /// Reports known to exist (a submit checks its report without a query).
+    reports: Mutex<HashSet<String>>,
+}
+
+enum Backend {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Store::Sqlite(_) => "Store::Sqlite",
-            Store::Postgres(_) => "Store::Postgres",
+        f.write_str(match self.backend {
+            Backend::Sqlite(_) => "Store::Sqlite",
+            Backend::Postgres(_) => "Store::Postgres",
         })
     }
 }
 
-impl Drop for Store {
-    fn drop(&mut self) {
-        // The synchronous PostgreSQL client closes its connection by blocking
-        // on its own runtime, which panics on an async worker thread: drop it
-        // on a plain thread instead.
-        if let Store::Postgres(m) = self {
-            if let Some(client) = m.get_mut().ok().and_then(Option::take) {
-                let _ = std::thread::spawn(move || drop(client)).join();
-            }
-        }
-    }
-}
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS reports (
-    report_id TEXT PRIMARY KEY,
-    created TEXT NOT NULL,
-    probe_asn TEXT NOT NULL,
-    probe_cc TEXT NOT NULL,
-    software_name TEXT NOT NULL,
-    software_version TEXT NOT NULL,
-    test_name TEXT NOT NULL,
-    test_version TEXT NOT NULL,
-    test_start_time TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS measurements (
-    measurement_uid TEXT PRIMARY KEY,
-    report_id TEXT NOT NULL,
-    received TEXT NOT NULL,
-    measurement_start_time TEXT NOT NULL,
-    probe_asn TEXT NOT NULL,
-    probe_cc TEXT NOT NULL,
-    input TEXT,
-    status TEXT,
-    body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS measurements_time ON measurements (measurement_start_time);
-CREATE INDEX IF NOT EXISTS measurements_asn ON measurements (probe_asn);
-CREATE INDEX IF NOT EXISTS measurements_input ON measurements (input);
-";
+/// Reports remembered in memory before the set is cleared (they are then
+/// looked up again, once each).
+const KNOWN_REPORTS_CAP: usize = 100_000;
 
 impl Store {
     /// Opens (and creates) a store: `postgres://...` or an SQLite path.
-    /// Blocking: call it off the async workers.
+    /// Blocking: call it off the async workers (PostgreSQL needs a tokio
+    /// runtime: call it from `spawn_blocking`).
     pub fn open(spec: &str) -> Result<Store, StoreError> {
-        if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
-            let mut c = postgres::Client::connect(spec, postgres::NoTls)?;
-            c.batch_execute(SCHEMA)?;
-            Ok(Store::Postgres(Mutex::new(Some(c))))
+        Store::open_with(spec, SqliteSync::Full)
+    }
+
+    /// [`Store::open`] with the SQLite durability of a commit (PostgreSQL
+    /// ignores it: its server decides).
+    pub fn open_with(spec: &str, sync: SqliteSync) -> Result<Store, StoreError> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let backend = if spec.starts_with("postgres://") || spec.starts_with("postgresql://") {
+            Backend::Postgres(PgStore::open(spec, rx)?)
         } else {
-            let c = rusqlite::Connection::open(spec)?;
-            c.pragma_update(None, "journal_mode", "WAL")?;
-            c.pragma_update(None, "synchronous", "FULL")?;
-            c.busy_timeout(std::time::Duration::from_secs(5))?;
-            c.execute_batch(SCHEMA)?;
-            Ok(Store::Sqlite(Mutex::new(c)))
-        }
+            Backend::Sqlite(SqliteStore::open(spec, sync, rx)?)
+        };
+        Ok(Store {
+            backend,
+            writes: tx,
+            reports: Mutex::new(HashSet::new()),
+        })
+    }
+
+    /// Whether this is the PostgreSQL backend.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
     }
 
     /// Records a new report and returns its id.
@@ -164,98 +171,110 @@ impl Store {
             meta.probe_cc,
             &hex::encode(h.finalize())[..16]
         );
-        let v = [
-            &id as &str,
-            &now,
-            &meta.probe_asn,
-            &meta.probe_cc,
-            &meta.software_name,
-            &meta.software_version,
-            &meta.test_name,
-            &meta.test_version,
-            &meta.test_start_time,
-        ];
-        match self {
-            Store::Sqlite(c) => {
-                lock(c)?.execute(
-                    "INSERT INTO reports VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
-                    rusqlite::params_from_iter(v.iter()),
-                )?;
-            }
-            Store::Postgres(c) => {
-                let p: Vec<&(dyn postgres::types::ToSql + Sync)> = v
-                    .iter()
-                    .map(|s| s as &(dyn postgres::types::ToSql + Sync))
-                    .collect();
-                pg(c)?.execute(
-                    "INSERT INTO reports VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9)",
-                    &p,
-                )?;
-            }
-        }
+        let report = NewReport {
+            values: [
+                id.clone(),
+                now,
+                meta.probe_asn.clone(),
+                meta.probe_cc.clone(),
+                meta.software_name.clone(),
+                meta.software_version.clone(),
+                meta.test_name.clone(),
+                meta.test_version.clone(),
+                meta.test_start_time.clone(),
+            ],
+        };
+        let rx = self.send(WriteKind::Report(report))?;
+        wait_blocking(rx)?;
+        self.remember(&id);
         Ok(id)
     }
 
     /// Whether a report exists.
     pub fn report_exists(&self, report_id: &str) -> Result<bool, StoreError> {
-        Ok(match self {
-            Store::Sqlite(c) => {
-                lock(c)?.query_row(
-                    "SELECT count(*) FROM reports WHERE report_id = ?1",
-                    [report_id],
-                    |r| r.get::<_, i64>(0),
-                )? > 0
+        if lock(&self.reports)?.contains(report_id) {
+            return Ok(true);
+        }
+        let n: Vec<i64> = self.rows(
+            "SELECT count(*) FROM reports WHERE report_id = $1",
+            &[report_id.to_string()],
+            |r| r.int(0),
+        )?;
+        let found = n.first().copied().unwrap_or(0) > 0;
+        if found {
+            self.remember(report_id);
+        }
+        Ok(found)
+    }
+
+    /// Whether this store has seen `report_id` exist (no query; `false`
+    /// means "ask [`Store::report_exists`]").
+    pub fn report_known(&self, report_id: &str) -> bool {
+        self.reports
+            .lock()
+            .map(|k| k.contains(report_id))
+            .unwrap_or(false)
+    }
+
+    fn remember(&self, report_id: &str) {
+        if let Ok(mut known) = self.reports.lock() {
+            if known.len() >= KNOWN_REPORTS_CAP {
+                known.clear();
             }
-            Store::Postgres(c) => {
-                let row = pg(c)?.query_one(
-                    "SELECT count(*) FROM reports WHERE report_id = $1",
-                    &[&report_id],
-                )?;
-                row.get::<_, i64>(0) > 0
-            }
-        })
+            known.insert(report_id.to_string());
+        }
+    }
+
+    fn send(&self, kind: WriteKind) -> Result<WriteReply, StoreError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.writes
+            .send(WriteJob { kind, reply })
+            .map_err(|_| StoreError::Backend("the database writer has stopped".into()))?;
+        Ok(rx)
     }
 
     /// Stores one (already validated) measurement and returns its id. The
     /// insert is durable before this returns; storing the same content in
     /// the same report again returns the same id and stores nothing new.
+    /// Blocking: call it off the async workers (or use [`Store::insert_async`]).
     pub fn insert(&self, report_id: &str, m: &serde_json::Value) -> Result<String, StoreError> {
-        let body = m.to_string();
-        let mut h = Sha256::new();
-        h.update(report_id.as_bytes());
-        h.update([0]);
-        h.update(body.as_bytes());
-        let digest = hex::encode(h.finalize());
-        let start = m["measurement_start_time"].as_str().unwrap_or_default();
-        let compact: String = start.chars().filter(char::is_ascii_digit).collect();
-        let cc = m["probe_cc"].as_str().unwrap_or("ZZ");
-        let uid = format!("{compact}_{cc}_{}", &digest[..24]);
-        let asn = m["probe_asn"].as_str().unwrap_or("AS0");
-        let input = m["input"].as_str();
-        let status = m["test_keys"]["x_verdict"]["status"].as_str();
-        let received = now_compact();
-        match self {
-            Store::Sqlite(c) => {
-                lock(c)?.execute(
-                    "INSERT OR IGNORE INTO measurements VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
-                    rusqlite::params![
-                        uid, report_id, received, start, asn, cc, input, status, body
-                    ],
-                )?;
-            }
-            Store::Postgres(c) => {
-                pg(c)?.execute(
-                    "INSERT INTO measurements VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9) \
-                     ON CONFLICT (measurement_uid) DO NOTHING",
-                    &[
-                        &uid, &report_id, &received, &start, &asn, &cc, &input, &status, &body,
-                    ],
-                )?;
-            }
-        }
+        let row = NewRow::new(report_id, m);
+        let uid = row.uid.clone();
+        wait_blocking(self.send(WriteKind::Rows(vec![row]))?)?;
         Ok(uid)
     }
 
+    /// Stores many measurements of one report in one write (bulk loads and
+    /// benchmarks); returns how many were handed to the database.
+    /// Blocking, like [`Store::insert`].
+    pub fn insert_many(
+        &self,
+        report_id: &str,
+        ms: &[serde_json::Value],
+    ) -> Result<usize, StoreError> {
+        let rows: Vec<NewRow> = ms.iter().map(|m| NewRow::new(report_id, m)).collect();
+        let n = rows.len();
+        wait_blocking(self.send(WriteKind::Rows(rows))?)?;
+        Ok(n)
+    }
+
+    /// [`Store::insert`] for async callers: the measurement joins the next
+    /// transaction of the writer, and this returns once it is committed.
+    pub async fn insert_async(
+        &self,
+        report_id: &str,
+        m: &serde_json::Value,
+    ) -> Result<String, StoreError> {
+        let row = NewRow::new(report_id, m);
+        let uid = row.uid.clone();
+        let rx = self.send(WriteKind::Rows(vec![row]))?;
+        match rx.await {
+            Ok(r) => r.map(|()| uid).map_err(StoreError::Backend),
+            Err(_) => Err(StoreError::Backend(
+                "the database writer has stopped".into(),
+            )),
+        }
+    }
     /// Lists measurements matching `f`, oldest first.
     pub fn list(&self, f: &MeasurementFilter) -> Result<Vec<MeasurementSummary>, StoreError> {
         self.query(f)
@@ -284,7 +303,7 @@ impl Store {
                  ORDER BY measurement_start_time, measurement_uid LIMIT {page}"
             );
             let rows: Vec<(String, String, String)> =
-                self.rows(&sql, &args, |r| Ok((r.text(0)?, r.text(1)?, r.text(2)?)))?;
+                self.rows(&sql, &args, |r| Ok((r.text(0)?, r.text(1)?, r.body(2)?)))?;
             let n = rows.len();
             for (start, uid, body) in rows {
                 cursor = Some(Cursor { start, uid });
@@ -351,60 +370,26 @@ impl Store {
         args: &[String],
         map: impl Fn(&dyn Row) -> Result<T, StoreError>,
     ) -> Result<Vec<T>, StoreError> {
-        match self {
-            Store::Sqlite(c) => {
-                let c = lock(c)?;
-                let mut st = c.prepare(&sql.replace('$', "?"))?;
-                let mut rows = st.query(rusqlite::params_from_iter(args.iter()))?;
-                let mut out = Vec::new();
-                while let Some(r) = rows.next()? {
-                    out.push(map(r)?);
-                }
-                Ok(out)
-            }
-            Store::Postgres(c) => {
-                let p: Vec<&(dyn postgres::types::ToSql + Sync)> = args
-                    .iter()
-                    .map(|s| s as &(dyn postgres::types::ToSql + Sync))
-                    .collect();
-                let rows = pg(c)?.query(sql, &p)?;
-                rows.iter().map(|r| map(r)).collect()
-            }
+        match &self.backend {
+            Backend::Sqlite(db) => db.rows(sql, args, map),
+            Backend::Postgres(db) => db.rows(sql, args, map),
         }
     }
 
     /// One measurement's JSON text.
     pub fn get(&self, uid: &str) -> Result<Option<String>, StoreError> {
-        Ok(match self {
-            Store::Sqlite(c) => {
-                let c = lock(c)?;
-                let mut st =
-                    c.prepare("SELECT body FROM measurements WHERE measurement_uid = ?1")?;
-                let mut rows = st.query([uid])?;
-                match rows.next()? {
-                    Some(r) => Some(r.get(0)?),
-                    None => None,
-                }
-            }
-            Store::Postgres(c) => pg(c)?
-                .query_opt(
-                    "SELECT body FROM measurements WHERE measurement_uid = $1",
-                    &[&uid],
-                )?
-                .map(|r| r.get(0)),
-        })
+        let rows = self.rows(
+            "SELECT body FROM measurements WHERE measurement_uid = $1",
+            &[uid.to_string()],
+            |r| r.body(0),
+        )?;
+        Ok(rows.into_iter().next())
     }
 
     /// How many measurements are stored.
     pub fn count(&self) -> Result<i64, StoreError> {
-        Ok(match self {
-            Store::Sqlite(c) => {
-                lock(c)?.query_row("SELECT count(*) FROM measurements", [], |r| r.get(0))?
-            }
-            Store::Postgres(c) => pg(c)?
-                .query_one("SELECT count(*) FROM measurements", &[])?
-                .get(0),
-        })
+        let rows = self.rows("SELECT count(*) FROM measurements", &[], |r| r.int(0))?;
+        Ok(rows.first().copied().unwrap_or(0))
     }
 
     fn query(&self, f: &MeasurementFilter) -> Result<Vec<MeasurementSummary>, StoreError> {
@@ -485,58 +470,173 @@ fn where_clause(f: &MeasurementFilter, after: Option<&Cursor>) -> (String, Vec<S
     (wh, args)
 }
 
-/// A result row of either database, read as text.
-trait Row {
+/// A result row of either database.
+pub(super) trait Row {
+    /// A text column.
     fn text(&self, i: usize) -> Result<String, StoreError>;
+    /// A text column that may be NULL.
     fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError>;
+    /// An integer column.
+    fn int(&self, i: usize) -> Result<i64, StoreError>;
+    /// A measurement body column, as JSON text.
+    fn body(&self, i: usize) -> Result<String, StoreError>;
 }
 
-impl Row for rusqlite::Row<'_> {
-    fn text(&self, i: usize) -> Result<String, StoreError> {
-        Ok(self.get(i)?)
-    }
-    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
-        Ok(self.get(i)?)
-    }
-}
-
-impl Row for postgres::Row {
-    fn text(&self, i: usize) -> Result<String, StoreError> {
-        Ok(self.try_get(i)?)
-    }
-    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError> {
-        Ok(self.try_get(i)?)
-    }
-}
-
-fn pg(m: &Mutex<Option<postgres::Client>>) -> Result<PgGuard<'_>, StoreError> {
-    Ok(PgGuard(lock(m)?))
-}
-
-/// A locked PostgreSQL client.
-struct PgGuard<'a>(std::sync::MutexGuard<'a, Option<postgres::Client>>);
-
-impl std::ops::Deref for PgGuard<'_> {
-    type Target = postgres::Client;
-    fn deref(&self) -> &postgres::Client {
-        self.0.as_ref().expect("client present until drop")
-    }
-}
-
-impl std::ops::DerefMut for PgGuard<'_> {
-    fn deref_mut(&mut self) -> &mut postgres::Client {
-        self.0.as_mut().expect("client present until drop")
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, StoreError> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> Result<std::sync::MutexGuard<'_, T>, StoreError> {
     m.lock()
         .map_err(|_| StoreError::Backend("database lock poisoned".into()))
 }
 
-fn now_compact() -> String {
+/// A measurement ready to be written.
+pub(super) struct NewRow {
+    pub uid: String,
+    pub report_id: String,
+    pub received: String,
+    pub start: String,
+    pub asn: String,
+    pub cc: String,
+    pub input: Option<String>,
+    pub status: Option<String>,
+    /// zlib-compressed JSON.
+    pub body: Vec<u8>,
+}
+
+impl NewRow {
+    fn new(report_id: &str, m: &serde_json::Value) -> NewRow {
+        let body = m.to_string();
+        let mut h = Sha256::new();
+        h.update(report_id.as_bytes());
+        h.update([0]);
+        h.update(body.as_bytes());
+        let digest = hex::encode(h.finalize());
+        let start = m["measurement_start_time"].as_str().unwrap_or_default();
+        let compact: String = start.chars().filter(char::is_ascii_digit).collect();
+        let cc = m["probe_cc"].as_str().unwrap_or("ZZ");
+        NewRow {
+            uid: format!("{compact}_{cc}_{}", &digest[..24]),
+            report_id: report_id.to_string(),
+            received: now_compact(),
+            start: start.to_string(),
+            asn: m["probe_asn"].as_str().unwrap_or("AS0").to_string(),
+            cc: cc.to_string(),
+            input: m["input"].as_str().map(str::to_string),
+            status: m["test_keys"]["x_verdict"]["status"]
+                .as_str()
+                .map(str::to_string),
+            body: compress(body.as_bytes()),
+        }
+    }
+}
+
+/// A report ready to be written: the nine columns of `reports`, in order.
+pub(super) struct NewReport {
+    pub values: [String; 9],
+}
+
+/// What the writer is asked to store.
+pub(super) enum WriteKind {
+    Rows(Vec<NewRow>),
+    Report(NewReport),
+}
+
+impl WriteKind {
+    /// Rows this write adds (to size a transaction).
+    pub fn len(&self) -> usize {
+        match self {
+            WriteKind::Rows(r) => r.len(),
+            WriteKind::Report(_) => 1,
+        }
+    }
+}
+
+/// One write and who waits for its commit.
+pub(super) struct WriteJob {
+    pub kind: WriteKind,
+    pub reply: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
+type WriteReply = tokio::sync::oneshot::Receiver<Result<(), String>>;
+
+/// Most rows the writer puts in one transaction.
+pub(super) const MAX_BATCH_ROWS: usize = 512;
+
+fn wait_blocking(rx: WriteReply) -> Result<(), StoreError> {
+    match rx.blocking_recv() {
+        Ok(r) => r.map_err(StoreError::Backend),
+        Err(_) => Err(StoreError::Backend(
+            "the database writer has stopped".into(),
+        )),
+    }
+}
+
+/// Takes the jobs waiting after `first`, up to [`MAX_BATCH_ROWS`] rows.
+pub(super) fn gather(
+    first: WriteJob,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<WriteJob>,
+) -> Vec<WriteJob> {
+    let mut n = first.kind.len();
+    let mut jobs = vec![first];
+    while n < MAX_BATCH_ROWS {
+        match rx.try_recv() {
+            Ok(j) => {
+                n += j.kind.len();
+                jobs.push(j);
+            }
+            Err(_) => break,
+        }
+    }
+    jobs
+}
+
+/// Answers every job of a batch with the batch's outcome.
+pub(super) fn answer(jobs: Vec<WriteJob>, outcome: Result<(), String>) {
+    for j in jobs {
+        let _ = j.reply.send(outcome.clone());
+    }
+}
+
+fn compress(json: &[u8]) -> Vec<u8> {
+    let mut z = flate2::write::ZlibEncoder::new(
+        Vec::with_capacity(json.len() / 4 + 16),
+        flate2::Compression::fast(),
+    );
+    // Writing to a Vec cannot fail.
+    let _ = z.write_all(json);
+    z.finish().unwrap_or_default()
+}
+
+/// A stored body as JSON text: plain text (rows stored before compression;
+/// JSON starts with `{`) or zlib.
+pub(super) fn decode_body(stored: &[u8]) -> Result<String, StoreError> {
+    if stored.first() == Some(&b'{') {
+        return String::from_utf8(stored.to_vec())
+            .map_err(|e| StoreError::Backend(format!("stored body: {e}")));
+    }
+    let mut out = String::new();
+    flate2::read::ZlibDecoder::new(stored)
+        .read_to_string(&mut out)
+        .map_err(|e| StoreError::Backend(format!("stored body: {e}")))?;
+    Ok(out)
+}
+
+pub(super) fn now_compact() -> String {
     let f = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
     time::OffsetDateTime::now_utc()
         .format(&f)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_survives_compression_and_old_text_rows_still_read() {
+        let json = r#"{"input":"https://a.example/","test_keys":{}}"#;
+        let z = compress(json.as_bytes());
+        assert_ne!(z.first(), Some(&b'{'));
+        assert_eq!(decode_body(&z).unwrap(), json);
+        assert_eq!(decode_body(json.as_bytes()).unwrap(), json);
+        assert!(decode_body(b"\x78\x01garbage").is_err());
+    }
 }

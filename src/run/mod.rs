@@ -24,6 +24,7 @@ pub mod measure;
 pub mod netcheck;
 pub mod netwatch;
 pub mod output;
+pub mod overload;
 pub mod plainwords;
 pub mod preflight;
 pub mod progress;
@@ -527,12 +528,13 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
         ..Default::default()
     };
     let started = Instant::now();
-    let ended = scheduler::run(
+    let ended = scheduler::run_adaptive(
         stream,
-        settings.parallel,
+        scheduler::Aimd::new(settings.parallel),
         PER_HOST_LIMIT,
         cancel.clone(),
         |entry, token| measure::measure(ctx.clone(), entry, token),
+        overload::load_of,
         |f: Finished| -> Result<(), OutputError> {
             for f in watch.finished(f) {
                 writer.write(&f.json)?;

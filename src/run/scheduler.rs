@@ -6,7 +6,14 @@
 //! (a few times `parallel`), so a long run of URLs on one host does not stall
 //! the others and the list is never held in memory. Only `parallel` tasks
 //! exist at any time. Finished tasks are handed to `on_done` in this task,
-//! one at a time, so the results file has a single writer. On cancellation
+//! one at a time, so the results file has a single writer.
+//!
+//! [`run_adaptive`] adapts the number of URLs in flight (AIMD, like TCP):
+//! it starts at [`START_IN_FLIGHT`] (at most `parallel`), grows by one per
+//! finished URL that showed no sign of overload (slow start) until the
+//! first sign, then by one per round of `limit` URLs; each sign of
+//! overload halves it (not below [`MIN_IN_FLIGHT`]), once per round. What
+//! counts as a sign is the caller's to say ([`Load`]). On cancellation
 //! no new URL starts; the tasks in flight see the same token, return
 //! promptly (marked as interrupted by the measure function) and are still
 //! handed to `on_done`.
@@ -28,14 +35,120 @@ pub enum Ended {
     Cancelled,
 }
 
-/// Runs `measure` over `entries`. `on_done` receives each result; an error
-/// from it stops the run (the tasks still running are aborted).
+/// What a finished URL says about the load a run puts on the line and
+/// the control.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Load {
+    /// No sign of overload.
+    Fine,
+    /// A sign of overload (the control refused or was too slow, our own
+    /// resource limits).
+    Overloaded,
+}
+
+/// URLs in flight when an adaptive run starts (or `parallel`, if lower).
+pub const START_IN_FLIGHT: usize = 8;
+/// URLs in flight an adaptive run never goes below (or `parallel`).
+pub const MIN_IN_FLIGHT: usize = 2;
+
+/// The number of URLs in flight: additive increase, multiplicative
+/// decrease, between a floor and `parallel`.
+#[derive(Clone, Debug)]
+pub struct Aimd {
+    limit: f64,
+    floor: usize,
+    ceiling: usize,
+    slow_start: bool,
+    /// Results still to come before another decrease counts (one per
+    /// round: the URLs in flight at a decrease all saw the same overload).
+    hold: usize,
+}
+
+impl Aimd {
+    /// Starts at [`START_IN_FLIGHT`], at most `ceiling`.
+    pub fn new(ceiling: usize) -> Aimd {
+        let ceiling = ceiling.max(1);
+        Aimd {
+            limit: START_IN_FLIGHT.min(ceiling) as f64,
+            floor: MIN_IN_FLIGHT.min(ceiling),
+            ceiling,
+            slow_start: true,
+            hold: 0,
+        }
+    }
+
+    /// A fixed limit of `ceiling` (no adaptation).
+    pub fn fixed(ceiling: usize) -> Aimd {
+        let ceiling = ceiling.max(1);
+        Aimd {
+            limit: ceiling as f64,
+            floor: ceiling,
+            ceiling,
+            slow_start: false,
+            hold: 0,
+        }
+    }
+
+    /// URLs allowed in flight now.
+    pub fn current(&self) -> usize {
+        (self.limit as usize).clamp(self.floor, self.ceiling)
+    }
+
+    /// Takes one finished URL's verdict on the load.
+    pub fn observe(&mut self, load: Load) {
+        self.hold = self.hold.saturating_sub(1);
+        match load {
+            Load::Fine if self.slow_start => self.limit += 1.0,
+            Load::Fine => self.limit += 1.0 / self.limit.max(1.0),
+            Load::Overloaded if self.hold == 0 => {
+                self.slow_start = false;
+                self.limit = (self.limit / 2.0).max(self.floor as f64);
+                self.hold = self.current();
+            }
+            Load::Overloaded => {}
+        }
+        self.limit = self.limit.clamp(self.floor as f64, self.ceiling as f64);
+    }
+}
+
+/// Runs `measure` over `entries`, `parallel` at a time. `on_done` receives
+/// each result; an error from it stops the run (the tasks still running
+/// are aborted).
 pub async fn run<T, F, Fut, E>(
     entries: impl Iterator<Item = Entry>,
     parallel: usize,
     per_host: usize,
     cancel: CancellationToken,
     measure: F,
+    on_done: impl FnMut(T) -> Result<(), E>,
+) -> Result<Ended, E>
+where
+    T: Send + 'static,
+    F: Fn(Entry, CancellationToken) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let limit = Aimd::fixed(parallel);
+    run_adaptive(
+        entries,
+        limit,
+        per_host,
+        cancel,
+        measure,
+        |_| Load::Fine,
+        on_done,
+    )
+    .await
+}
+
+/// [`run`] with the URLs in flight set by `limit`, fed with what `load`
+/// says of each result.
+pub async fn run_adaptive<T, F, Fut, E>(
+    entries: impl Iterator<Item = Entry>,
+    mut limit: Aimd,
+    per_host: usize,
+    cancel: CancellationToken,
+    measure: F,
+    load: impl Fn(&T) -> Load,
     mut on_done: impl FnMut(T) -> Result<(), E>,
 ) -> Result<Ended, E>
 where
@@ -43,7 +156,7 @@ where
     F: Fn(Entry, CancellationToken) -> Fut,
     Fut: Future<Output = T> + Send + 'static,
 {
-    let parallel = parallel.max(1);
+    let parallel = limit.ceiling;
     let per_host = per_host.max(1);
     let lookahead = (parallel * 4).max(64);
     let mut entries = entries.fuse();
@@ -61,7 +174,7 @@ where
                     None => exhausted = true,
                 }
             }
-            while set.len() < parallel {
+            while set.len() < limit.current() {
                 let Some(i) = window
                     .iter()
                     .position(|(h, _)| in_flight.get(h).copied().unwrap_or(0) < per_host)
@@ -108,6 +221,7 @@ where
             }
         }
         if let Some(out) = out {
+            limit.observe(load(&out));
             on_done(out)?;
         }
     }
@@ -181,6 +295,87 @@ mod tests {
         for (h, (_, max)) in c.per_host.lock().unwrap().iter() {
             assert_eq!(*max, 2, "{h}");
         }
+    }
+
+    #[test]
+    fn aimd_grows_fast_until_overload_then_halves_once_per_round() {
+        let mut a = Aimd::new(64);
+        assert_eq!(a.current(), START_IN_FLIGHT);
+        for _ in 0..8 {
+            a.observe(Load::Fine);
+        }
+        assert_eq!(a.current(), 16, "slow start: one more per good result");
+        a.observe(Load::Overloaded);
+        assert_eq!(a.current(), 8);
+        // The others in flight at the decrease saw the same overload.
+        for _ in 0..7 {
+            a.observe(Load::Overloaded);
+        }
+        assert_eq!(a.current(), 8);
+        a.observe(Load::Overloaded);
+        assert_eq!(a.current(), 4);
+        // After slow start, one more per round of `current` good results.
+        for _ in 0..4 {
+            a.observe(Load::Fine);
+        }
+        assert_eq!(a.current(), 4, "{a:?}");
+        a.observe(Load::Fine);
+        assert_eq!(a.current(), 5, "{a:?}");
+        for _ in 0..100 {
+            a.observe(Load::Overloaded);
+        }
+        assert_eq!(a.current(), MIN_IN_FLIGHT);
+        for _ in 0..100_000 {
+            a.observe(Load::Fine);
+        }
+        assert_eq!(a.current(), 64, "never above the ceiling");
+        assert_eq!(Aimd::new(3).current(), 3);
+        let mut f = Aimd::fixed(16);
+        f.observe(Load::Overloaded);
+        assert_eq!(f.current(), 16);
+    }
+
+    #[tokio::test]
+    async fn an_overloaded_run_has_fewer_urls_in_flight() {
+        // Every result says "overloaded": after the first round the run
+        // keeps MIN_IN_FLIGHT in flight, never the ceiling.
+        let c = Arc::new(Counters::default());
+        let c2 = c.clone();
+        let mut n = 0;
+        let peak_late = Arc::new(AtomicUsize::new(0));
+        let p2 = peak_late.clone();
+        let done = Arc::new(AtomicUsize::new(0));
+        let d2 = done.clone();
+        run_adaptive(
+            entries(300, 300),
+            Aimd::new(32),
+            2,
+            CancellationToken::new(),
+            move |e, _| {
+                let (c, p, d) = (c2.clone(), p2.clone(), d2.clone());
+                async move {
+                    let now = c.now.fetch_add(1, Ordering::SeqCst) + 1;
+                    c.max.fetch_max(now, Ordering::SeqCst);
+                    if d.load(Ordering::SeqCst) > 100 {
+                        p.fetch_max(now, Ordering::SeqCst);
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    c.now.fetch_sub(1, Ordering::SeqCst);
+                    d.fetch_add(1, Ordering::SeqCst);
+                    e.url
+                }
+            },
+            |_| Load::Overloaded,
+            |_u: String| -> Result<(), ()> {
+                n += 1;
+                Ok(())
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(n, 300);
+        assert_eq!(c.max.load(Ordering::SeqCst), START_IN_FLIGHT);
+        assert_eq!(peak_late.load(Ordering::SeqCst), MIN_IN_FLIGHT);
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use probes::dns::{DnsOptions, QueryType};
 use probes::records::DnsQuery;
 use probes::Failure;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use url::{Host, Url};
 
@@ -59,6 +60,10 @@ pub(crate) struct Resolution {
 
 type Lookup = (usize, u8, DnsQuery);
 
+/// The addresses of a UDP lookup's first valid reply, told before the
+/// lookup ends (it keeps listening for late and duplicate replies).
+type EarlyAnswer = (usize, Vec<IpAddr>);
+
 /// The lookups of one host at one depth, running in parallel. Each lookup
 /// is recorded as soon as it ends.
 pub(crate) struct Fanout {
@@ -67,17 +72,25 @@ pub(crate) struct Fanout {
     done: Vec<Lookup>,
     literal: Option<IpAddr>,
     started: usize,
+    early_tx: mpsc::UnboundedSender<EarlyAnswer>,
+    early_rx: mpsc::UnboundedReceiver<EarlyAnswer>,
+    /// First answers of UDP lookups still listening.
+    early: Vec<EarlyAnswer>,
 }
 
 impl Fanout {
     /// Starts every lookup of `url`'s host (none for an IP literal).
     pub fn start(ctx: &Arc<Ctx>, url: &Url, depth: u32) -> Fanout {
+        let (early_tx, early_rx) = mpsc::unbounded_channel();
         let mut fan = Fanout {
             depth,
             set: JoinSet::new(),
             done: Vec::new(),
             literal: None,
             started: 0,
+            early_tx,
+            early_rx,
+            early: Vec::new(),
         };
         let host = match url.host() {
             Some(Host::Domain(d)) => d.to_string(),
@@ -113,8 +126,23 @@ impl Fanout {
             for qtype in [QueryType::A, QueryType::Aaaa] {
                 let trace = ctx.trace.child(ctx.next_id(), vec![depth_tag.clone()]);
                 let (host, opts, i) = (host.clone(), opts.clone(), order);
+                let early = fan.early_tx.clone();
                 fan.set.spawn(async move {
-                    let q = probes::dns::udp::query(&trace, resolver, &host, qtype, &opts).await;
+                    let (first_tx, first_rx) = oneshot::channel();
+                    let tell = async {
+                        if let Ok(addrs) = first_rx.await {
+                            let _ = early.send((i, addrs));
+                        }
+                    };
+                    let lookup = probes::dns::udp::query_telling_first(
+                        &trace,
+                        resolver,
+                        &host,
+                        qtype,
+                        &opts,
+                        Some(first_tx),
+                    );
+                    let (q, ()) = tokio::join!(lookup, tell);
                     (i, flags::UDP, q)
                 });
                 order += 1;
@@ -144,16 +172,53 @@ impl Fanout {
 
     /// Waits until the system resolver gave an address `usable` accepts
     /// (its addresses are fetched over first, so the slower resolvers need
-    /// not hold the page up), or every lookup ended. The other lookups go
-    /// on; [`Fanout::finish`] waits for them.
+    /// not hold the page up), or every lookup ended or, for a UDP lookup
+    /// still listening for late replies, had its first reply, with some
+    /// address known (the listening window is off the critical path). The other lookups
+    /// go on; [`Fanout::finish`] waits for them and records them.
     pub async fn first_usable(&mut self, ctx: &Ctx, usable: impl Fn(IpAddr) -> bool) -> Resolution {
         loop {
             let system_ready = self
                 .done
                 .iter()
                 .any(|(_, o, q)| *o == flags::SYSTEM && q.addrs().into_iter().any(&usable));
-            if system_ready || !self.next(ctx).await {
+            if system_ready || self.answered_or_ended() || !self.step(ctx).await {
                 return self.resolution(ctx);
+            }
+        }
+    }
+
+    /// Whether every lookup ended or is a UDP lookup that had its first
+    /// reply, and some address is known (with none, the failures that
+    /// explain it are only known once every lookup ended).
+    fn answered_or_ended(&self) -> bool {
+        let listening: Vec<&EarlyAnswer> = self
+            .early
+            .iter()
+            .filter(|(i, _)| !self.done.iter().any(|(d, _, _)| d == i))
+            .collect();
+        let some_address = listening.iter().any(|(_, a)| !a.is_empty())
+            || self.done.iter().any(|(_, _, q)| !q.addrs().is_empty());
+        !listening.is_empty() && some_address && self.done.len() + listening.len() >= self.started
+    }
+
+    /// Waits for one more lookup to end or tell its first answer; false
+    /// when no lookup is left.
+    async fn step(&mut self, ctx: &Ctx) -> bool {
+        let got = tokio::select! {
+            biased;
+            Some(e) = self.early_rx.recv() => Ok(e),
+            joined = self.set.join_next() => Err(joined),
+        };
+        match got {
+            Ok(e) => {
+                self.early.push(e);
+                true
+            }
+            Err(None) => false,
+            Err(Some(joined)) => {
+                self.record(ctx, joined);
+                true
             }
         }
     }
@@ -169,6 +234,12 @@ impl Fanout {
         let Some(joined) = self.set.join_next().await else {
             return false;
         };
+        self.record(ctx, joined);
+        true
+    }
+
+    /// Records an ended lookup.
+    fn record(&mut self, ctx: &Ctx, joined: Result<Lookup, tokio::task::JoinError>) {
         if let Ok((i, origin, q)) = joined {
             let evidence = if origin == flags::UDP {
                 injection::dns_evidence(&q)
@@ -193,7 +264,6 @@ impl Fanout {
             self.done.push((i, origin, q));
             self.done.sort_by_key(|(i, _, _)| *i);
         }
-        true
     }
 
     /// What the lookups ended so far say.
@@ -214,21 +284,33 @@ impl Fanout {
         };
         let mut own_limit = None;
         let mut capped = std::collections::BTreeSet::new();
-        for (_, origin, q) in &self.done {
+        // Ended lookups, and the first answers of UDP lookups still
+        // listening, in resolver order.
+        let mut known: Vec<(usize, u8, Option<&Failure>, Vec<IpAddr>)> = self
+            .done
+            .iter()
+            .map(|(i, o, q)| (*i, *o, q.failure.as_ref(), q.addrs()))
+            .collect();
+        for (i, addrs) in &self.early {
+            if !self.done.iter().any(|(d, _, _)| d == i) {
+                known.push((*i, flags::UDP, None, addrs.clone()));
+            }
+        }
+        known.sort_by_key(|k| k.0);
+        for (_, origin, failure, addrs) in &known {
             // A lookup our own limits kept from running is no failure of
             // the network: it explains "no address" only when nothing else
             // does.
-            if q.failure == Some(Failure::ProbeResourceLimit) {
-                own_limit = q.failure.clone();
+            if *failure == Some(&Failure::ProbeResourceLimit) {
+                own_limit = failure.cloned();
                 continue;
             }
             if *origin == flags::SYSTEM {
-                res.system_failure = q.failure.clone();
+                res.system_failure = failure.cloned();
             }
             if res.first_failure.is_none() {
-                res.first_failure = q.failure.clone();
+                res.first_failure = failure.cloned();
             }
-            let addrs = q.addrs();
             for (n, ip) in addrs.iter().copied().enumerate() {
                 let room = n < MAX_ADDRS_PER_NAME && res.addrs.len() < MAX_ADDRS_PER_URL;
                 match res.addrs.iter_mut().find(|(a, _)| *a == ip) {

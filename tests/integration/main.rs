@@ -3,6 +3,7 @@
 //! asserts exact outcomes.
 
 mod cli;
+mod collector_store;
 mod compare_report;
 mod control;
 mod fakes;
@@ -23,4 +24,5 @@ mod trace;
 mod unattended;
 mod verdicts;
 mod web;
+mod web_dns_window;
 mod web_quic;

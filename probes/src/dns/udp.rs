@@ -85,6 +85,23 @@ pub async fn query(
     qtype: QueryType,
     opts: &DnsOptions,
 ) -> DnsQuery {
+    query_telling_first(trace, resolver, host, qtype, opts, None).await
+}
+
+/// [`query`], and as soon as the first valid reply arrives (before the
+/// listening window ends) its addresses are sent on `first`, so the caller
+/// can go on with them while late and duplicate replies are still being
+/// collected. Nothing is sent for a truncated first reply (TCP follows) or
+/// when no valid reply comes; the returned record is the same as
+/// [`query`]'s.
+pub async fn query_telling_first(
+    trace: &Trace,
+    resolver: SocketAddr,
+    host: &str,
+    qtype: QueryType,
+    opts: &DnsOptions,
+    mut first: Option<tokio::sync::oneshot::Sender<Vec<IpAddr>>>,
+) -> DnsQuery {
     let (mut q, wq) = start_query(trace, "udp", resolver.to_string(), host, qtype, None);
     let Some(wq) = wq else {
         return q;
@@ -103,7 +120,8 @@ pub async fn query(
         q.t = trace.clock.now();
         return q;
     }
-    let (replies, first, sends) = collect(trace, &sock, resolver, &wq, started, opts).await;
+    let (replies, first, sends) =
+        collect(trace, &sock, resolver, &wq, started, opts, &mut first).await;
     q.x_attempts = sends;
     q.x_replies = replies.iter().map(|r| r.reply.clone()).collect();
     match first {
@@ -162,6 +180,7 @@ async fn collect(
     wq: &WireQuery,
     started: Instant,
     opts: &DnsOptions,
+    tell_first: &mut Option<tokio::sync::oneshot::Sender<Vec<IpAddr>>>,
 ) -> (Vec<wire::ReadReply>, Option<usize>, u32) {
     let mut replies = Vec::new();
     let mut first = None;
@@ -214,6 +233,9 @@ async fn collect(
         if read.valid && first.is_none() {
             first = Some(replies.len());
             deadline = at + opts.listen_after_first;
+            if let Some(tx) = tell_first.take().filter(|_| !read.truncated) {
+                let _ = tx.send(read.reply.answers.iter().filter_map(|a| a.ip()).collect());
+            }
         }
         // An undecodable reply from the resolver ends the wait: a parse
         // failure, not a timeout. A genuine reply racing a forged broken
