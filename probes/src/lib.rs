@@ -14,7 +14,6 @@ pub mod ipclass;
 pub mod lenient;
 pub mod metered;
 pub mod quic;
-#[cfg(feature = "raw")]
 pub mod raw;
 pub mod records;
 pub mod tcp;
