@@ -287,6 +287,31 @@ impl Failure {
     pub fn is_dns(&self) -> bool {
         self.as_str().starts_with("dns_")
     }
+
+    /// This failure in the legacy web-connectivity test helper's
+    /// `tcp_connect` vocabulary: `connection_refused_error`,
+    /// `generic_timeout_error`, else `connect_error`.
+    pub fn helper_tcp(&self) -> &'static str {
+        match self {
+            Failure::ConnectionRefused => "connection_refused_error",
+            Failure::GenericTimeout | Failure::TimedOut => "generic_timeout_error",
+            _ => "connect_error",
+        }
+    }
+
+    /// This failure in the legacy test helper's `http_request` vocabulary:
+    /// any DNS failure is `dns_lookup_error`; `generic_timeout_error`,
+    /// `connection_refused_error`; else `unknown_error`.
+    pub fn helper_http(&self) -> &'static str {
+        if self.is_dns() {
+            return "dns_lookup_error";
+        }
+        match self {
+            Failure::GenericTimeout | Failure::TimedOut => "generic_timeout_error",
+            Failure::ConnectionRefused => "connection_refused_error",
+            _ => "unknown_error",
+        }
+    }
 }
 
 impl fmt::Display for Failure {

@@ -8,6 +8,7 @@
 
 pub mod dns;
 pub mod failure;
+pub mod flow;
 pub mod hello;
 pub mod http;
 pub mod ipclass;

@@ -20,8 +20,14 @@
 //! 3. One GET per depth (`fetch.rs`) over the best connected endpoint: the
 //!    system resolver's addresses first, then UDP, then DoH, then addresses
 //!    only the control found.
-//! 4. A redirect (301/302/303/307/308) starts the next depth (`redirects.rs`),
-//!    with the cookies the chain has set so far (`cookies.rs`).
+//! 4. A redirect (301/302/303/307/308) starts the next depth
+//!    (`probes::flow::next`, the rule the control follows too), with the
+//!    cookies the chain has set so far (`cookies.rs`).
+//!
+//! The endpoint steps, the GET and the redirect rule are `probes::flow`'s,
+//! shared with the control server; what is the probe's own here is the
+//! address policy (`endpoints::ProbePolicy`), the concurrency, the priority
+//! selector and the records kept.
 //!
 //! At depth 0, as soon as every lookup ended, the control is asked about
 //! the URL (`control.rs`) in parallel with the probe's own steps; addresses only the
@@ -44,7 +50,6 @@ mod fetch;
 mod injection;
 mod limits;
 mod quic;
-mod redirects;
 mod resend;
 mod tls_retry;
 

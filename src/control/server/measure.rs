@@ -8,9 +8,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use probes::flow::{self, Next, Stage};
 use probes::http::HttpParams;
 use probes::records::{HttpTransaction, Trace};
-use probes::tcp::TcpOptions;
 use probes::tls::{TlsParams, TrustRoots};
 use probes::Failure;
 use sha2::{Digest, Sha256};
@@ -125,6 +125,8 @@ struct EndpointResult {
     addr: SocketAddr,
     tcp: ControlTcp,
     tls: Option<TlsResult>,
+    /// Why the policy refused it (not expected: endpoints are planned).
+    refused: Option<String>,
 }
 
 struct TlsResult {
@@ -205,7 +207,6 @@ impl Measurer {
             }
         }
 
-        let host_str = host.to_string();
         let tls_port = if url.scheme() == "https" {
             url.port_or_known_default()
         } else {
@@ -234,12 +235,8 @@ impl Measurer {
                     if Some(addr.port()) == tls_port {
                         quic_targets.push(addr);
                     }
-                    let h = host.clone();
-                    let hs = host_str.clone();
-                    set.spawn(async move {
-                        me.measure_endpoint(tr, key, addr, with_tls.then_some((h, hs)), deadline)
-                            .await
-                    });
+                    let h = with_tls.then(|| host.clone());
+                    set.spawn(async move { me.measure_endpoint(tr, key, addr, h, deadline).await });
                 }
             }
         }
@@ -250,6 +247,9 @@ impl Measurer {
         let mut tls_ok: BTreeSet<IpAddr> = BTreeSet::new();
         while let Some(r) = set.join_next().await {
             let Ok(r) = r else { continue };
+            if let Some(reason) = r.refused {
+                resp.x_refused.insert(r.key.clone(), reason);
+            }
             resp.tcp_connect.insert(r.key.clone(), r.tcp);
             if let Some(t) = r.tls {
                 if t.tls.status {
@@ -374,62 +374,67 @@ impl Measurer {
         }
     }
 
-    /// TCP connect, then (when `tls` names the host) a verified handshake.
+    /// The handshake parameters for `host` (the one builder the probe uses
+    /// too), bounded by `deadline`.
+    fn tls_params(&self, host: &TargetHost, deadline: Instant) -> TlsParams {
+        let host = match host {
+            TargetHost::Ip(IpAddr::V4(a)) => url::Host::Ipv4(*a),
+            TargetHost::Ip(IpAddr::V6(a)) => url::Host::Ipv6(*a),
+            TargetHost::Name(n) => url::Host::Domain(n.as_str()),
+        };
+        flow::tls_params(
+            &host,
+            Arc::clone(&self.roots),
+            bounded(self.steps.tls, deadline),
+            0,
+        )
+    }
+
+    /// TCP connect, then (when `tls` names the host) a verified handshake:
+    /// [`flow::connect`], as the probe's endpoint flows.
     async fn measure_endpoint(
         &self,
         trace: Trace,
         key: String,
         addr: SocketAddr,
-        tls: Option<(TargetHost, String)>,
+        tls: Option<TargetHost>,
         deadline: Instant,
     ) -> EndpointResult {
-        let opts = TcpOptions {
-            timeout: bounded(self.steps.connect, deadline),
-            ttl: None,
-        };
-        let (rec, stream) = probes::tcp::connect(&trace, addr, &opts).await;
-        let tcp = ControlTcp {
-            status: rec.status.success && stream.is_some(),
-            failure: rec.status.failure.as_ref().map(ooni_tcp_failure),
-        };
-        let tls = match (tls, stream) {
-            (Some((host, host_str)), Some(stream)) => {
-                let params = TlsParams {
-                    sni: match host {
-                        TargetHost::Name(n) => Some(n),
-                        TargetHost::Ip(_) => None,
-                    },
-                    verify_as: host_str.clone(),
-                    alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
-                    roots: Arc::clone(&self.roots),
-                    timeout: bounded(self.steps.tls, deadline),
-                    fail_on_invalid: false,
-                    clock_offset_secs: 0,
-                };
-                let (hs, _stream) = probes::tls::handshake(&trace, stream, addr, &params).await;
-                let failure = hs.failure.clone().or(hs.x_certificate_failure.clone());
-                let leaf_sha256 = hs.x_leaf.as_ref().map(|l| l.sha256.clone()).or_else(|| {
-                    hs.peer_certificates
-                        .first()
-                        .map(|c| hex::encode(Sha256::digest(c.decode())))
-                });
-                Some(TlsResult {
-                    tls: ControlTls {
-                        server_name: host_str,
-                        status: failure.is_none(),
-                        failure: failure.map(|f| f.to_string()),
-                    },
-                    leaf_sha256,
-                    seconds: (hs.t - hs.t0).max(0.0),
-                })
+        let params = tls.as_ref().map(|h| self.tls_params(h, deadline));
+        let timeout = bounded(self.steps.connect, deadline);
+        let connected =
+            match flow::connect(&trace, addr, timeout, params.as_ref(), &self.policy).await {
+                Ok(c) => c,
+                Err(flow::Refused(reason)) => {
+                    // Planned endpoints were checked already; say so anyway.
+                    return EndpointResult {
+                        key,
+                        addr,
+                        tcp: refused_tcp(),
+                        tls: None,
+                        refused: Some(reason),
+                    };
+                }
+            };
+        let tcp = control_tcp(&connected);
+        let tls = connected.tls.map(|hs| {
+            let leaf_sha256 = hs.x_leaf.as_ref().map(|l| l.sha256.clone()).or_else(|| {
+                hs.peer_certificates
+                    .first()
+                    .map(|c| hex::encode(Sha256::digest(c.decode())))
+            });
+            TlsResult {
+                tls: control_tls(&hs, params.as_ref()),
+                leaf_sha256,
+                seconds: (hs.t - hs.t0).max(0.0),
             }
-            _ => None,
-        };
+        });
         EndpointResult {
             key,
             addr,
             tcp,
             tls,
+            refused: None,
         }
     }
 
@@ -505,99 +510,53 @@ impl Measurer {
             }
         };
         let port = url.port_or_known_default().unwrap_or(80);
-        let https = url.scheme() == "https";
-        let host_str = host.to_string();
-
+        let params = (url.scheme() == "https").then(|| self.tls_params(&host, deadline));
         let mut any_allowed = false;
         let mut last_tcp_failure: Option<Failure> = None;
         for ip in addrs.into_iter().take(MAX_OWN_ADDRS) {
             let addr = SocketAddr::new(ip, port);
             let key = addr.to_string();
-            if let Err(r) = self.policy.check(ip) {
-                hop.tcp_connect.insert(
-                    key.clone(),
-                    ControlTcp {
-                        status: false,
-                        failure: Some("connect_error".into()),
-                    },
-                );
-                resp.x_refused.insert(key, r.to_string());
-                continue;
-            }
+            let timeout = bounded(self.steps.connect, deadline);
+            let connected =
+                match flow::connect(trace, addr, timeout, params.as_ref(), &self.policy).await {
+                    Ok(c) => c,
+                    Err(flow::Refused(reason)) => {
+                        hop.tcp_connect.insert(key.clone(), refused_tcp());
+                        resp.x_refused.insert(key, reason);
+                        continue;
+                    }
+                };
             any_allowed = true;
-            let opts = TcpOptions {
-                timeout: bounded(self.steps.connect, deadline),
-                ttl: None,
+            hop.tcp_connect.insert(key.clone(), control_tcp(&connected));
+            if let Some(hs) = &connected.tls {
+                hop.tls_handshake
+                    .insert(key, control_tls(hs, params.as_ref()));
+            }
+            let (conn, alpn) = match connected.conn {
+                Ok(c) => c,
+                Err((Stage::Tcp, f)) => {
+                    last_tcp_failure = Some(f);
+                    continue;
+                }
+                Err((Stage::Tls, f)) => return failed(hop, f),
             };
-            let (rec, stream) = probes::tcp::connect(trace, addr, &opts).await;
-            hop.tcp_connect.insert(
-                key.clone(),
-                ControlTcp {
-                    status: stream.is_some(),
-                    failure: rec.status.failure.as_ref().map(ooni_tcp_failure),
-                },
-            );
-            let Some(stream) = stream else {
-                last_tcp_failure = Some(rec.status.failure.unwrap_or(Failure::GenericTimeout));
-                continue;
-            };
-            let params = HttpParams {
+            let get = HttpParams {
                 url: url.clone(),
                 host_header: None,
                 headers: headers.to_vec(),
                 body_cap: self.body_cap,
                 timeout: bounded(self.steps.http, deadline),
             };
-            let txn = if https {
-                let tp = TlsParams {
-                    sni: match &host {
-                        TargetHost::Name(n) => Some(n.clone()),
-                        TargetHost::Ip(_) => None,
-                    },
-                    verify_as: host_str.clone(),
-                    alpn: vec![b"http/1.1".to_vec()],
-                    roots: Arc::clone(&self.roots),
-                    timeout: bounded(self.steps.tls, deadline),
-                    fail_on_invalid: true,
-                    clock_offset_secs: 0,
-                };
-                let (hs, tls) = probes::tls::handshake(trace, stream, addr, &tp).await;
-                let failure = hs.failure.clone().or(hs.x_certificate_failure.clone());
-                hop.tls_handshake.insert(
-                    key,
-                    ControlTls {
-                        server_name: host_str.clone(),
-                        status: failure.is_none() && tls.is_some(),
-                        failure: failure.as_ref().map(Failure::to_string),
-                    },
-                );
-                match (tls, failure) {
-                    (Some(tls), None) => probes::http::get(trace, tls, addr, "", &params).await,
-                    (_, f) => {
-                        let f = f.unwrap_or(Failure::SslFailedHandshake);
-                        hop.failure = Some(f.to_string());
-                        return (hop, HopOutcome::Failed(ooni_http_failure(&f)));
-                    }
-                }
-            } else {
-                probes::http::get(trace, stream, addr, "", &params).await
+            let txn = flow::fetch(trace, conn, addr, &alpn, &get).await;
+            if txn.response.code > 0 {
+                hop.status_code = txn.response.code;
+            }
+            hop.location = txn.location().map(str::to_string);
+            return match flow::next(url, &txn) {
+                Next::Redirect(next) => (hop, HopOutcome::Redirect(next)),
+                Next::Failed(f) => failed(hop, f),
+                Next::Final => (hop, HopOutcome::Page(Box::new(txn))),
             };
-            if let Some(f) = &txn.failure {
-                hop.failure = Some(f.to_string());
-                return (hop, HopOutcome::Failed(ooni_http_failure(f)));
-            }
-            hop.status_code = txn.response.code;
-            if let Some(loc) = txn.location() {
-                hop.location = Some(loc.to_string());
-                return match url.join(loc) {
-                    Ok(next) => (hop, HopOutcome::Redirect(next)),
-                    Err(_) => {
-                        hop.failure = Some(Failure::HttpInvalidRedirectLocationHost.to_string());
-                        (hop, HopOutcome::Failed("unknown_error".into()))
-                    }
-                };
-            }
-            return (hop, HopOutcome::Page(Box::new(txn)));
         }
         if !any_allowed {
             hop.failure = Some(REFUSED_FAILURE.into());
@@ -609,9 +568,45 @@ impl Measurer {
             };
             return (hop, HopOutcome::Failed(f.into()));
         }
-        let f = last_tcp_failure.unwrap_or(Failure::GenericTimeout);
-        hop.failure = Some(f.to_string());
-        (hop, HopOutcome::Failed(ooni_http_failure(&f)))
+        failed(hop, last_tcp_failure.unwrap_or(Failure::GenericTimeout))
+    }
+}
+
+/// A hop that failed with `f`: the failure string on the hop, the legacy
+/// helper's name for it as the `http_request` failure.
+fn failed(mut hop: ControlHop, f: Failure) -> (ControlHop, HopOutcome) {
+    let helper = f.helper_http().to_string();
+    hop.failure = Some(f.to_string());
+    (hop, HopOutcome::Failed(helper))
+}
+
+/// The `tcp_connect` entry of an endpoint the policy refused.
+fn refused_tcp() -> ControlTcp {
+    ControlTcp {
+        status: false,
+        failure: Some("connect_error".into()),
+    }
+}
+
+/// The `tcp_connect` entry of a connect, in the legacy helper's words.
+fn control_tcp(c: &flow::Connected) -> ControlTcp {
+    let failure = match &c.conn {
+        Err((Stage::Tcp, f)) => Some(f.helper_tcp().to_string()),
+        _ => None,
+    };
+    ControlTcp {
+        status: failure.is_none(),
+        failure,
+    }
+}
+
+/// The `tls_handshake` entry of a handshake (failure as the probe records
+/// it), named for the host the chain was judged against.
+fn control_tls(hs: &probes::records::TlsHandshake, params: Option<&TlsParams>) -> ControlTls {
+    ControlTls {
+        server_name: params.map(|p| p.verify_as.clone()).unwrap_or_default(),
+        status: hs.failure.is_none(),
+        failure: hs.failure.as_ref().map(Failure::to_string),
     }
 }
 
@@ -632,29 +627,6 @@ fn honoured_headers(req: &ControlRequest) -> Vec<(String, String)> {
         headers.push((name.clone(), v.clone()));
     }
     headers
-}
-
-/// The test helper's TCP failure names.
-fn ooni_tcp_failure(f: &Failure) -> String {
-    match f {
-        Failure::ConnectionRefused => "connection_refused_error",
-        Failure::GenericTimeout | Failure::TimedOut => "generic_timeout_error",
-        _ => "connect_error",
-    }
-    .to_string()
-}
-
-/// The test helper's `http_request` failure names.
-fn ooni_http_failure(f: &Failure) -> String {
-    if f.is_dns() {
-        return "dns_lookup_error".into();
-    }
-    match f {
-        Failure::GenericTimeout | Failure::TimedOut => "generic_timeout_error",
-        Failure::ConnectionRefused => "connection_refused_error",
-        _ => "unknown_error",
-    }
-    .to_string()
 }
 
 /// `step`, or less when the deadline is nearer.
