@@ -403,4 +403,36 @@ mod tests {
         assert_eq!(Failure::from_rcode(3), Some(Failure::DnsNxdomain));
         assert_eq!(Failure::from_rcode(5), Some(Failure::DnsRefused));
     }
+
+    #[test]
+    fn legacy_helper_words() {
+        let cases = [
+            (
+                Failure::ConnectionRefused,
+                "connection_refused_error",
+                "connection_refused_error",
+            ),
+            (
+                Failure::GenericTimeout,
+                "generic_timeout_error",
+                "generic_timeout_error",
+            ),
+            (
+                Failure::TimedOut,
+                "generic_timeout_error",
+                "generic_timeout_error",
+            ),
+            (Failure::ConnectionReset, "connect_error", "unknown_error"),
+            (
+                Failure::SslUnknownAuthority,
+                "connect_error",
+                "unknown_error",
+            ),
+            (Failure::DnsNxdomain, "connect_error", "dns_lookup_error"),
+            (Failure::Eof, "connect_error", "unknown_error"),
+        ];
+        for (f, tcp, http) in cases {
+            assert_eq!((f.helper_tcp(), f.helper_http()), (tcp, http), "{f}");
+        }
+    }
 }
