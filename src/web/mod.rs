@@ -73,7 +73,7 @@ pub const INTERRUPTED_DEADLINE: &str = "deadline";
 pub const INTERRUPTED_INVALID_INPUT: &str = "invalid_input";
 /// The `http_experiment_failure` after more than `max_redirects` redirects
 /// (OONI's exact string).
-pub const TOO_MANY_REDIRECTS: &str = "unknown_failure: stopped after too many redirects";
+pub const TOO_MANY_REDIRECTS: &str = probes::flow::redirect::TOO_MANY_REDIRECTS;
 /// `control_failure` when no control client was given.
 pub const CONTROL_DISABLED: &str = "control_disabled";
 
@@ -151,7 +151,7 @@ impl Default for WebSettings {
             http: Duration::from_secs(10),
             url_deadline: Duration::from_secs(60),
             body_cap: probes::http::DEFAULT_BODY_CAP,
-            max_redirects: 10,
+            max_redirects: probes::flow::redirect::MAX_REDIRECTS,
             roots: TrustRoots::webpki(),
             treat_as_public: Vec::new(),
             max_parallel_endpoints: 8,

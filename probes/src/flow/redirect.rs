@@ -4,6 +4,13 @@
 use crate::failure::Failure;
 use url::{ParseError, Url};
 
+/// Redirects followed, as browsers and OONI do; one more ends the chain
+/// with [`TOO_MANY_REDIRECTS`].
+pub const MAX_REDIRECTS: u32 = 10;
+/// The failure of a chain longer than the redirects followed (OONI's exact
+/// string).
+pub const TOO_MANY_REDIRECTS: &str = "unknown_failure: stopped after too many redirects";
+
 /// Checks that `url` can be measured: http or https, with a non-empty host.
 pub fn check_url(url: &Url) -> Result<(), Failure> {
     if !matches!(url.scheme(), "http" | "https") {

@@ -31,8 +31,8 @@ pub use crate::control::protocol::MAX_TCP_CONNECT;
 /// At most this many of the control's own addresses are measured per host
 /// (the probe's cap per name).
 const MAX_OWN_ADDRS: usize = crate::control::protocol::MAX_ADDRS_PER_NAME;
-/// Redirects followed, as browsers and OONI do.
-const MAX_REDIRECTS: usize = 10;
+/// Redirects followed: the probe's default.
+const MAX_REDIRECTS: usize = probes::flow::redirect::MAX_REDIRECTS as usize;
 /// The `failure` of a hop the control refused to connect for.
 pub const REFUSED_FAILURE: &str = "x_refused_by_control_policy";
 /// Characters of the final body kept in `x_body.prefix`.
@@ -457,7 +457,8 @@ impl Measurer {
                 other => return (chain, other),
             }
         }
-        (chain, HopOutcome::Failed("unknown_error".into()))
+        let too_many = Failure::parse(probes::flow::redirect::TOO_MANY_REDIRECTS);
+        (chain, HopOutcome::Failed(too_many.helper_http().into()))
     }
 
     /// One hop of the fetch: its own DNS, TCP, TLS and GET.
