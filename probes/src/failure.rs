@@ -299,6 +299,25 @@ impl Failure {
         }
     }
 
+    /// This failure in the legacy test helper's DNS vocabulary: NXDOMAIN →
+    /// `dns_name_error`; no answer → no failure; refused, servfail,
+    /// misbehaving or temporary → `dns_server_failure`; our own lookup
+    /// limit → `x_probe_resource_limit` (not the site's DNS failing: say
+    /// so); anything else → `unknown_error`.
+    pub fn helper_dns(&self) -> Option<&'static str> {
+        Some(match self {
+            Failure::DnsNxdomain => "dns_name_error",
+            Failure::DnsNoAnswer => return None,
+            Failure::DnsRefused
+            | Failure::DnsServfail
+            | Failure::DnsServerMisbehaving
+            | Failure::DnsTemporaryFailure
+            | Failure::DnsNonRecoverableFailure => "dns_server_failure",
+            Failure::ProbeResourceLimit => "x_probe_resource_limit",
+            _ => "unknown_error",
+        })
+    }
+
     /// This failure in the legacy test helper's `http_request` vocabulary:
     /// any DNS failure is `dns_lookup_error`; `generic_timeout_error`,
     /// `connection_refused_error`; else `unknown_error`.
@@ -434,5 +453,12 @@ mod tests {
         for (f, tcp, http) in cases {
             assert_eq!((f.helper_tcp(), f.helper_http()), (tcp, http), "{f}");
         }
+        assert_eq!(Failure::DnsNxdomain.helper_dns(), Some("dns_name_error"));
+        assert_eq!(Failure::DnsNoAnswer.helper_dns(), None);
+        assert_eq!(
+            Failure::DnsServfail.helper_dns(),
+            Some("dns_server_failure")
+        );
+        assert_eq!(Failure::GenericTimeout.helper_dns(), Some("unknown_error"));
     }
 }
