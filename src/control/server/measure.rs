@@ -144,7 +144,8 @@ enum HopOutcome {
 }
 
 impl Measurer {
-    /// Measures `url` (already validated from `req`) before `deadline`.
+    /// Measures `url` (already validated from `req`) before `deadline`: a
+    /// list of named steps.
     pub async fn measure(
         self: Arc<Self>,
         req: ControlRequest,
@@ -156,31 +157,66 @@ impl Measurer {
         let Some(host) = ssrf::target_host(&url) else {
             return resp;
         };
+        let dns = self
+            .resolve(&trace.child(1, vec!["dns".into()]), &host, deadline)
+            .await;
+        resp.dns = dns.dns;
+        let own_addrs = dns.addrs;
+        let (plans, probe_ips) = self.plan(&req, &url, &own_addrs);
+        // TCP/TLS to every endpoint, in parallel with the HTTP fetch.
+        let (set, quic_targets) =
+            self.start_endpoints(&trace, plans, &host, &url, deadline, &mut resp);
+        let headers = honoured_headers(&req);
+        let (chain, outcome) = self
+            .fetch(&trace, url.clone(), headers, deadline, &mut resp)
+            .await;
+        let tls_ok = collect_endpoints(set, &mut resp).await;
+        self.record_ip_info(&probe_ips, &own_addrs, &tls_ok, &mut resp);
+        let discovered = record_fetch(chain, outcome, &mut resp);
+        if super::quic::wanted(&req, &discovered) {
+            let timeout = bounded(self.steps.tls, deadline);
+            let mut get = HttpParams::new(url);
+            get.body_cap = self.body_cap;
+            get.timeout = bounded(self.steps.http, deadline);
+            (resp.quic_handshake, resp.http3_request) =
+                super::quic::handshakes(quic_targets, &host, &self.roots, timeout, Some(get)).await;
+        }
+        resp
+    }
 
-        // DNS for the URL's host (an IP literal is its own answer).
-        let (dns, own_addrs) = match &host {
-            TargetHost::Ip(ip) => (
-                ControlDns {
+    /// DNS for `host` through the control's resolver (an IP literal is its
+    /// own answer).
+    async fn resolve(
+        &self,
+        trace: &Trace,
+        host: &TargetHost,
+        deadline: Instant,
+    ) -> resolver::Resolution {
+        match host {
+            TargetHost::Ip(ip) => resolver::Resolution {
+                dns: ControlDns {
                     failure: None,
                     addrs: vec![ip.to_string()],
                 },
-                vec![*ip],
-            ),
+                addrs: vec![*ip],
+                failure: None,
+            },
             TargetHost::Name(n) => {
-                let r = resolver::resolve(
-                    &self.resolver,
-                    &trace.child(1, vec!["dns".into()]),
-                    n,
-                    &self.roots,
-                    bounded(self.steps.dns, deadline),
-                )
-                .await;
-                (r.dns, r.addrs)
+                let timeout = bounded(self.steps.dns, deadline);
+                resolver::resolve(&self.resolver, trace, n, &self.roots, timeout).await
             }
-        };
-        resp.dns = dns;
+        }
+    }
 
-        // The endpoints: the probe's, then the control's own.
+    /// The endpoints: the probe's (`tcp_connect`), then the control's own
+    /// addresses on the URL's ports, each decided before any connection.
+    /// Also returns the probe's addresses.
+    fn plan(
+        &self,
+        req: &ControlRequest,
+        url: &Url,
+        own_addrs: &[IpAddr],
+    ) -> (BTreeMap<String, Plan>, BTreeSet<IpAddr>) {
         let ports: Vec<u16> = match url.port() {
             Some(p) => vec![p],
             None if url.scheme() == "https" => vec![443],
@@ -192,7 +228,7 @@ impl Measurer {
             let plan = match ssrf::parse_endpoint(s) {
                 Ok(sa) => {
                     probe_ips.insert(sa.ip());
-                    self.plan_endpoint(&url, sa)
+                    self.plan_endpoint(url, sa)
                 }
                 Err(r) => Plan::Refuse(r.to_string()),
             };
@@ -203,33 +239,39 @@ impl Measurer {
                 let sa = SocketAddr::new(*ip, *port);
                 plans
                     .entry(sa.to_string())
-                    .or_insert_with(|| self.plan_endpoint(&url, sa));
+                    .or_insert_with(|| self.plan_endpoint(url, sa));
             }
         }
+        (plans, probe_ips)
+    }
 
+    /// Records the refused endpoints and starts the others (TLS too on 443
+    /// and on an https URL's port). Returns the running endpoints and the
+    /// QUIC targets (the https URL's port).
+    fn start_endpoints(
+        self: &Arc<Self>,
+        trace: &Trace,
+        plans: BTreeMap<String, Plan>,
+        host: &TargetHost,
+        url: &Url,
+        deadline: Instant,
+        resp: &mut ControlResponse,
+    ) -> (JoinSet<EndpointResult>, Vec<SocketAddr>) {
         let tls_port = if url.scheme() == "https" {
             url.port_or_known_default()
         } else {
             None
         };
-
-        // TCP/TLS to every endpoint, in parallel with the HTTP fetch.
         let mut set = JoinSet::new();
         let mut quic_targets = Vec::new();
         for (key, plan) in plans {
             match plan {
                 Plan::Refuse(reason) => {
-                    resp.tcp_connect.insert(
-                        key.clone(),
-                        ControlTcp {
-                            status: false,
-                            failure: Some("connect_error".into()),
-                        },
-                    );
+                    resp.tcp_connect.insert(key.clone(), refused_tcp());
                     resp.x_refused.insert(key, reason);
                 }
                 Plan::Measure(addr) => {
-                    let me = Arc::clone(&self);
+                    let me = Arc::clone(self);
                     let tr = trace.child(2, vec!["tcptls".into()]);
                     let with_tls = addr.port() == 443 || Some(addr.port()) == tls_port;
                     if Some(addr.port()) == tls_port {
@@ -240,30 +282,17 @@ impl Measurer {
                 }
             }
         }
-        let headers = honoured_headers(&req);
-        let input_url = url.clone();
-        let (chain, outcome) = self.fetch(&trace, url, headers, deadline, &mut resp).await;
+        (set, quic_targets)
+    }
 
-        let mut tls_ok: BTreeSet<IpAddr> = BTreeSet::new();
-        while let Some(r) = set.join_next().await {
-            let Ok(r) = r else { continue };
-            if let Some(reason) = r.refused {
-                resp.x_refused.insert(r.key.clone(), reason);
-            }
-            resp.tcp_connect.insert(r.key.clone(), r.tcp);
-            if let Some(t) = r.tls {
-                if t.tls.status {
-                    tls_ok.insert(r.addr.ip());
-                }
-                if let Some(sha) = t.leaf_sha256 {
-                    resp.x_tls_leaf_sha256.insert(r.key.clone(), sha);
-                }
-                resp.x_tls_handshake_time.insert(r.key.clone(), t.seconds);
-                resp.tls_handshake.insert(r.key, t.tls);
-            }
-        }
-
-        // ip_info over the probe's and the control's addresses.
+    /// `ip_info` over the probe's and the control's addresses.
+    fn record_ip_info(
+        &self,
+        probe_ips: &BTreeSet<IpAddr>,
+        own_addrs: &[IpAddr],
+        tls_ok: &BTreeSet<IpAddr>,
+        resp: &mut ControlResponse,
+    ) {
         let own: BTreeSet<IpAddr> = own_addrs.iter().copied().collect();
         for ip in probe_ips.union(&own) {
             let mut flags = 0;
@@ -287,72 +316,6 @@ impl Measurer {
                 },
             );
         }
-
-        let final_url = chain.last().and_then(|h| Url::parse(&h.url).ok());
-        resp.x_redirect_chain = chain;
-        let mut discovered = String::new();
-        match outcome {
-            HopOutcome::Page(txn) => {
-                let body = txn.response.body.to_bytes();
-                let title = txn
-                    .response
-                    .x_title
-                    .clone()
-                    .or_else(|| probes::http::extract_title(&body))
-                    .unwrap_or_default();
-                resp.http_request = ControlHttp {
-                    body_length: body.len() as i64,
-                    discovered_h3_endpoint: String::new(),
-                    failure: None,
-                    title,
-                    headers: txn.response.headers.clone(),
-                    status_code: txn.response.code,
-                };
-                if let Some(u) = &final_url {
-                    let alt_svc = txn.response.headers.get("alt-svc").map(String::as_str);
-                    discovered = super::quic::discovered_h3(u, alt_svc);
-                    resp.http_request.discovered_h3_endpoint = discovered.clone();
-                }
-                resp.x_body = Some(ControlBody {
-                    length: body.len() as i64,
-                    sha256: hex::encode(Sha256::digest(&body)),
-                    prefix: String::from_utf8_lossy(&body)
-                        .chars()
-                        .take(BODY_PREFIX_CHARS)
-                        .collect(),
-                });
-                let text = crate::analysis::pagetext::fingerprint(&String::from_utf8_lossy(&body));
-                resp.x_body_text = Some(ControlText {
-                    words: text.words,
-                    sketch: text.sketch,
-                    block_terms: text.block_terms,
-                });
-                if txn.x_transfer.bytes > 0 {
-                    resp.x_transfer_rate_bps = Some(txn.x_transfer.rate_bps);
-                }
-            }
-            HopOutcome::Failed(f) => {
-                resp.http_request = ControlHttp {
-                    failure: Some(f),
-                    ..ControlHttp::default()
-                };
-            }
-            HopOutcome::Redirect(_) => {
-                resp.http_request = ControlHttp {
-                    failure: Some("unknown_error".into()),
-                    ..ControlHttp::default()
-                };
-            }
-        }
-        if super::quic::wanted(&req, &discovered) {
-            let timeout = bounded(self.steps.tls, deadline);
-            let mut get = HttpParams::new(input_url);
-            get.body_cap = self.body_cap;
-            get.timeout = bounded(self.steps.http, deadline);
-            (resp.quic_handshake, resp.http3_request) =
-                super::quic::handshakes(quic_targets, &host, &self.roots, timeout, Some(get)).await;
-        }
-        resp
     }
 
     /// The ASN of a public address, 0 when unknown.
@@ -461,6 +424,36 @@ impl Measurer {
         (chain, HopOutcome::Failed(too_many.helper_http().into()))
     }
 
+    /// A hop's host and addresses: its scheme checked, its own DNS. On
+    /// failure, the hop says why and the helper's `http_request` word is
+    /// returned.
+    async fn hop_addrs(
+        &self,
+        trace: &Trace,
+        url: &Url,
+        deadline: Instant,
+        hop: &mut ControlHop,
+        resp: &mut ControlResponse,
+    ) -> Result<(TargetHost, Vec<IpAddr>), &'static str> {
+        if let Err(r) = ssrf::check_scheme(url) {
+            hop.failure = Some(REFUSED_FAILURE.into());
+            resp.x_refused.insert(url.to_string(), r.to_string());
+            return Err("unknown_error");
+        }
+        let Some(host) = ssrf::target_host(url) else {
+            hop.failure = Some(Failure::HttpInvalidRedirectLocationHost.to_string());
+            return Err("unknown_error");
+        };
+        let r = self.resolve(trace, &host, deadline).await;
+        hop.dns = r.dns;
+        if r.addrs.is_empty() {
+            let f = r.failure.unwrap_or(Failure::DnsNoAnswer);
+            hop.failure = Some(f.to_string());
+            return Err("dns_lookup_error");
+        }
+        Ok((host, r.addrs))
+    }
+
     /// One hop of the fetch: its own DNS, TCP, TLS and GET.
     async fn fetch_hop(
         &self,
@@ -475,40 +468,9 @@ impl Measurer {
             status_code: -1,
             ..ControlHop::default()
         };
-        if let Err(r) = ssrf::check_scheme(url) {
-            hop.failure = Some(REFUSED_FAILURE.into());
-            resp.x_refused.insert(url.to_string(), r.to_string());
-            return (hop, HopOutcome::Failed("unknown_error".into()));
-        }
-        let Some(host) = ssrf::target_host(url) else {
-            hop.failure = Some(Failure::HttpInvalidRedirectLocationHost.to_string());
-            return (hop, HopOutcome::Failed("unknown_error".into()));
-        };
-        let addrs = match &host {
-            TargetHost::Ip(ip) => {
-                hop.dns = ControlDns {
-                    failure: None,
-                    addrs: vec![ip.to_string()],
-                };
-                vec![*ip]
-            }
-            TargetHost::Name(name) => {
-                let r = resolver::resolve(
-                    &self.resolver,
-                    trace,
-                    name,
-                    &self.roots,
-                    bounded(self.steps.dns, deadline),
-                )
-                .await;
-                hop.dns = r.dns;
-                if r.addrs.is_empty() {
-                    let f = r.failure.unwrap_or(Failure::DnsNoAnswer);
-                    hop.failure = Some(f.to_string());
-                    return (hop, HopOutcome::Failed("dns_lookup_error".into()));
-                }
-                r.addrs
-            }
+        let (host, addrs) = match self.hop_addrs(trace, url, deadline, &mut hop, resp).await {
+            Ok(found) => found,
+            Err(helper) => return (hop, HopOutcome::Failed(helper.into())),
         };
         let port = url.port_or_known_default().unwrap_or(80);
         let params = (url.scheme() == "https").then(|| self.tls_params(&host, deadline));
@@ -609,6 +571,98 @@ fn control_tls(hs: &probes::records::TlsHandshake, params: Option<&TlsParams>) -
         status: hs.failure.is_none(),
         failure: hs.failure.as_ref().map(Failure::to_string),
     }
+}
+
+/// Waits for the endpoints and records them; returns the addresses whose
+/// TLS handshake succeeded.
+async fn collect_endpoints(
+    mut set: JoinSet<EndpointResult>,
+    resp: &mut ControlResponse,
+) -> BTreeSet<IpAddr> {
+    let mut tls_ok: BTreeSet<IpAddr> = BTreeSet::new();
+    while let Some(r) = set.join_next().await {
+        let Ok(r) = r else { continue };
+        if let Some(reason) = r.refused {
+            resp.x_refused.insert(r.key.clone(), reason);
+        }
+        resp.tcp_connect.insert(r.key.clone(), r.tcp);
+        if let Some(t) = r.tls {
+            if t.tls.status {
+                tls_ok.insert(r.addr.ip());
+            }
+            if let Some(sha) = t.leaf_sha256 {
+                resp.x_tls_leaf_sha256.insert(r.key.clone(), sha);
+            }
+            resp.x_tls_handshake_time.insert(r.key.clone(), t.seconds);
+            resp.tls_handshake.insert(r.key, t.tls);
+        }
+    }
+    tls_ok
+}
+
+/// Records the redirect chain and how the fetch ended (`http_request`, the
+/// body's facts); returns the HTTP/3 endpoint the final response
+/// announced, or "".
+fn record_fetch(chain: Vec<ControlHop>, outcome: HopOutcome, resp: &mut ControlResponse) -> String {
+    let final_url = chain.last().and_then(|h| Url::parse(&h.url).ok());
+    resp.x_redirect_chain = chain;
+    let txn = match outcome {
+        HopOutcome::Page(txn) => txn,
+        HopOutcome::Failed(f) => {
+            resp.http_request = ControlHttp {
+                failure: Some(f),
+                ..ControlHttp::default()
+            };
+            return String::new();
+        }
+        HopOutcome::Redirect(_) => {
+            resp.http_request = ControlHttp {
+                failure: Some("unknown_error".into()),
+                ..ControlHttp::default()
+            };
+            return String::new();
+        }
+    };
+    let body = txn.response.body.to_bytes();
+    let title = txn
+        .response
+        .x_title
+        .clone()
+        .or_else(|| probes::http::extract_title(&body))
+        .unwrap_or_default();
+    let discovered = match &final_url {
+        Some(u) => {
+            let alt_svc = txn.response.headers.get("alt-svc").map(String::as_str);
+            super::quic::discovered_h3(u, alt_svc)
+        }
+        None => String::new(),
+    };
+    resp.http_request = ControlHttp {
+        body_length: body.len() as i64,
+        discovered_h3_endpoint: discovered.clone(),
+        failure: None,
+        title,
+        headers: txn.response.headers.clone(),
+        status_code: txn.response.code,
+    };
+    resp.x_body = Some(ControlBody {
+        length: body.len() as i64,
+        sha256: hex::encode(Sha256::digest(&body)),
+        prefix: String::from_utf8_lossy(&body)
+            .chars()
+            .take(BODY_PREFIX_CHARS)
+            .collect(),
+    });
+    let text = crate::analysis::pagetext::fingerprint(&String::from_utf8_lossy(&body));
+    resp.x_body_text = Some(ControlText {
+        words: text.words,
+        sketch: text.sketch,
+        block_terms: text.block_terms,
+    });
+    if txn.x_transfer.bytes > 0 {
+        resp.x_transfer_rate_bps = Some(txn.x_transfer.rate_bps);
+    }
+    discovered
 }
 
 /// The request headers the helper honours (User-Agent, Accept,
