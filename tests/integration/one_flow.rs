@@ -18,7 +18,7 @@ use gatewatch::web::{measure, WebSettings};
 use probes::tls::TrustRoots;
 use probes::Failure;
 
-use crate::fakes::ca::self_signed;
+use crate::fakes::ca::{self_signed, TestCa};
 use crate::fakes::http::{self as fhttp, response, Behaviour};
 use crate::fakes::{tcp as ftcp, tls as ftls};
 
@@ -42,11 +42,11 @@ struct Seen {
     helper: Option<String>,
 }
 
-fn probe_settings() -> WebSettings {
+fn probe_settings(roots: Arc<TrustRoots>) -> WebSettings {
     WebSettings {
         resolvers: Vec::new(),
         system_resolver: false,
-        roots: TrustRoots::webpki(),
+        roots,
         treat_as_public: vec!["127.0.0.1/32".parse().unwrap()],
         tcp: STEP,
         tls: STEP,
@@ -55,13 +55,13 @@ fn probe_settings() -> WebSettings {
     }
 }
 
-fn control() -> Arc<Measurer> {
+fn control(roots: Arc<TrustRoots>) -> Arc<Measurer> {
     Arc::new(Measurer {
         policy: AddressPolicy::new(vec!["127.0.0.1/32".parse().unwrap()]),
         // IP-literal URLs only: no lookup is made (port 9 of the discard
         // service on loopback, never a real resolver).
         resolver: ResolverSpec::Udp("127.0.0.1:9".parse().unwrap()),
-        roots: TrustRoots::webpki(),
+        roots,
         body_cap: probes::http::DEFAULT_BODY_CAP,
         steps: StepTimeouts {
             dns: STEP,
@@ -123,10 +123,10 @@ fn control_seen(r: &ControlResponse, addr: SocketAddr) -> Seen {
     }
 }
 
-/// Measures `url` (whose only endpoint is `addr`) by both paths and returns
-/// what each saw.
-async fn both(url: &str, addr: SocketAddr) -> (Seen, Seen) {
-    let keys = measure(url, &probe_settings(), None).await;
+/// Measures `url` (whose only endpoint is `addr`) by both paths, trusting
+/// `roots`, and returns what each saw.
+async fn both(url: &str, addr: SocketAddr, roots: Arc<TrustRoots>) -> (Seen, Seen) {
+    let keys = measure(url, &probe_settings(Arc::clone(&roots)), None).await;
     let req = ControlRequest {
         http_request: url.to_string(),
         tcp_connect: vec![addr.to_string()],
@@ -134,13 +134,18 @@ async fn both(url: &str, addr: SocketAddr) -> (Seen, Seen) {
     };
     let parsed = validate(&req).expect("a valid request");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let resp = control().measure(req, parsed, deadline).await;
+    let resp = control(roots).measure(req, parsed, deadline).await;
     (probe_seen(&keys, addr), control_seen(&resp, addr))
 }
 
-/// Asserts both paths saw `expected`.
+/// Asserts both paths saw `expected` (trusting Mozilla's roots).
 async fn same(url: &str, addr: SocketAddr, expected: Seen) {
-    let (probe, control) = both(url, addr).await;
+    same_trusting(url, addr, TrustRoots::webpki(), expected).await;
+}
+
+/// Asserts both paths, trusting `roots`, saw `expected`.
+async fn same_trusting(url: &str, addr: SocketAddr, roots: Arc<TrustRoots>, expected: Seen) {
+    let (probe, control) = both(url, addr, roots).await;
     assert_eq!(probe, control, "{url}: probe vs control");
     assert_eq!(probe, expected, "{url}");
 }
@@ -246,4 +251,26 @@ async fn redirects_to_bad_locations() {
         assert_eq!(want.helper.as_deref(), Some("unknown_error"));
         same(&url, site.addr, want).await;
     }
+}
+
+#[tokio::test]
+async fn https_ok_and_expired_certificate() {
+    let ca = TestCa::new("one flow CA");
+    let page = response(200, "OK", &[("Content-Type", "text/html")], b"<p>hi</p>");
+    let good = ftls::spawn(&ca.issue(&["127.0.0.1"]), Behaviour::Respond(page)).await;
+    let url = format!("https://{}/", good.addr);
+    let want = seen(None, Some(None), 200, None);
+    same_trusting(&url, good.addr, ca.roots(), want).await;
+
+    let expired = ca.issue_expired(&["127.0.0.1"]);
+    let old = ftls::spawn(&expired, Behaviour::Respond(b"never sent".to_vec())).await;
+    let url = format!("https://{}/", old.addr);
+    let want = seen(
+        None,
+        Some(Some("ssl_invalid_certificate")),
+        -1,
+        Some("ssl_invalid_certificate"),
+    );
+    same_trusting(&url, old.addr, ca.roots(), want).await;
+    assert!(old.seen().is_empty(), "no GET over an expired chain");
 }
