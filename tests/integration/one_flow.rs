@@ -161,6 +161,16 @@ fn seen(tcp: Option<&str>, tls: Option<Option<&str>>, code: i64, failure: Option
     }
 }
 
+/// The connect failed with `failure` (`legacy` in the helper's words).
+fn tcp_failed(legacy: &str, failure: &str) -> Seen {
+    seen(Some(legacy), None, -1, Some(failure))
+}
+
+/// The handshake failed with `failure`.
+fn tls_failed(failure: &str) -> Seen {
+    seen(None, Some(Some(failure)), -1, Some(failure))
+}
+
 #[tokio::test]
 async fn ok_page() {
     let page = response(200, "OK", &[("Content-Type", "text/html")], b"<p>hi</p>");
@@ -173,12 +183,7 @@ async fn ok_page() {
 async fn connection_refused() {
     let addr = ftcp::closed_port();
     let url = format!("http://{addr}/");
-    let want = seen(
-        Some("connection_refused_error"),
-        None,
-        -1,
-        Some("connection_refused"),
-    );
+    let want = tcp_failed("connection_refused_error", "connection_refused");
     assert_eq!(want.helper.as_deref(), Some("connection_refused_error"));
     same(&url, addr, want).await;
 }
@@ -187,12 +192,7 @@ async fn connection_refused() {
 async fn reset_after_client_hello() {
     let addr = ftcp::reset_after_first_read().await;
     let url = format!("https://{addr}/");
-    let want = seen(
-        None,
-        Some(Some("connection_reset")),
-        -1,
-        Some("connection_reset"),
-    );
+    let want = tls_failed("connection_reset");
     assert_eq!(want.helper.as_deref(), Some("unknown_error"));
     same(&url, addr, want).await;
 }
@@ -201,12 +201,7 @@ async fn reset_after_client_hello() {
 async fn blackhole_timeout() {
     let hole = ftcp::blackhole();
     let url = format!("http://{}/", hole.addr);
-    let want = seen(
-        Some("generic_timeout_error"),
-        None,
-        -1,
-        Some("generic_timeout_error"),
-    );
+    let want = tcp_failed("generic_timeout_error", "generic_timeout_error");
     same(&url, hole.addr, want).await;
 }
 
@@ -215,12 +210,7 @@ async fn untrusted_certificate() {
     let cert = self_signed(&["127.0.0.1"]);
     let site = ftls::spawn(&cert, Behaviour::Respond(b"never sent".to_vec())).await;
     let url = format!("https://{}/", site.addr);
-    let want = seen(
-        None,
-        Some(Some("ssl_unknown_authority")),
-        -1,
-        Some("ssl_unknown_authority"),
-    );
+    let want = tls_failed("ssl_unknown_authority");
     same(&url, site.addr, want).await;
     assert!(site.seen().is_empty(), "no GET over an untrusted chain");
 }
@@ -265,12 +255,7 @@ async fn https_ok_and_expired_certificate() {
     let expired = ca.issue_expired(&["127.0.0.1"]);
     let old = ftls::spawn(&expired, Behaviour::Respond(b"never sent".to_vec())).await;
     let url = format!("https://{}/", old.addr);
-    let want = seen(
-        None,
-        Some(Some("ssl_invalid_certificate")),
-        -1,
-        Some("ssl_invalid_certificate"),
-    );
+    let want = tls_failed("ssl_invalid_certificate");
     same_trusting(&url, old.addr, ca.roots(), want).await;
     assert!(old.seen().is_empty(), "no GET over an expired chain");
 }
