@@ -287,6 +287,50 @@ impl Failure {
     pub fn is_dns(&self) -> bool {
         self.as_str().starts_with("dns_")
     }
+
+    /// This failure in the legacy web-connectivity test helper's
+    /// `tcp_connect` vocabulary: `connection_refused_error`,
+    /// `generic_timeout_error`, else `connect_error`.
+    pub fn helper_tcp(&self) -> &'static str {
+        match self {
+            Failure::ConnectionRefused => "connection_refused_error",
+            Failure::GenericTimeout | Failure::TimedOut => "generic_timeout_error",
+            _ => "connect_error",
+        }
+    }
+
+    /// This failure in the legacy test helper's DNS vocabulary: NXDOMAIN →
+    /// `dns_name_error`; no answer → no failure; refused, servfail,
+    /// misbehaving or temporary → `dns_server_failure`; our own lookup
+    /// limit → `x_probe_resource_limit` (not the site's DNS failing: say
+    /// so); anything else → `unknown_error`.
+    pub fn helper_dns(&self) -> Option<&'static str> {
+        Some(match self {
+            Failure::DnsNxdomain => "dns_name_error",
+            Failure::DnsNoAnswer => return None,
+            Failure::DnsRefused
+            | Failure::DnsServfail
+            | Failure::DnsServerMisbehaving
+            | Failure::DnsTemporaryFailure
+            | Failure::DnsNonRecoverableFailure => "dns_server_failure",
+            Failure::ProbeResourceLimit => "x_probe_resource_limit",
+            _ => "unknown_error",
+        })
+    }
+
+    /// This failure in the legacy test helper's `http_request` vocabulary:
+    /// any DNS failure is `dns_lookup_error`; `generic_timeout_error`,
+    /// `connection_refused_error`; else `unknown_error`.
+    pub fn helper_http(&self) -> &'static str {
+        if self.is_dns() {
+            return "dns_lookup_error";
+        }
+        match self {
+            Failure::GenericTimeout | Failure::TimedOut => "generic_timeout_error",
+            Failure::ConnectionRefused => "connection_refused_error",
+            _ => "unknown_error",
+        }
+    }
 }
 
 impl fmt::Display for Failure {
@@ -377,5 +421,44 @@ mod tests {
         assert_eq!(Failure::from_rcode(2), Some(Failure::DnsServfail));
         assert_eq!(Failure::from_rcode(3), Some(Failure::DnsNxdomain));
         assert_eq!(Failure::from_rcode(5), Some(Failure::DnsRefused));
+    }
+
+    #[test]
+    fn legacy_helper_words() {
+        let cases = [
+            (
+                Failure::ConnectionRefused,
+                "connection_refused_error",
+                "connection_refused_error",
+            ),
+            (
+                Failure::GenericTimeout,
+                "generic_timeout_error",
+                "generic_timeout_error",
+            ),
+            (
+                Failure::TimedOut,
+                "generic_timeout_error",
+                "generic_timeout_error",
+            ),
+            (Failure::ConnectionReset, "connect_error", "unknown_error"),
+            (
+                Failure::SslUnknownAuthority,
+                "connect_error",
+                "unknown_error",
+            ),
+            (Failure::DnsNxdomain, "connect_error", "dns_lookup_error"),
+            (Failure::Eof, "connect_error", "unknown_error"),
+        ];
+        for (f, tcp, http) in cases {
+            assert_eq!((f.helper_tcp(), f.helper_http()), (tcp, http), "{f}");
+        }
+        assert_eq!(Failure::DnsNxdomain.helper_dns(), Some("dns_name_error"));
+        assert_eq!(Failure::DnsNoAnswer.helper_dns(), None);
+        assert_eq!(
+            Failure::DnsServfail.helper_dns(),
+            Some("dns_server_failure")
+        );
+        assert_eq!(Failure::GenericTimeout.helper_dns(), Some("unknown_error"));
     }
 }

@@ -8,13 +8,13 @@
 
 pub mod dns;
 pub mod failure;
+pub mod flow;
 pub mod hello;
 pub mod http;
 pub mod ipclass;
 pub mod lenient;
 pub mod metered;
 pub mod quic;
-#[cfg(feature = "raw")]
 pub mod raw;
 pub mod records;
 pub mod tcp;

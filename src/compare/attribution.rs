@@ -7,67 +7,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Serialize;
-
 use super::artifacts::ArtifactKind;
-use super::summary::{epoch, CompareReport};
+use super::summary::CompareReport;
+use super::timestamps::epoch;
 
-/// Which way a criterion's evidence points.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Leaning {
-    /// What a shared, central gateway would produce.
-    Gateway,
-    /// What independent ISP-level blocking would produce.
-    Isp,
-    /// Some of each.
-    Mixed,
-    /// Data present but not enough to lean either way.
-    Inconclusive,
-    /// The inputs hold nothing for this criterion.
-    NotMeasured,
-}
-
-impl Leaning {
-    /// A short phrase.
-    pub fn describe(self) -> &'static str {
-        match self {
-            Leaning::Gateway => "consistent with a central gateway",
-            Leaning::Isp => "consistent with ISP-level blocking",
-            Leaning::Mixed => "mixed",
-            Leaning::Inconclusive => "inconclusive",
-            Leaning::NotMeasured => "not measured",
-        }
-    }
-}
-
-/// One criterion.
-#[derive(Clone, Debug, Serialize)]
-pub struct Criterion {
-    /// Stable identifier (`blocklist_consistency`, ...).
-    pub id: &'static str,
-    /// Title.
-    pub title: &'static str,
-    /// What a central gateway would produce.
-    pub gateway_expectation: &'static str,
-    /// What ISP-level blocking would produce.
-    pub isp_expectation: &'static str,
-    /// Which way the evidence points.
-    pub leaning: Leaning,
-    /// The observations, as sentences.
-    pub evidence: Vec<String>,
-}
-
-/// All criteria and their tally.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Attribution {
-    /// Criterion by criterion.
-    pub criteria: Vec<Criterion>,
-    /// How many criteria lean each way.
-    pub tally: BTreeMap<String, usize>,
-    /// What the tally means and does not mean.
-    pub notes: Vec<String>,
-}
+pub use super::criteria::{Attribution, Criterion, Leaning};
 
 /// Sample items listed in one evidence sentence.
 const EXAMPLES: usize = 3;

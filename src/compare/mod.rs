@@ -12,8 +12,10 @@
 pub mod aggregate;
 pub mod artifacts;
 pub mod attribution;
+pub mod criteria;
 pub mod summary;
 pub mod text;
+mod timestamps;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -141,7 +143,9 @@ pub fn load_aggregate(
 impl Aggregate {
     /// The comparison drawn from this aggregate.
     pub fn report(&self, inputs: summary::Inputs) -> CompareReport {
-        summary::build(self, inputs)
+        let mut report = summary::build(self, inputs);
+        report.attribution = attribution::assess(&report);
+        report
     }
 }
 

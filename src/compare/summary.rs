@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use super::aggregate::{Aggregate, ResolverTally, StatusCounts};
 use super::artifacts::ArtifactKind;
-use super::attribution::{self, Attribution};
+use super::criteria::Attribution;
+use super::timestamps::epoch;
 use crate::model::VerdictStatus;
 use crate::results::ReadStats;
 
@@ -229,7 +230,8 @@ pub struct FirstSeenAt {
     pub onset_observed: bool,
 }
 
-/// Builds the report from an aggregate.
+/// Builds the report from an aggregate (attribution left empty: the caller,
+/// [`super::Aggregate::report`], assesses it from the built report).
 pub fn build(agg: &Aggregate, inputs: Inputs) -> CompareReport {
     let labels: Vec<String> = agg.vantages.iter().map(|v| v.label.clone()).collect();
     let nv = agg.vantages.len();
@@ -334,7 +336,7 @@ pub fn build(agg: &Aggregate, inputs: Inputs) -> CompareReport {
 
     let jaccard = jaccard_rows(agg, &labels);
     let first_seen = first_seen_rows(agg, &labels);
-    let mut report = CompareReport {
+    CompareReport {
         inputs,
         vantage_points,
         urls_measured: agg.urls.len(),
@@ -345,9 +347,7 @@ pub fn build(agg: &Aggregate, inputs: Inputs) -> CompareReport {
         first_seen,
         page_clusters: agg.clusters.clusters(),
         attribution: Attribution::default(),
-    };
-    report.attribution = attribution::assess(&report);
-    report
+    }
 }
 
 fn anomalous(c: &super::aggregate::Cell) -> u64 {
@@ -437,12 +437,4 @@ fn first_seen_rows(agg: &Aggregate, labels: &[String]) -> Vec<FirstSeenRow> {
         .collect();
     rows.sort_by(|a, b| b.seen.len().cmp(&a.seen.len()).then(a.url.cmp(&b.url)));
     rows
-}
-
-/// Seconds since the epoch of a `YYYY-MM-DD hh:mm:ss` UTC time.
-pub fn epoch(t: &str) -> Option<i64> {
-    let fmt = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
-    time::PrimitiveDateTime::parse(t, fmt)
-        .ok()
-        .map(|d| d.assume_utc().unix_timestamp())
 }

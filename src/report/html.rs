@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+pub use super::escape::escape;
 use super::svg::{bar_chart_scaled, Bar, Segment};
 use crate::compare::aggregate::{Aggregate, StatusCounts, STATUSES};
 use crate::compare::attribution::{artifact_phrase, Leaning};
@@ -16,25 +17,6 @@ use crate::model::VerdictStatus;
 pub const MAX_URLS_SHOWN: usize = 500;
 /// Bars per chart; the rest are summed into "other".
 const MAX_BARS: usize = 25;
-
-/// Escapes text for HTML element content and quoted attributes (and SVG);
-/// control characters other than tab and newline become U+FFFD.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\t' | '\n' => out.push(c),
-            c if c.is_control() => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// The colour of a status (ours, never input).
 pub fn status_color(s: VerdictStatus) -> &'static str {

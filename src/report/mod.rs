@@ -7,6 +7,7 @@
 //! script, no external asset, and a Content-Security-Policy that forbids
 //! loading anything. Everything taken from measurements is HTML-escaped.
 
+mod escape;
 pub mod html;
 pub mod svg;
 

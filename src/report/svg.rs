@@ -1,10 +1,10 @@
 //! Inline SVG bar charts: horizontal bars with the label above each bar,
 //! drawn in a fixed viewBox that scales to the page width (readable on a
-//! phone). Labels are escaped by the caller's [`super::html::escape`].
+//! phone). Labels are escaped by the caller's [`super::escape::escape`].
 
 use std::fmt::Write as _;
 
-use super::html::escape;
+use super::escape::escape;
 
 /// One segment of a bar.
 #[derive(Clone, Debug)]

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use probes::flow::{redirect, Next};
 use probes::records::{DnsQuery, HttpTransaction, TcpConnect, TlsHandshake, Trace};
 use probes::Failure;
 use tokio::sync::Semaphore;
@@ -11,7 +12,7 @@ use tokio::task::JoinSet;
 use url::Url;
 
 use super::cookies::CookieJar;
-use super::{fetch, injection, redirects, WebSettings};
+use super::{fetch, injection, WebSettings};
 use super::{
     CONTROL_DISABLED, INTERRUPTED_DEADLINE, INTERRUPTED_INVALID_INPUT, TOO_MANY_REDIRECTS,
 };
@@ -114,7 +115,7 @@ pub(crate) async fn measure(
 /// Checks that the input is an http(s) URL with a host.
 fn parse_input(input: &str) -> Result<Url, String> {
     let url = Url::parse(input.trim()).map_err(|e| e.to_string())?;
-    redirects::check_url(&url).map_err(|f| match f {
+    redirect::check_url(&url).map_err(|f| match f {
         Failure::Unknown(m) => m,
         other => other.to_string(),
     })?;
@@ -136,15 +137,12 @@ async fn run(ctx: &Arc<Ctx>, url: Url, control: Option<&ControlClient>) {
         let mut depth = 0u32;
         let mut jar = CookieJar::default();
         loop {
-            let (outcome, flows) = fetch::finish_depth(ctx, &url, hop, &mut jar).await;
+            let (next, flows) = fetch::finish_depth(ctx, &url, hop, &mut jar).await;
             pending.push(flows);
-            let Some(location) = outcome.location else {
-                ctx.with(|r| r.http_experiment_failure = outcome.failure.map(|f| f.to_string()));
-                break;
-            };
-            let next = match redirects::next_url(&url, &location) {
-                Ok(next) => next,
-                Err(f) => {
+            let next = match next {
+                Next::Redirect(next) => next,
+                Next::Final => break,
+                Next::Failed(f) => {
                     ctx.with(|r| r.http_experiment_failure = Some(f.to_string()));
                     break;
                 }

@@ -4,15 +4,14 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use ipnet::IpNet;
+use probes::flow::{self, AddressCheck};
 use probes::records::Trace;
-use probes::tcp::TcpOptions;
 use probes::tls::TlsParams;
 use probes::Failure;
-use tokio::net::TcpStream;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
-use tokio_rustls::client::TlsStream;
 use url::{Host, Url};
 
 use super::context::Ctx;
@@ -31,13 +30,7 @@ pub(crate) struct Candidate {
     pub permit: Option<OwnedSemaphorePermit>,
 }
 
-/// A measured connection.
-pub(crate) enum Conn {
-    /// Cleartext TCP.
-    Plain(TcpStream),
-    /// TLS over TCP, with a chain valid for the name.
-    Tls(Box<TlsStream<TcpStream>>),
-}
+pub(crate) use probes::flow::Conn;
 
 /// What a fetch-eligible flow tells the fetcher.
 pub(crate) enum Offer {
@@ -60,12 +53,11 @@ pub(crate) struct FlowFailure {
 /// One endpoint to measure.
 struct FlowSpec {
     depth: u32,
-    /// The URL's host (SNI and verification name, host-limiter key).
+    /// The URL's host (the host-limiter key).
     host: String,
-    /// Whether the host is a domain (SNI is sent only for domains).
-    host_is_domain: bool,
     addr: SocketAddr,
-    tls: bool,
+    /// The handshake to make after the connect, if any.
+    tls: Option<TlsParams>,
     fetch: bool,
     flags: u8,
 }
@@ -86,19 +78,34 @@ pub(crate) fn ports(ctx: &Ctx, url: &Url) -> Vec<(u16, bool, bool)> {
     }
 }
 
-/// Whether `ip` may be dialled: loopback and unspecified addresses are
+/// The probe's address policy: loopback and unspecified addresses are
 /// refused (a censor's answer must never make us talk to ourselves) unless
 /// listed in `treat_as_public`.
-pub(crate) fn dialable(ctx: &Ctx, ip: IpAddr) -> bool {
-    let ip = ip.to_canonical();
-    if ctx.settings.treat_as_public.iter().any(|n| n.contains(&ip)) {
-        return true;
+pub(crate) struct ProbePolicy<'a>(pub &'a [IpNet]);
+
+impl AddressCheck for ProbePolicy<'_> {
+    fn check(&self, addr: SocketAddr) -> Result<(), String> {
+        let ip = addr.ip().to_canonical();
+        if self.0.iter().any(|n| n.contains(&ip)) {
+            return Ok(());
+        }
+        let local = match ip {
+            IpAddr::V4(v4) => v4.is_loopback() || v4.is_unspecified() || v4.octets()[0] == 0,
+            IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified(),
+        };
+        if local {
+            Err(format!("refused_address:{ip}"))
+        } else {
+            Ok(())
+        }
     }
-    let local = match ip {
-        IpAddr::V4(v4) => v4.is_loopback() || v4.is_unspecified() || v4.octets()[0] == 0,
-        IpAddr::V6(v6) => v6.is_loopback() || v6.is_unspecified(),
-    };
-    !local
+}
+
+/// Whether `ip` may be dialled under [`ProbePolicy`].
+pub(crate) fn dialable(ctx: &Ctx, ip: IpAddr) -> bool {
+    ProbePolicy(&ctx.settings.treat_as_public)
+        .check(SocketAddr::new(ip, 0))
+        .is_ok()
 }
 
 /// Starts the flows for one address at one depth. Flows allowed to fetch
@@ -121,19 +128,24 @@ pub(crate) fn spawn_flows(
         });
         return;
     }
-    let (host, host_is_domain) = match url.host() {
-        Some(Host::Domain(d)) => (d.to_string(), true),
-        Some(Host::Ipv4(a)) => (a.to_string(), false),
-        Some(Host::Ipv6(a)) => (a.to_string(), false),
-        None => return,
+    let Some(url_host) = url.host() else { return };
+    let host = match url_host {
+        Host::Domain(d) => d.to_string(),
+        Host::Ipv4(a) => a.to_string(),
+        Host::Ipv6(a) => a.to_string(),
     };
+    let params = flow::tls_params(
+        &url_host,
+        Arc::clone(&ctx.settings.roots),
+        ctx.settings.tls,
+        ctx.settings.clock_offset_secs,
+    );
     for (port, tls, fetch) in ports(ctx, url) {
         let spec = FlowSpec {
             depth,
             host: host.clone(),
-            host_is_domain,
             addr: SocketAddr::new(ip, port),
-            tls,
+            tls: tls.then(|| params.clone()),
             fetch,
             flags: ip_flags,
         };
@@ -165,11 +177,11 @@ async fn flow(ctx: Arc<Ctx>, spec: FlowSpec, offers: Option<UnboundedSender<Offe
     tags.push(format!("fetch_body={}", spec.fetch));
     let trace = ctx.trace.child(ctx.next_id(), tags);
 
-    let opts = TcpOptions {
-        timeout: ctx.settings.tcp,
-        ttl: None,
+    let policy = ProbePolicy(&ctx.settings.treat_as_public);
+    // Refused addresses were noted (and not spawned) by `spawn_flows`.
+    let Ok((record, stream)) = flow::tcp(&trace, spec.addr, ctx.settings.tcp, &policy).await else {
+        return;
     };
-    let (record, stream) = probes::tcp::connect(&trace, spec.addr, &opts).await;
     let tcp_failure = record.status.failure.clone();
     ctx.with(|r| r.tcp_connect.push(record));
     let Some(stream) = stream else {
@@ -187,24 +199,10 @@ async fn flow(ctx: Arc<Ctx>, spec: FlowSpec, offers: Option<UnboundedSender<Offe
         None => None,
     };
 
-    let conn = if spec.tls {
-        let params = TlsParams {
-            sni: spec.host_is_domain.then(|| spec.host.clone()),
-            verify_as: spec.host.clone(),
-            alpn: vec![b"http/1.1".to_vec()],
-            roots: Arc::clone(&ctx.settings.roots),
-            timeout: ctx.settings.tls,
-            fail_on_invalid: false,
-            clock_offset_secs: ctx.settings.clock_offset_secs,
-        };
-        let (mut hs, tls) = probes::tls::handshake(&trace, stream, spec.addr, &params).await;
+    let conn = if let Some(params) = &spec.tls {
         // As OONI: a chain that does not verify fails the handshake (the
         // chain stays recorded) and the page is not fetched over it.
-        // The verdict is enforced here, so the handshake did verify.
-        if hs.failure.is_none() {
-            hs.failure = hs.x_certificate_failure.clone();
-        }
-        hs.no_tls_verify = false;
+        let (hs, tls) = flow::tls(&trace, stream, spec.addr, params).await;
         let failure = hs.failure.clone();
         let alpn = hs.negotiated_protocol.clone();
         ctx.with(|r| r.tls_handshakes.push(hs));
@@ -213,7 +211,7 @@ async fn flow(ctx: Arc<Ctx>, spec: FlowSpec, offers: Option<UnboundedSender<Offe
             (f, _) => {
                 let f = f.unwrap_or(Failure::SslFailedHandshake);
                 let retried = if spec.fetch && super::tls_retry::looks_like_sni_filter(&f) {
-                    super::tls_retry::after_failure(&ctx, &trace, spec.addr, &params).await
+                    super::tls_retry::after_failure(&ctx, &trace, spec.addr, params).await
                 } else {
                     None
                 };

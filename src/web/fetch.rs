@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use probes::flow::{self, Next};
 use probes::http::HttpParams;
 use probes::records::HttpTransaction;
 use probes::Failure;
@@ -16,7 +17,7 @@ use url::Url;
 use super::context::Ctx;
 use super::cookies::CookieJar;
 use super::dns::{self, rank};
-use super::endpoints::{self, Candidate, Conn, FlowFailure, Offer};
+use super::endpoints::{self, Candidate, FlowFailure, Offer};
 
 /// How long the fetcher waits for a better endpoint once a lower-priority
 /// one connected (OONI's priority selector window).
@@ -42,14 +43,6 @@ pub(crate) struct ControlHook {
     pub probe_addrs: oneshot::Receiver<Vec<IpAddr>>,
     /// Where flows to the control's extra addresses offer connections.
     pub offers: UnboundedSender<Offer>,
-}
-
-/// How a depth ended.
-pub(crate) struct HopOutcome {
-    /// The Location of a redirect response.
-    pub location: Option<String>,
-    /// The GET's failure, or why there was no GET.
-    pub failure: Option<Failure>,
 }
 
 impl Depth {
@@ -122,14 +115,16 @@ pub(crate) async fn start_depth(ctx: &Arc<Ctx>, url: &Url, depth: u32) -> Depth 
     }
 }
 
-/// Waits for the best endpoint, fetches `url` over it, and returns how the
-/// depth ended plus its still-running flows (validation handshakes).
+/// Waits for the best endpoint, fetches `url` over it, and returns what
+/// follows the depth ([`flow::next`]: a redirect, a failure — the GET's, or
+/// why there was no GET — or nothing) plus its still-running flows
+/// (validation handshakes).
 pub(crate) async fn finish_depth(
     ctx: &Arc<Ctx>,
     url: &Url,
     mut d: Depth,
     jar: &mut CookieJar,
-) -> (HopOutcome, JoinSet<()>) {
+) -> (Next, JoinSet<()>) {
     d.hook_tx = None;
     let (chosen, failures) = select(&mut d.offers, d.top_rank).await;
     drop(d.offers);
@@ -137,16 +132,13 @@ pub(crate) async fn finish_depth(
         Some(c) => {
             let tx = get(ctx, url, c, jar.header(url)).await;
             jar.store(url, &tx.response.headers_list);
-            let outcome = HopOutcome {
-                location: tx.location().map(str::to_string),
-                failure: tx.failure.clone(),
-            };
+            let next = flow::next(url, &tx);
             ctx.with(|r| r.requests.push(tx));
-            outcome
+            next
         }
-        None => HopOutcome {
-            location: None,
-            failure: explain(failures).or(d.dns_failure),
+        None => match explain(failures).or(d.dns_failure) {
+            Some(f) => Next::Failed(f),
+            None => Next::Final,
         },
     };
     (outcome, d.flows)
@@ -220,10 +212,7 @@ async fn get(ctx: &Ctx, url: &Url, c: Candidate, cookie: Option<String>) -> Http
     let mut task = JoinSet::new();
     task.spawn(async move {
         let _permit = permit;
-        match conn {
-            Conn::Plain(s) => probes::http::get(&task_trace, s, addr, &alpn, &params).await,
-            Conn::Tls(s) => probes::http::get(&task_trace, *s, addr, &alpn, &params).await,
-        }
+        flow::fetch(&task_trace, conn, addr, &alpn, &params).await
     });
     match task.join_next().await {
         Some(Ok(tx)) => tx,

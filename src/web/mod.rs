@@ -20,8 +20,14 @@
 //! 3. One GET per depth (`fetch.rs`) over the best connected endpoint: the
 //!    system resolver's addresses first, then UDP, then DoH, then addresses
 //!    only the control found.
-//! 4. A redirect (301/302/303/307/308) starts the next depth (`redirects.rs`),
-//!    with the cookies the chain has set so far (`cookies.rs`).
+//! 4. A redirect (301/302/303/307/308) starts the next depth
+//!    (`probes::flow::next`, the rule the control follows too), with the
+//!    cookies the chain has set so far (`cookies.rs`).
+//!
+//! The endpoint steps, the GET and the redirect rule are `probes::flow`'s,
+//! shared with the control server; what is the probe's own here is the
+//! address policy (`endpoints::ProbePolicy`), the concurrency, the priority
+//! selector and the records kept.
 //!
 //! At depth 0, as soon as every lookup ended, the control is asked about
 //! the URL (`control.rs`) in parallel with the probe's own steps; addresses only the
@@ -44,7 +50,6 @@ mod fetch;
 mod injection;
 mod limits;
 mod quic;
-mod redirects;
 mod resend;
 mod tls_retry;
 
@@ -68,7 +73,7 @@ pub const INTERRUPTED_DEADLINE: &str = "deadline";
 pub const INTERRUPTED_INVALID_INPUT: &str = "invalid_input";
 /// The `http_experiment_failure` after more than `max_redirects` redirects
 /// (OONI's exact string).
-pub const TOO_MANY_REDIRECTS: &str = "unknown_failure: stopped after too many redirects";
+pub const TOO_MANY_REDIRECTS: &str = probes::flow::redirect::TOO_MANY_REDIRECTS;
 /// `control_failure` when no control client was given.
 pub const CONTROL_DISABLED: &str = "control_disabled";
 
@@ -146,7 +151,7 @@ impl Default for WebSettings {
             http: Duration::from_secs(10),
             url_deadline: Duration::from_secs(60),
             body_cap: probes::http::DEFAULT_BODY_CAP,
-            max_redirects: 10,
+            max_redirects: probes::flow::redirect::MAX_REDIRECTS,
             roots: TrustRoots::webpki(),
             treat_as_public: Vec::new(),
             max_parallel_endpoints: 8,

@@ -84,8 +84,7 @@ pub(crate) async fn after_failure(
         Some(s) => {
             let _ = s.set_nodelay(true);
             let (hs, _) =
-                probes::tls::handshake(&split_trace, SplitSni::new(s, &sni), addr, params).await;
-            let hs = enforce(hs);
+                probes::flow::tls(&split_trace, SplitSni::new(s, &sni), addr, params).await;
             let ok = hs.failure.is_none();
             ctx.with(|r| r.sni_split.push(hs));
             ok
@@ -98,22 +97,11 @@ pub(crate) async fn after_failure(
     let retry_trace = tagged(TAG_RETRY);
     let (tcp, stream) = probes::tcp::connect(&retry_trace, addr, &opts).await;
     ctx.with(|r| r.tcp_connect.push(tcp));
-    let (hs, tls) = probes::tls::handshake(&retry_trace, stream?, addr, params).await;
-    let hs = enforce(hs);
+    let (hs, tls) = probes::flow::tls(&retry_trace, stream?, addr, params).await;
     let (ok, alpn) = (hs.failure.is_none(), hs.negotiated_protocol.clone());
     ctx.with(|r| r.tls_handshakes.push(hs));
     match (ok, tls) {
         (true, Some(s)) => Some((s, alpn)),
         _ => None,
     }
-}
-
-/// As in the endpoint flow: a chain that does not verify fails the
-/// handshake.
-fn enforce(mut hs: TlsHandshake) -> TlsHandshake {
-    if hs.failure.is_none() {
-        hs.failure = hs.x_certificate_failure.clone();
-    }
-    hs.no_tls_verify = false;
-    hs
 }

@@ -10,6 +10,7 @@ mod fakes;
 mod honest;
 mod lab;
 mod netwide;
+mod one_flow;
 mod ooni_data;
 mod probes_dns;
 mod probes_http;

@@ -103,13 +103,8 @@ async fn exchange(
         None => return Err(connect.status.failure.unwrap_or(Failure::GenericTimeout)),
     };
     let params = TlsParams {
-        sni: Some(host.clone()),
-        verify_as: host.clone(),
-        alpn: vec![b"http/1.1".to_vec()],
-        roots,
         timeout: opts.timeout,
-        fail_on_invalid: true,
-        clock_offset_secs: 0,
+        ..TlsParams::for_host(&host, roots)
     };
     let (hs, tls) = tls::handshake(trace, stream, addr, &params).await;
     let tls = match tls {

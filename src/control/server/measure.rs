@@ -8,9 +8,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use probes::flow::{self, Next, Stage};
 use probes::http::HttpParams;
 use probes::records::{HttpTransaction, Trace};
-use probes::tcp::TcpOptions;
 use probes::tls::{TlsParams, TrustRoots};
 use probes::Failure;
 use sha2::{Digest, Sha256};
@@ -31,8 +31,8 @@ pub use crate::control::protocol::MAX_TCP_CONNECT;
 /// At most this many of the control's own addresses are measured per host
 /// (the probe's cap per name).
 const MAX_OWN_ADDRS: usize = crate::control::protocol::MAX_ADDRS_PER_NAME;
-/// Redirects followed, as browsers and OONI do.
-const MAX_REDIRECTS: usize = 10;
+/// Redirects followed: the probe's default.
+const MAX_REDIRECTS: usize = probes::flow::redirect::MAX_REDIRECTS as usize;
 /// The `failure` of a hop the control refused to connect for.
 pub const REFUSED_FAILURE: &str = "x_refused_by_control_policy";
 /// Characters of the final body kept in `x_body.prefix`.
@@ -125,6 +125,8 @@ struct EndpointResult {
     addr: SocketAddr,
     tcp: ControlTcp,
     tls: Option<TlsResult>,
+    /// Why the policy refused it (not expected: endpoints are planned).
+    refused: Option<String>,
 }
 
 struct TlsResult {
@@ -142,7 +144,8 @@ enum HopOutcome {
 }
 
 impl Measurer {
-    /// Measures `url` (already validated from `req`) before `deadline`.
+    /// Measures `url` (already validated from `req`) before `deadline`: a
+    /// list of named steps.
     pub async fn measure(
         self: Arc<Self>,
         req: ControlRequest,
@@ -154,31 +157,66 @@ impl Measurer {
         let Some(host) = ssrf::target_host(&url) else {
             return resp;
         };
+        let dns = self
+            .resolve(&trace.child(1, vec!["dns".into()]), &host, deadline)
+            .await;
+        resp.dns = dns.dns;
+        let own_addrs = dns.addrs;
+        let (plans, probe_ips) = self.plan(&req, &url, &own_addrs);
+        // TCP/TLS to every endpoint, in parallel with the HTTP fetch.
+        let (set, quic_targets) =
+            self.start_endpoints(&trace, plans, &host, &url, deadline, &mut resp);
+        let headers = honoured_headers(&req);
+        let (chain, outcome) = self
+            .fetch(&trace, url.clone(), headers, deadline, &mut resp)
+            .await;
+        let tls_ok = collect_endpoints(set, &mut resp).await;
+        self.record_ip_info(&probe_ips, &own_addrs, &tls_ok, &mut resp);
+        let discovered = record_fetch(chain, outcome, &mut resp);
+        if super::quic::wanted(&req, &discovered) {
+            let timeout = bounded(self.steps.tls, deadline);
+            let mut get = HttpParams::new(url);
+            get.body_cap = self.body_cap;
+            get.timeout = bounded(self.steps.http, deadline);
+            (resp.quic_handshake, resp.http3_request) =
+                super::quic::handshakes(quic_targets, &host, &self.roots, timeout, Some(get)).await;
+        }
+        resp
+    }
 
-        // DNS for the URL's host (an IP literal is its own answer).
-        let (dns, own_addrs) = match &host {
-            TargetHost::Ip(ip) => (
-                ControlDns {
+    /// DNS for `host` through the control's resolver (an IP literal is its
+    /// own answer).
+    async fn resolve(
+        &self,
+        trace: &Trace,
+        host: &TargetHost,
+        deadline: Instant,
+    ) -> resolver::Resolution {
+        match host {
+            TargetHost::Ip(ip) => resolver::Resolution {
+                dns: ControlDns {
                     failure: None,
                     addrs: vec![ip.to_string()],
                 },
-                vec![*ip],
-            ),
+                addrs: vec![*ip],
+                failure: None,
+            },
             TargetHost::Name(n) => {
-                let r = resolver::resolve(
-                    &self.resolver,
-                    &trace.child(1, vec!["dns".into()]),
-                    n,
-                    &self.roots,
-                    bounded(self.steps.dns, deadline),
-                )
-                .await;
-                (r.dns, r.addrs)
+                let timeout = bounded(self.steps.dns, deadline);
+                resolver::resolve(&self.resolver, trace, n, &self.roots, timeout).await
             }
-        };
-        resp.dns = dns;
+        }
+    }
 
-        // The endpoints: the probe's, then the control's own.
+    /// The endpoints: the probe's (`tcp_connect`), then the control's own
+    /// addresses on the URL's ports, each decided before any connection.
+    /// Also returns the probe's addresses.
+    fn plan(
+        &self,
+        req: &ControlRequest,
+        url: &Url,
+        own_addrs: &[IpAddr],
+    ) -> (BTreeMap<String, Plan>, BTreeSet<IpAddr>) {
         let ports: Vec<u16> = match url.port() {
             Some(p) => vec![p],
             None if url.scheme() == "https" => vec![443],
@@ -190,7 +228,7 @@ impl Measurer {
             let plan = match ssrf::parse_endpoint(s) {
                 Ok(sa) => {
                     probe_ips.insert(sa.ip());
-                    self.plan_endpoint(&url, sa)
+                    self.plan_endpoint(url, sa)
                 }
                 Err(r) => Plan::Refuse(r.to_string()),
             };
@@ -201,69 +239,60 @@ impl Measurer {
                 let sa = SocketAddr::new(*ip, *port);
                 plans
                     .entry(sa.to_string())
-                    .or_insert_with(|| self.plan_endpoint(&url, sa));
+                    .or_insert_with(|| self.plan_endpoint(url, sa));
             }
         }
+        (plans, probe_ips)
+    }
 
-        let host_str = host.to_string();
+    /// Records the refused endpoints and starts the others (TLS too on 443
+    /// and on an https URL's port). Returns the running endpoints and the
+    /// QUIC targets (the https URL's port).
+    fn start_endpoints(
+        self: &Arc<Self>,
+        trace: &Trace,
+        plans: BTreeMap<String, Plan>,
+        host: &TargetHost,
+        url: &Url,
+        deadline: Instant,
+        resp: &mut ControlResponse,
+    ) -> (JoinSet<EndpointResult>, Vec<SocketAddr>) {
         let tls_port = if url.scheme() == "https" {
             url.port_or_known_default()
         } else {
             None
         };
-
-        // TCP/TLS to every endpoint, in parallel with the HTTP fetch.
         let mut set = JoinSet::new();
         let mut quic_targets = Vec::new();
         for (key, plan) in plans {
             match plan {
                 Plan::Refuse(reason) => {
-                    resp.tcp_connect.insert(
-                        key.clone(),
-                        ControlTcp {
-                            status: false,
-                            failure: Some("connect_error".into()),
-                        },
-                    );
+                    resp.tcp_connect.insert(key.clone(), refused_tcp());
                     resp.x_refused.insert(key, reason);
                 }
                 Plan::Measure(addr) => {
-                    let me = Arc::clone(&self);
+                    let me = Arc::clone(self);
                     let tr = trace.child(2, vec!["tcptls".into()]);
                     let with_tls = addr.port() == 443 || Some(addr.port()) == tls_port;
                     if Some(addr.port()) == tls_port {
                         quic_targets.push(addr);
                     }
-                    let h = host.clone();
-                    let hs = host_str.clone();
-                    set.spawn(async move {
-                        me.measure_endpoint(tr, key, addr, with_tls.then_some((h, hs)), deadline)
-                            .await
-                    });
+                    let h = with_tls.then(|| host.clone());
+                    set.spawn(async move { me.measure_endpoint(tr, key, addr, h, deadline).await });
                 }
             }
         }
-        let headers = honoured_headers(&req);
-        let input_url = url.clone();
-        let (chain, outcome) = self.fetch(&trace, url, headers, deadline, &mut resp).await;
+        (set, quic_targets)
+    }
 
-        let mut tls_ok: BTreeSet<IpAddr> = BTreeSet::new();
-        while let Some(r) = set.join_next().await {
-            let Ok(r) = r else { continue };
-            resp.tcp_connect.insert(r.key.clone(), r.tcp);
-            if let Some(t) = r.tls {
-                if t.tls.status {
-                    tls_ok.insert(r.addr.ip());
-                }
-                if let Some(sha) = t.leaf_sha256 {
-                    resp.x_tls_leaf_sha256.insert(r.key.clone(), sha);
-                }
-                resp.x_tls_handshake_time.insert(r.key.clone(), t.seconds);
-                resp.tls_handshake.insert(r.key, t.tls);
-            }
-        }
-
-        // ip_info over the probe's and the control's addresses.
+    /// `ip_info` over the probe's and the control's addresses.
+    fn record_ip_info(
+        &self,
+        probe_ips: &BTreeSet<IpAddr>,
+        own_addrs: &[IpAddr],
+        tls_ok: &BTreeSet<IpAddr>,
+        resp: &mut ControlResponse,
+    ) {
         let own: BTreeSet<IpAddr> = own_addrs.iter().copied().collect();
         for ip in probe_ips.union(&own) {
             let mut flags = 0;
@@ -287,72 +316,6 @@ impl Measurer {
                 },
             );
         }
-
-        let final_url = chain.last().and_then(|h| Url::parse(&h.url).ok());
-        resp.x_redirect_chain = chain;
-        let mut discovered = String::new();
-        match outcome {
-            HopOutcome::Page(txn) => {
-                let body = txn.response.body.to_bytes();
-                let title = txn
-                    .response
-                    .x_title
-                    .clone()
-                    .or_else(|| probes::http::extract_title(&body))
-                    .unwrap_or_default();
-                resp.http_request = ControlHttp {
-                    body_length: body.len() as i64,
-                    discovered_h3_endpoint: String::new(),
-                    failure: None,
-                    title,
-                    headers: txn.response.headers.clone(),
-                    status_code: txn.response.code,
-                };
-                if let Some(u) = &final_url {
-                    let alt_svc = txn.response.headers.get("alt-svc").map(String::as_str);
-                    discovered = super::quic::discovered_h3(u, alt_svc);
-                    resp.http_request.discovered_h3_endpoint = discovered.clone();
-                }
-                resp.x_body = Some(ControlBody {
-                    length: body.len() as i64,
-                    sha256: hex::encode(Sha256::digest(&body)),
-                    prefix: String::from_utf8_lossy(&body)
-                        .chars()
-                        .take(BODY_PREFIX_CHARS)
-                        .collect(),
-                });
-                let text = crate::analysis::pagetext::fingerprint(&String::from_utf8_lossy(&body));
-                resp.x_body_text = Some(ControlText {
-                    words: text.words,
-                    sketch: text.sketch,
-                    block_terms: text.block_terms,
-                });
-                if txn.x_transfer.bytes > 0 {
-                    resp.x_transfer_rate_bps = Some(txn.x_transfer.rate_bps);
-                }
-            }
-            HopOutcome::Failed(f) => {
-                resp.http_request = ControlHttp {
-                    failure: Some(f),
-                    ..ControlHttp::default()
-                };
-            }
-            HopOutcome::Redirect(_) => {
-                resp.http_request = ControlHttp {
-                    failure: Some("unknown_error".into()),
-                    ..ControlHttp::default()
-                };
-            }
-        }
-        if super::quic::wanted(&req, &discovered) {
-            let timeout = bounded(self.steps.tls, deadline);
-            let mut get = HttpParams::new(input_url);
-            get.body_cap = self.body_cap;
-            get.timeout = bounded(self.steps.http, deadline);
-            (resp.quic_handshake, resp.http3_request) =
-                super::quic::handshakes(quic_targets, &host, &self.roots, timeout, Some(get)).await;
-        }
-        resp
     }
 
     /// The ASN of a public address, 0 when unknown.
@@ -374,62 +337,67 @@ impl Measurer {
         }
     }
 
-    /// TCP connect, then (when `tls` names the host) a verified handshake.
+    /// The handshake parameters for `host` (the one builder the probe uses
+    /// too), bounded by `deadline`.
+    fn tls_params(&self, host: &TargetHost, deadline: Instant) -> TlsParams {
+        let host = match host {
+            TargetHost::Ip(IpAddr::V4(a)) => url::Host::Ipv4(*a),
+            TargetHost::Ip(IpAddr::V6(a)) => url::Host::Ipv6(*a),
+            TargetHost::Name(n) => url::Host::Domain(n.as_str()),
+        };
+        flow::tls_params(
+            &host,
+            Arc::clone(&self.roots),
+            bounded(self.steps.tls, deadline),
+            0,
+        )
+    }
+
+    /// TCP connect, then (when `tls` names the host) a verified handshake:
+    /// [`flow::connect`], as the probe's endpoint flows.
     async fn measure_endpoint(
         &self,
         trace: Trace,
         key: String,
         addr: SocketAddr,
-        tls: Option<(TargetHost, String)>,
+        tls: Option<TargetHost>,
         deadline: Instant,
     ) -> EndpointResult {
-        let opts = TcpOptions {
-            timeout: bounded(self.steps.connect, deadline),
-            ttl: None,
-        };
-        let (rec, stream) = probes::tcp::connect(&trace, addr, &opts).await;
-        let tcp = ControlTcp {
-            status: rec.status.success && stream.is_some(),
-            failure: rec.status.failure.as_ref().map(ooni_tcp_failure),
-        };
-        let tls = match (tls, stream) {
-            (Some((host, host_str)), Some(stream)) => {
-                let params = TlsParams {
-                    sni: match host {
-                        TargetHost::Name(n) => Some(n),
-                        TargetHost::Ip(_) => None,
-                    },
-                    verify_as: host_str.clone(),
-                    alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
-                    roots: Arc::clone(&self.roots),
-                    timeout: bounded(self.steps.tls, deadline),
-                    fail_on_invalid: false,
-                    clock_offset_secs: 0,
-                };
-                let (hs, _stream) = probes::tls::handshake(&trace, stream, addr, &params).await;
-                let failure = hs.failure.clone().or(hs.x_certificate_failure.clone());
-                let leaf_sha256 = hs.x_leaf.as_ref().map(|l| l.sha256.clone()).or_else(|| {
-                    hs.peer_certificates
-                        .first()
-                        .map(|c| hex::encode(Sha256::digest(c.decode())))
-                });
-                Some(TlsResult {
-                    tls: ControlTls {
-                        server_name: host_str,
-                        status: failure.is_none(),
-                        failure: failure.map(|f| f.to_string()),
-                    },
-                    leaf_sha256,
-                    seconds: (hs.t - hs.t0).max(0.0),
-                })
+        let params = tls.as_ref().map(|h| self.tls_params(h, deadline));
+        let timeout = bounded(self.steps.connect, deadline);
+        let connected =
+            match flow::connect(&trace, addr, timeout, params.as_ref(), &self.policy).await {
+                Ok(c) => c,
+                Err(flow::Refused(reason)) => {
+                    // Planned endpoints were checked already; say so anyway.
+                    return EndpointResult {
+                        key,
+                        addr,
+                        tcp: refused_tcp(),
+                        tls: None,
+                        refused: Some(reason),
+                    };
+                }
+            };
+        let tcp = control_tcp(&connected);
+        let tls = connected.tls.map(|hs| {
+            let leaf_sha256 = hs.x_leaf.as_ref().map(|l| l.sha256.clone()).or_else(|| {
+                hs.peer_certificates
+                    .first()
+                    .map(|c| hex::encode(Sha256::digest(c.decode())))
+            });
+            TlsResult {
+                tls: control_tls(&hs, params.as_ref()),
+                leaf_sha256,
+                seconds: (hs.t - hs.t0).max(0.0),
             }
-            _ => None,
-        };
+        });
         EndpointResult {
             key,
             addr,
             tcp,
             tls,
+            refused: None,
         }
     }
 
@@ -452,7 +420,38 @@ impl Measurer {
                 other => return (chain, other),
             }
         }
-        (chain, HopOutcome::Failed("unknown_error".into()))
+        let too_many = Failure::parse(probes::flow::redirect::TOO_MANY_REDIRECTS);
+        (chain, HopOutcome::Failed(too_many.helper_http().into()))
+    }
+
+    /// A hop's host and addresses: its scheme checked, its own DNS. On
+    /// failure, the hop says why and the helper's `http_request` word is
+    /// returned.
+    async fn hop_addrs(
+        &self,
+        trace: &Trace,
+        url: &Url,
+        deadline: Instant,
+        hop: &mut ControlHop,
+        resp: &mut ControlResponse,
+    ) -> Result<(TargetHost, Vec<IpAddr>), &'static str> {
+        if let Err(r) = ssrf::check_scheme(url) {
+            hop.failure = Some(REFUSED_FAILURE.into());
+            resp.x_refused.insert(url.to_string(), r.to_string());
+            return Err("unknown_error");
+        }
+        let Some(host) = ssrf::target_host(url) else {
+            hop.failure = Some(Failure::HttpInvalidRedirectLocationHost.to_string());
+            return Err("unknown_error");
+        };
+        let r = self.resolve(trace, &host, deadline).await;
+        hop.dns = r.dns;
+        if r.addrs.is_empty() {
+            let f = r.failure.unwrap_or(Failure::DnsNoAnswer);
+            hop.failure = Some(f.to_string());
+            return Err("dns_lookup_error");
+        }
+        Ok((host, r.addrs))
     }
 
     /// One hop of the fetch: its own DNS, TCP, TLS and GET.
@@ -469,135 +468,58 @@ impl Measurer {
             status_code: -1,
             ..ControlHop::default()
         };
-        if let Err(r) = ssrf::check_scheme(url) {
-            hop.failure = Some(REFUSED_FAILURE.into());
-            resp.x_refused.insert(url.to_string(), r.to_string());
-            return (hop, HopOutcome::Failed("unknown_error".into()));
-        }
-        let Some(host) = ssrf::target_host(url) else {
-            hop.failure = Some(Failure::HttpInvalidRedirectLocationHost.to_string());
-            return (hop, HopOutcome::Failed("unknown_error".into()));
-        };
-        let addrs = match &host {
-            TargetHost::Ip(ip) => {
-                hop.dns = ControlDns {
-                    failure: None,
-                    addrs: vec![ip.to_string()],
-                };
-                vec![*ip]
-            }
-            TargetHost::Name(name) => {
-                let r = resolver::resolve(
-                    &self.resolver,
-                    trace,
-                    name,
-                    &self.roots,
-                    bounded(self.steps.dns, deadline),
-                )
-                .await;
-                hop.dns = r.dns;
-                if r.addrs.is_empty() {
-                    let f = r.failure.unwrap_or(Failure::DnsNoAnswer);
-                    hop.failure = Some(f.to_string());
-                    return (hop, HopOutcome::Failed("dns_lookup_error".into()));
-                }
-                r.addrs
-            }
+        let (host, addrs) = match self.hop_addrs(trace, url, deadline, &mut hop, resp).await {
+            Ok(found) => found,
+            Err(helper) => return (hop, HopOutcome::Failed(helper.into())),
         };
         let port = url.port_or_known_default().unwrap_or(80);
-        let https = url.scheme() == "https";
-        let host_str = host.to_string();
-
+        let params = (url.scheme() == "https").then(|| self.tls_params(&host, deadline));
         let mut any_allowed = false;
         let mut last_tcp_failure: Option<Failure> = None;
         for ip in addrs.into_iter().take(MAX_OWN_ADDRS) {
             let addr = SocketAddr::new(ip, port);
             let key = addr.to_string();
-            if let Err(r) = self.policy.check(ip) {
-                hop.tcp_connect.insert(
-                    key.clone(),
-                    ControlTcp {
-                        status: false,
-                        failure: Some("connect_error".into()),
-                    },
-                );
-                resp.x_refused.insert(key, r.to_string());
-                continue;
-            }
+            let timeout = bounded(self.steps.connect, deadline);
+            let connected =
+                match flow::connect(trace, addr, timeout, params.as_ref(), &self.policy).await {
+                    Ok(c) => c,
+                    Err(flow::Refused(reason)) => {
+                        hop.tcp_connect.insert(key.clone(), refused_tcp());
+                        resp.x_refused.insert(key, reason);
+                        continue;
+                    }
+                };
             any_allowed = true;
-            let opts = TcpOptions {
-                timeout: bounded(self.steps.connect, deadline),
-                ttl: None,
+            hop.tcp_connect.insert(key.clone(), control_tcp(&connected));
+            if let Some(hs) = &connected.tls {
+                hop.tls_handshake
+                    .insert(key, control_tls(hs, params.as_ref()));
+            }
+            let (conn, alpn) = match connected.conn {
+                Ok(c) => c,
+                Err((Stage::Tcp, f)) => {
+                    last_tcp_failure = Some(f);
+                    continue;
+                }
+                Err((Stage::Tls, f)) => return failed(hop, f),
             };
-            let (rec, stream) = probes::tcp::connect(trace, addr, &opts).await;
-            hop.tcp_connect.insert(
-                key.clone(),
-                ControlTcp {
-                    status: stream.is_some(),
-                    failure: rec.status.failure.as_ref().map(ooni_tcp_failure),
-                },
-            );
-            let Some(stream) = stream else {
-                last_tcp_failure = Some(rec.status.failure.unwrap_or(Failure::GenericTimeout));
-                continue;
-            };
-            let params = HttpParams {
+            let get = HttpParams {
                 url: url.clone(),
                 host_header: None,
                 headers: headers.to_vec(),
                 body_cap: self.body_cap,
                 timeout: bounded(self.steps.http, deadline),
             };
-            let txn = if https {
-                let tp = TlsParams {
-                    sni: match &host {
-                        TargetHost::Name(n) => Some(n.clone()),
-                        TargetHost::Ip(_) => None,
-                    },
-                    verify_as: host_str.clone(),
-                    alpn: vec![b"http/1.1".to_vec()],
-                    roots: Arc::clone(&self.roots),
-                    timeout: bounded(self.steps.tls, deadline),
-                    fail_on_invalid: true,
-                    clock_offset_secs: 0,
-                };
-                let (hs, tls) = probes::tls::handshake(trace, stream, addr, &tp).await;
-                let failure = hs.failure.clone().or(hs.x_certificate_failure.clone());
-                hop.tls_handshake.insert(
-                    key,
-                    ControlTls {
-                        server_name: host_str.clone(),
-                        status: failure.is_none() && tls.is_some(),
-                        failure: failure.as_ref().map(Failure::to_string),
-                    },
-                );
-                match (tls, failure) {
-                    (Some(tls), None) => probes::http::get(trace, tls, addr, "", &params).await,
-                    (_, f) => {
-                        let f = f.unwrap_or(Failure::SslFailedHandshake);
-                        hop.failure = Some(f.to_string());
-                        return (hop, HopOutcome::Failed(ooni_http_failure(&f)));
-                    }
-                }
-            } else {
-                probes::http::get(trace, stream, addr, "", &params).await
+            let txn = flow::fetch(trace, conn, addr, &alpn, &get).await;
+            if txn.response.code > 0 {
+                hop.status_code = txn.response.code;
+            }
+            hop.location = txn.location().map(str::to_string);
+            return match flow::next(url, &txn) {
+                Next::Redirect(next) => (hop, HopOutcome::Redirect(next)),
+                Next::Failed(f) => failed(hop, f),
+                Next::Final => (hop, HopOutcome::Page(Box::new(txn))),
             };
-            if let Some(f) = &txn.failure {
-                hop.failure = Some(f.to_string());
-                return (hop, HopOutcome::Failed(ooni_http_failure(f)));
-            }
-            hop.status_code = txn.response.code;
-            if let Some(loc) = txn.location() {
-                hop.location = Some(loc.to_string());
-                return match url.join(loc) {
-                    Ok(next) => (hop, HopOutcome::Redirect(next)),
-                    Err(_) => {
-                        hop.failure = Some(Failure::HttpInvalidRedirectLocationHost.to_string());
-                        (hop, HopOutcome::Failed("unknown_error".into()))
-                    }
-                };
-            }
-            return (hop, HopOutcome::Page(Box::new(txn)));
         }
         if !any_allowed {
             hop.failure = Some(REFUSED_FAILURE.into());
@@ -609,10 +531,138 @@ impl Measurer {
             };
             return (hop, HopOutcome::Failed(f.into()));
         }
-        let f = last_tcp_failure.unwrap_or(Failure::GenericTimeout);
-        hop.failure = Some(f.to_string());
-        (hop, HopOutcome::Failed(ooni_http_failure(&f)))
+        failed(hop, last_tcp_failure.unwrap_or(Failure::GenericTimeout))
     }
+}
+
+/// A hop that failed with `f`: the failure string on the hop, the legacy
+/// helper's name for it as the `http_request` failure.
+fn failed(mut hop: ControlHop, f: Failure) -> (ControlHop, HopOutcome) {
+    let helper = f.helper_http().to_string();
+    hop.failure = Some(f.to_string());
+    (hop, HopOutcome::Failed(helper))
+}
+
+/// The `tcp_connect` entry of an endpoint the policy refused.
+fn refused_tcp() -> ControlTcp {
+    ControlTcp {
+        status: false,
+        failure: Some("connect_error".into()),
+    }
+}
+
+/// The `tcp_connect` entry of a connect, in the legacy helper's words.
+fn control_tcp(c: &flow::Connected) -> ControlTcp {
+    let failure = match &c.conn {
+        Err((Stage::Tcp, f)) => Some(f.helper_tcp().to_string()),
+        _ => None,
+    };
+    ControlTcp {
+        status: failure.is_none(),
+        failure,
+    }
+}
+
+/// The `tls_handshake` entry of a handshake (failure as the probe records
+/// it), named for the host the chain was judged against.
+fn control_tls(hs: &probes::records::TlsHandshake, params: Option<&TlsParams>) -> ControlTls {
+    ControlTls {
+        server_name: params.map(|p| p.verify_as.clone()).unwrap_or_default(),
+        status: hs.failure.is_none(),
+        failure: hs.failure.as_ref().map(Failure::to_string),
+    }
+}
+
+/// Waits for the endpoints and records them; returns the addresses whose
+/// TLS handshake succeeded.
+async fn collect_endpoints(
+    mut set: JoinSet<EndpointResult>,
+    resp: &mut ControlResponse,
+) -> BTreeSet<IpAddr> {
+    let mut tls_ok: BTreeSet<IpAddr> = BTreeSet::new();
+    while let Some(r) = set.join_next().await {
+        let Ok(r) = r else { continue };
+        if let Some(reason) = r.refused {
+            resp.x_refused.insert(r.key.clone(), reason);
+        }
+        resp.tcp_connect.insert(r.key.clone(), r.tcp);
+        if let Some(t) = r.tls {
+            if t.tls.status {
+                tls_ok.insert(r.addr.ip());
+            }
+            if let Some(sha) = t.leaf_sha256 {
+                resp.x_tls_leaf_sha256.insert(r.key.clone(), sha);
+            }
+            resp.x_tls_handshake_time.insert(r.key.clone(), t.seconds);
+            resp.tls_handshake.insert(r.key, t.tls);
+        }
+    }
+    tls_ok
+}
+
+/// Records the redirect chain and how the fetch ended (`http_request`, the
+/// body's facts); returns the HTTP/3 endpoint the final response
+/// announced, or "".
+fn record_fetch(chain: Vec<ControlHop>, outcome: HopOutcome, resp: &mut ControlResponse) -> String {
+    let final_url = chain.last().and_then(|h| Url::parse(&h.url).ok());
+    resp.x_redirect_chain = chain;
+    let txn = match outcome {
+        HopOutcome::Page(txn) => txn,
+        HopOutcome::Failed(f) => {
+            resp.http_request = ControlHttp {
+                failure: Some(f),
+                ..ControlHttp::default()
+            };
+            return String::new();
+        }
+        HopOutcome::Redirect(_) => {
+            resp.http_request = ControlHttp {
+                failure: Some("unknown_error".into()),
+                ..ControlHttp::default()
+            };
+            return String::new();
+        }
+    };
+    let body = txn.response.body.to_bytes();
+    let title = txn
+        .response
+        .x_title
+        .clone()
+        .or_else(|| probes::http::extract_title(&body))
+        .unwrap_or_default();
+    let discovered = match &final_url {
+        Some(u) => {
+            let alt_svc = txn.response.headers.get("alt-svc").map(String::as_str);
+            super::quic::discovered_h3(u, alt_svc)
+        }
+        None => String::new(),
+    };
+    resp.http_request = ControlHttp {
+        body_length: body.len() as i64,
+        discovered_h3_endpoint: discovered.clone(),
+        failure: None,
+        title,
+        headers: txn.response.headers.clone(),
+        status_code: txn.response.code,
+    };
+    resp.x_body = Some(ControlBody {
+        length: body.len() as i64,
+        sha256: hex::encode(Sha256::digest(&body)),
+        prefix: String::from_utf8_lossy(&body)
+            .chars()
+            .take(BODY_PREFIX_CHARS)
+            .collect(),
+    });
+    let text = crate::analysis::pagetext::fingerprint(&String::from_utf8_lossy(&body));
+    resp.x_body_text = Some(ControlText {
+        words: text.words,
+        sketch: text.sketch,
+        block_terms: text.block_terms,
+    });
+    if txn.x_transfer.bytes > 0 {
+        resp.x_transfer_rate_bps = Some(txn.x_transfer.rate_bps);
+    }
+    discovered
 }
 
 /// The request headers the helper honours (User-Agent, Accept,
@@ -632,29 +682,6 @@ fn honoured_headers(req: &ControlRequest) -> Vec<(String, String)> {
         headers.push((name.clone(), v.clone()));
     }
     headers
-}
-
-/// The test helper's TCP failure names.
-fn ooni_tcp_failure(f: &Failure) -> String {
-    match f {
-        Failure::ConnectionRefused => "connection_refused_error",
-        Failure::GenericTimeout | Failure::TimedOut => "generic_timeout_error",
-        _ => "connect_error",
-    }
-    .to_string()
-}
-
-/// The test helper's `http_request` failure names.
-fn ooni_http_failure(f: &Failure) -> String {
-    if f.is_dns() {
-        return "dns_lookup_error".into();
-    }
-    match f {
-        Failure::GenericTimeout | Failure::TimedOut => "generic_timeout_error",
-        Failure::ConnectionRefused => "connection_refused_error",
-        _ => "unknown_error",
-    }
-    .to_string()
 }
 
 /// `step`, or less when the deadline is nearer.

@@ -155,7 +155,9 @@ fn combine(queries: &[DnsQuery]) -> Resolution {
         None
     };
     let dns = ControlDns {
-        failure: failure.as_ref().and_then(ooni_dns_failure),
+        failure: failure
+            .as_ref()
+            .and_then(|f| f.helper_dns().map(str::to_string)),
         addrs: addrs.iter().map(IpAddr::to_string).collect(),
     };
     Resolution {
@@ -163,26 +165,6 @@ fn combine(queries: &[DnsQuery]) -> Resolution {
         addrs,
         failure,
     }
-}
-
-/// OONI's test-helper names for DNS failures: NXDOMAIN → `dns_name_error`;
-/// no answer → no failure; refused, servfail, misbehaving or temporary →
-/// `dns_server_failure`; our own lookup limit → `x_probe_resource_limit`;
-/// anything else → `unknown_error`.
-pub fn ooni_dns_failure(f: &Failure) -> Option<String> {
-    let s = match f {
-        Failure::DnsNxdomain => "dns_name_error",
-        Failure::DnsNoAnswer => return None,
-        Failure::DnsRefused
-        | Failure::DnsServfail
-        | Failure::DnsServerMisbehaving
-        | Failure::DnsTemporaryFailure
-        | Failure::DnsNonRecoverableFailure => "dns_server_failure",
-        // Our own lookup limit is not the site's DNS failing: say so.
-        Failure::ProbeResourceLimit => "x_probe_resource_limit",
-        _ => "unknown_error",
-    };
-    Some(s.to_string())
 }
 
 #[cfg(test)]
@@ -214,22 +196,5 @@ mod tests {
             ResolverSpec::Doh("https://dns.example/dns-query".into())
         );
         assert!("dns.example".parse::<ResolverSpec>().is_err());
-    }
-
-    #[test]
-    fn maps_dns_failures_to_ooni_names() {
-        assert_eq!(
-            ooni_dns_failure(&Failure::DnsNxdomain).as_deref(),
-            Some("dns_name_error")
-        );
-        assert_eq!(ooni_dns_failure(&Failure::DnsNoAnswer), None);
-        assert_eq!(
-            ooni_dns_failure(&Failure::DnsServfail).as_deref(),
-            Some("dns_server_failure")
-        );
-        assert_eq!(
-            ooni_dns_failure(&Failure::GenericTimeout).as_deref(),
-            Some("unknown_error")
-        );
     }
 }

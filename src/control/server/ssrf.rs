@@ -71,6 +71,14 @@ impl AddressPolicy {
     }
 }
 
+/// The control's policy as the shared flow's address check: consulted by
+/// `probes::flow` before any socket is opened.
+impl probes::flow::AddressCheck for AddressPolicy {
+    fn check(&self, addr: std::net::SocketAddr) -> Result<(), String> {
+        AddressPolicy::check(self, addr.ip()).map_err(|r| r.to_string())
+    }
+}
+
 /// The host of a URL: an address, or a name to resolve.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TargetHost {

@@ -1,10 +1,18 @@
-//! Redirect targets: resolving and validating a `Location`.
+//! Redirect targets: resolving and validating a `Location` — the one
+//! redirect rule of the probe and the control.
 
-use probes::Failure;
+use crate::failure::Failure;
 use url::{ParseError, Url};
 
+/// Redirects followed, as browsers and OONI do; one more ends the chain
+/// with [`TOO_MANY_REDIRECTS`].
+pub const MAX_REDIRECTS: u32 = 10;
+/// The failure of a chain longer than the redirects followed (OONI's exact
+/// string).
+pub const TOO_MANY_REDIRECTS: &str = "unknown_failure: stopped after too many redirects";
+
 /// Checks that `url` can be measured: http or https, with a non-empty host.
-pub(crate) fn check_url(url: &Url) -> Result<(), Failure> {
+pub fn check_url(url: &Url) -> Result<(), Failure> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(Failure::Unknown(format!(
             "unsupported scheme {:?} (only http and https)",
@@ -20,7 +28,7 @@ pub(crate) fn check_url(url: &Url) -> Result<(), Failure> {
 /// The URL a redirect from `base` with this `Location` leads to. A Location
 /// whose host is empty or unparseable is `http_invalid_redirect_location_host`
 /// (as OONI); another scheme than http(s) is an `unknown_failure`.
-pub(crate) fn next_url(base: &Url, location: &str) -> Result<Url, Failure> {
+pub fn next_url(base: &Url, location: &str) -> Result<Url, Failure> {
     let next = base.join(location.trim()).map_err(|e| match e {
         ParseError::EmptyHost
         | ParseError::IdnaError
