@@ -200,6 +200,17 @@ fn consent(yes: bool) -> Result<(), ScheduleError> {
     }
 }
 
+/// The scope and the calendar expression of `schedule install`.
+fn validate(a: &InstallArgs) -> Result<(), ScheduleError> {
+    if a.user == a.system {
+        return Err(ScheduleError::NoScope);
+    }
+    calendar::check(&a.on_calendar).map_err(|reason| ScheduleError::BadCalendar {
+        expr: a.on_calendar.clone(),
+        reason,
+    })
+}
+
 /// Runs `gatewatch schedule`.
 pub async fn execute(cmd: ScheduleCommand) -> Result<u8, ScheduleError> {
     match cmd {
@@ -230,6 +241,8 @@ pub async fn execute(cmd: ScheduleCommand) -> Result<u8, ScheduleError> {
             Ok(0)
         }
         ScheduleCommand::Install(a) => {
+            // The command line is checked before the notice is shown.
+            validate(&a)?;
             consent(a.yes)?;
             let written = install(&a)?;
             for p in &written {
@@ -251,13 +264,7 @@ pub async fn execute(cmd: ScheduleCommand) -> Result<u8, ScheduleError> {
 
 /// Writes the service and timer; returns the files written.
 pub fn install(a: &InstallArgs) -> Result<Vec<PathBuf>, ScheduleError> {
-    if a.user == a.system {
-        return Err(ScheduleError::NoScope);
-    }
-    calendar::check(&a.on_calendar).map_err(|reason| ScheduleError::BadCalendar {
-        expr: a.on_calendar.clone(),
-        reason,
-    })?;
+    validate(a)?;
     let dir = manage::unit_dir(a.system, a.unit_dir.as_deref());
     let bin = std::env::current_exe().map_err(ScheduleError::NoBinary)?;
     let doc = dir.join(manage::DOC);

@@ -34,6 +34,7 @@ fn run(c: &mut Command) -> (i32, String, String) {
 
 fn m(url: &str, time: &str, status: VerdictStatus, mech: Option<&str>) -> String {
     let mut m = Measurement {
+        test_name: "web_connectivity".into(),
         input: Some(url.into()),
         measurement_start_time: time.into(),
         probe_asn: "AS38623".into(),
@@ -280,6 +281,7 @@ fn schedule_install_status_cron_and_uninstall_without_systemd() {
             "schedule",
             "install",
             "--user",
+            "--yes",
             "--run-args",
             "--config FILE --lang km",
             "--unit-dir",
@@ -313,7 +315,7 @@ fn schedule_install_status_cron_and_uninstall_without_systemd() {
     assert_eq!(code, 0);
     assert!(out.contains("schedule: OnCalendar=*-*-* 03:17:00"), "{out}");
 
-    let (code, out, err) = run(gw(h.path()).args(["schedule", "cron"]));
+    let (code, out, err) = run(gw(h.path()).args(["schedule", "cron", "--yes"]));
     assert_eq!(code, 0, "{err}");
     let line = out.lines().find(|l| !l.starts_with('#')).unwrap();
     let bin = line.split_whitespace().nth(5).unwrap();

@@ -6,6 +6,7 @@ use gatewatch::model::{Measurement, Verdict, VerdictStatus};
 
 fn m(url: &str, status: VerdictStatus, mech: Option<&str>) -> String {
     let mut m = Measurement {
+        test_name: "web_connectivity".into(),
         input: Some(url.into()),
         measurement_start_time: "2026-11-02 03:17:05".into(),
         probe_asn: "AS38623".into(),
