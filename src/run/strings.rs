@@ -275,7 +275,11 @@ Who else learns something, on a default run:
   To avoid it: --stun none.
 - Google Public DNS (8.8.8.8) is asked for the name of every site, besides
   your own resolver. To avoid it: --resolver with a resolver you choose.
-The same can be set once in the config file (control, stun, resolver).
+- example.com (run by IANA for examples) is loaded over HTTP and HTTPS before
+  and during the run, beside the control's own host, to tell a captive portal
+  or a dead connection from censorship; it learns nothing about the sites
+  measured. To choose other targets: --reference URL; none: --reference none.
+The same can be set once in the config file (control, stun, resolver, reference).
 
 gatewatch never writes your public IP address into the results, but it does
 not hide your traffic. If you are unsure, do not run it, or first ask
@@ -311,7 +315,11 @@ gatewatch បើកគេហទំព័រនីមួយៗក្នុងប�
   ដើម្បីជៀសវាង៖ --stun none។
 - Google Public DNS (8.8.8.8) ត្រូវបានសួរឈ្មោះនៃគេហទំព័រនីមួយៗ ក្រៅពី resolver
   របស់អ្នកផ្ទាល់។ ដើម្បីជៀសវាង៖ --resolver ជាមួយ resolver ដែលអ្នកជ្រើសរើស។
-ការកំណត់ទាំងនេះ អាចដាក់ម្តងក្នុងឯកសារ config (control, stun, resolver)។
+- example.com (ដែល IANA ដំណើរការសម្រាប់ជាឧទាហរណ៍) ត្រូវបានបើកតាម HTTP និង HTTPS
+  មុន និងអំឡុងពេលដំណើរការ ជាមួយម៉ាស៊ីនរបស់ control ផ្ទាល់ ដើម្បីបែងចែក captive portal
+  ឬការតភ្ជាប់ដែលដាច់ ពីការបិទ។ វាមិនដឹងអ្វីអំពីគេហទំព័រដែលបានវាស់ទេ។ ដើម្បីជ្រើសគោលដៅផ្សេង៖
+  --reference URL ឬគ្មាន៖ --reference none។
+ការកំណត់ទាំងនេះ អាចដាក់ម្តងក្នុងឯកសារ config (control, stun, resolver, reference)។
 
 gatewatch មិនដែលសរសេរអាសយដ្ឋាន IP សាធារណៈរបស់អ្នកទៅក្នុងលទ្ធផលទេ ប៉ុន្តែវាមិនលាក់
 ចរាចរណ៍របស់អ្នកទេ។ បើអ្នកមិនប្រាកដចិត្ត សូមកុំដំណើរការវា ឬសួរមនុស្សដែលអ្នកទុកចិត្ត
@@ -441,10 +449,10 @@ mod tests {
             assert!(t.contains("80") || t.contains("៨០"));
             assert!(t.contains("NIG"));
             // Who else learns what, and how to avoid them.
-            for third in ["th.ooni.org", "stun.l.google.com", "8.8.8.8"] {
+            for third in ["th.ooni.org", "stun.l.google.com", "8.8.8.8", "example.com"] {
                 assert!(t.contains(third), "{third}");
             }
-            for avoid in ["--control", "--stun none", "--resolver"] {
+            for avoid in ["--control", "--stun none", "--resolver", "--reference none"] {
                 assert!(t.contains(avoid), "{avoid}");
             }
         }
