@@ -306,6 +306,7 @@ pub struct ProbeArgs {
     /// Make a QUIC (HTTP/3) handshake to every address of every https URL,
     /// not only when the control reports an HTTP/3 endpoint for the site.
     #[arg(long)]
+    #[arg(help_heading = "Measurement")]
     pub quic: bool,
     /// A directory with OONI-format `fingerprints_dns.csv` and/or
     /// `fingerprints_http.csv`, used besides the shipped fingerprints.
@@ -322,10 +323,12 @@ pub struct ProbeArgs {
     /// `none` for no checks) [default: the control's host over http and
     /// https, and http(s)://example.com/].
     #[arg(long, value_name = "URL|none")]
+    #[arg(help_heading = "Measurement")]
     pub reference: Vec<String>,
     /// How often the network checks run during a run (also after a burst
     /// of failures) [default: 5m].
     #[arg(long, value_name = "DURATION")]
+    #[arg(help_heading = "Measurement")]
     pub recheck_interval: Option<humantime::Duration>,
 }
 
