@@ -1,0 +1,143 @@
+//! The dual-stack lab: IPv6 from 2001:db8::/32 on every link, sites with
+//! AAAA records, `gatewatch run` in the probe namespace and the real control
+//! server (which reaches the sites over IPv6 too).
+//!
+//! Rows, one run each way:
+//! - `v6-open`: a dual-stack site nobody touches: accessible, and the probe
+//!   connects over IPv6 as well as IPv4.
+//! - `v6-block`: the censor drops TCP/443 to the site's IPv6 address only,
+//!   while IPv4 works. The site loads (over IPv4), so the verdict stays
+//!   `accessible`, and the evidence names the IPv6-only failure where the
+//!   control connected.
+//! - The twin, a host without IPv6: the same two sites after the probe's
+//!   IPv6 route is removed. Every IPv6 connect fails as unreachable, which
+//!   is the probe's own limit: accessible, and no IPv6 sentence in the
+//!   evidence.
+
+use serde_json::Value;
+
+use super::e2e::{probe_command, read_results, start_control, write_list};
+use super::scenarios::{Censor, Expect, Scenario, Site};
+use super::topology::{addr6, CENSOR_DOWN_IF};
+use super::world::World;
+
+const OPEN: Expect = Expect {
+    status: "accessible",
+    layer: None,
+    blocking: "false",
+    mechanism: None,
+};
+
+/// The sentence `analysis::family` adds for IPv6-only interference.
+const V6_ONLY: &str = "over IPv6 only";
+
+fn site(name: &'static str) -> Scenario {
+    Scenario {
+        name,
+        scheme: "https",
+        site: Site::Static,
+        censor: Censor::None,
+        expect: OPEN,
+    }
+}
+
+/// (status, IPv6 connect failures at the probe, control connected over
+/// IPv6, evidence has the IPv6-only sentence) of one measurement.
+fn summary(m: &Value, v6: std::net::Ipv6Addr) -> (String, Vec<String>, Option<bool>, bool) {
+    let tk = &m["test_keys"];
+    let status = tk["x_verdict"]["status"].as_str().unwrap_or("").to_string();
+    let prefix = format!("{v6}");
+    let v6_connects: Vec<String> = tk["tcp_connect"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["ip"].as_str() == Some(prefix.as_str()) && c["port"] == 443)
+        .map(|c| c["status"]["failure"].as_str().unwrap_or("ok").to_string())
+        .collect();
+    let control = tk["control"]["tcp_connect"][format!("[{v6}]:443")]["status"].as_bool();
+    let sentence = tk["x_verdict"]["evidence"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|e| e.as_str().is_some_and(|s| s.contains(V6_ONLY)));
+    (status, v6_connects, control, sentence)
+}
+
+#[test]
+fn an_ipv6_only_block_is_named_and_a_host_without_ipv6_is_not_censorship() {
+    let scenarios = [site("v6-open"), site("v6-block")];
+    let Some(world) = World::start_dual_or_skip(&scenarios, &["v6-open", "v6-block"]) else {
+        return;
+    };
+    let (open6, blocked6) = (world.find6("v6-open"), world.find6("v6-block"));
+    world
+        .topo
+        .censor
+        .nft(&format!(
+            "table inet gwlab_v6 {{\n  chain forward {{\n    type filter hook forward priority -10; policy accept;\n    iifname \"{CENSOR_DOWN_IF}\" ip6 daddr {blocked6} tcp dport 443 drop\n  }}\n}}\n"
+        ))
+        .expect("nft");
+    let control = start_control(&world);
+    let list = write_list(&world, "v6.txt", &world.scenarios);
+
+    let mut bad = Vec::new();
+    let mut run_once =
+        |label: &str, out: &str, want: [(&str, std::net::Ipv6Addr, &str, bool); 2]| {
+            let out = world.dir.path().join(out);
+            let run = probe_command(&world, &list, &out, &control)
+                .output()
+                .unwrap();
+            if !run.status.success() {
+                bad.push(format!(
+                    "{label}: gatewatch run {}: {}",
+                    run.status,
+                    String::from_utf8_lossy(&run.stderr)
+                ));
+            }
+            let results = read_results(&out);
+            for (name, v6, failure, sentence) in want {
+                let (sc, _) = world.find(name);
+                let Some(m) = results.get(&sc.url()) else {
+                    bad.push(format!("{label} {name}: no result"));
+                    continue;
+                };
+                let got = summary(m, v6);
+                println!("{label:<8} {name:<9} got {got:?}");
+                let want = (
+                    "accessible".to_string(),
+                    vec![failure.to_string()],
+                    Some(true),
+                    sentence,
+                );
+                if got != want {
+                    bad.push(format!(
+                        "{label} {name}: want {want:?}, got {got:?}; evidence {}",
+                        m["test_keys"]["x_verdict"]["evidence"]
+                    ));
+                }
+            }
+        };
+    run_once(
+        "dual",
+        "dual.jsonl",
+        [
+            ("v6-open", open6, "ok", false),
+            ("v6-block", blocked6, "generic_timeout_error", true),
+        ],
+    );
+    // The twin: the same sites from a host without an IPv6 route.
+    world
+        .topo
+        .probe
+        .ip(&["-6", "route", "del", addr6::ALL])
+        .expect("remove the probe's IPv6 route");
+    run_once(
+        "no-v6",
+        "nov6.jsonl",
+        [
+            ("v6-open", open6, "network_unreachable", false),
+            ("v6-block", blocked6, "network_unreachable", false),
+        ],
+    );
+    assert!(bad.is_empty(), "{bad:#?}");
+}
