@@ -6,7 +6,13 @@
 //!  .18   .17/.33   .34/.49     .50 (192.0.2.x)  198.51.100.10
 //!                  ISP resolver 192.0.2.53      sites 203.0.113.10..
 //!                  sinkhole 203.0.113.250       public resolver 198.51.100.53
+//!  2001:db8:1::18 ─ ::17  2001:db8:2::33 ─ ::34  2001:db8:3::49 ─ ::50
+//!                         (sites 2001:db8:203::/48)  2001:db8:4::1 ─ ::10
 //! ```
+//!
+//! Dual stack: every link also has IPv6 (documentation prefix, see
+//! [`addr6`]); the resolvers stay on IPv4 and answer AAAA for the sites a
+//! world gives an IPv6 address (`World::start_dual_or_skip`).
 //!
 //! The censor is the second router hop from the probe (r1 is hop 1), so a
 //! TTL-limited trace must localise interference at hop 2. The control is on
@@ -67,7 +73,7 @@ pub mod addr {
 }
 
 /// The lab's IPv6 addresses (documentation prefix 2001:db8::/32), added by
-/// [`Topology::add_ipv6`]: one /64 per link, the sites in 2001:db8:203::/48.
+/// [`Topology::add_ipv6`] to every lab: one /64 per link, the sites in 2001:db8:203::/48.
 pub mod addr6 {
     use std::net::Ipv6Addr;
 
@@ -118,7 +124,7 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Makes the lab dual-stack: an IPv6 address from [`addr6`] on both ends
+    /// Makes the lab dual-stack (done by [`Topology::build`]): an IPv6 address from [`addr6`] on both ends
     /// of every link (no duplicate-address wait), IPv6 forwarding in the
     /// routers and routes to 2001:db8::/32 only (still no default route).
     pub fn add_ipv6(&self) -> io::Result<()> {
@@ -239,12 +245,14 @@ impl Topology {
         // Processes started in a namespace resolve like its hosts would.
         probe.set_resolv_conf(&ISP_RESOLVER.to_string())?;
         control.set_resolv_conf(&PUBLIC_RESOLVER.to_string())?;
-        Ok(Topology {
+        let topo = Topology {
             probe,
             r1,
             censor,
             internet,
             control,
-        })
+        };
+        topo.add_ipv6()?;
+        Ok(topo)
     }
 }

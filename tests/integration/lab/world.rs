@@ -44,9 +44,8 @@ impl World {
         Some(World::start(lab, scenarios).expect("start the censorship lab"))
     }
 
-    /// Like [`World::start_or_skip`], dual-stack: the lab also has IPv6
-    /// ([`Topology::add_ipv6`]), and the scenarios named in `v6` also have an
-    /// IPv6 address (answered to AAAA, served on :80 and :443).
+    /// Like [`World::start_or_skip`], and the scenarios named in `v6` also
+    /// have an IPv6 address (answered to AAAA, served on :80 and :443).
     pub fn start_dual_or_skip(scenarios: &[Scenario], v6: &[&str]) -> Option<World> {
         let lab = Lab::new_or_skip(TOOLS)?;
         Some(World::start_with(lab, scenarios, Some(v6)).expect("start the dual-stack lab"))
@@ -57,13 +56,10 @@ impl World {
         World::start_with(lab, scenarios, None)
     }
 
-    /// Starts the lab in `lab`; with `v6`, dual-stack (see
-    /// [`World::start_dual_or_skip`]).
+    /// Starts the lab in `lab`; the sites named in `v6` get IPv6 addresses
+    /// (see [`World::start_dual_or_skip`]).
     fn start_with(lab: Lab, scenarios: &[Scenario], v6: Option<&[&str]>) -> io::Result<World> {
         let topo = Topology::build(&lab)?;
-        if v6.is_some() {
-            topo.add_ipv6()?;
-        }
         let names: Vec<String> = scenarios.iter().map(Scenario::host).collect();
         let pki = Pki::generate(&names);
         let dir = tempfile::tempdir()?;
