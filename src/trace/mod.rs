@@ -384,7 +384,7 @@ impl Runner {
                 break;
             }
             let ctx = self.ctx.clone();
-            let p = blocking(move || probe::tcp_syn(&ctx, site, ttl)).await;
+            let p = blocking(move || probe::tcp_syn(&ctx, site.into(), ttl)).await;
             let done = p.outcome == Outcome::Response;
             rst_run = if p.rst { rst_run + 1 } else { 0 };
             silent = if p.outcome == Outcome::Silence {

@@ -141,3 +141,63 @@ fn an_ipv6_only_block_is_named_and_a_host_without_ipv6_is_not_censorship() {
     );
     assert!(bad.is_empty(), "{bad:#?}");
 }
+
+/// `trace`'s TCP SYN probe over IPv6 in the dual-stack lab: hop limits 1,
+/// 2, 3 towards an open site and towards one whose IPv6 TCP/443 the censor
+/// drops. ICMPv6 time exceeded (`IPV6_RECVERR`) names r1 at hop 1 and the
+/// censor at hop 2; at hop 3 the open site answers and the dropped one is
+/// silent, which puts the interference at the censor.
+#[test]
+fn the_trace_syn_probe_localises_an_ipv6_block_at_hop_2() {
+    use gatewatch::trace::probe::{tcp_syn, ProbeContext};
+    use gatewatch::trace::report::Outcome;
+
+    let scenarios = [site("v6-open"), site("v6-block")];
+    let Some(world) = World::start_dual_or_skip(&scenarios, &["v6-open", "v6-block"]) else {
+        return;
+    };
+    let (open6, blocked6) = (world.find6("v6-open"), world.find6("v6-block"));
+    world
+        .topo
+        .censor
+        .nft(&format!(
+            "table inet gwlab_v6 {{\n  chain forward {{\n    type filter hook forward priority -10; policy accept;\n    iifname \"{CENSOR_DOWN_IF}\" ip6 daddr {blocked6} tcp dport 443 drop\n  }}\n}}\n"
+        ))
+        .expect("nft");
+    let got = world
+        .topo
+        .probe
+        .thread(move || {
+            let ctx = ProbeContext {
+                timeout: std::time::Duration::from_millis(1500),
+                listen_after: std::time::Duration::from_millis(100),
+                sniffer: None,
+                start: std::time::Instant::now(),
+            };
+            let mut rows = Vec::new();
+            for ip in [open6, blocked6] {
+                for ttl in 1..=3 {
+                    let p = tcp_syn(&ctx, std::net::SocketAddr::from((ip, 443)), ttl);
+                    rows.push((ip, ttl, p.outcome, p.hop));
+                }
+            }
+            rows
+        })
+        .expect("probe thread")
+        .join()
+        .expect("probes ran");
+    let r1 = Some(addr6::R1_DOWN.to_string());
+    let censor = Some(addr6::CENSOR_DOWN.to_string());
+    let want = vec![
+        (open6, 1, Outcome::TimeExceeded, r1.clone()),
+        (open6, 2, Outcome::TimeExceeded, censor.clone()),
+        (open6, 3, Outcome::Response, None),
+        (blocked6, 1, Outcome::TimeExceeded, r1),
+        (blocked6, 2, Outcome::TimeExceeded, censor),
+        (blocked6, 3, Outcome::Silence, None),
+    ];
+    for row in &got {
+        println!("{row:?}");
+    }
+    assert_eq!(got, want);
+}
