@@ -81,9 +81,10 @@ pub fn tcp_syn(ctx: &ProbeContext, addr: SocketAddr, ttl: u8) -> HopProbe {
 
 /// Connects at the normal TTL, then lowers it to `ttl` and writes
 /// `payload` (a ClientHello or a GET): data, RST, EOF, ICMP or silence.
-pub fn stream_trigger(ctx: &ProbeContext, addr: SocketAddrV4, ttl: u8, payload: &[u8]) -> HopProbe {
+/// Over IPv6 the hop limit is lowered instead.
+pub fn stream_trigger(ctx: &ProbeContext, addr: SocketAddr, ttl: u8, payload: &[u8]) -> HopProbe {
     let mut p = new_probe(ctx, ttl);
-    let mut stream = match TcpStream::connect_timeout(&SocketAddr::V4(addr), ctx.timeout) {
+    let mut stream = match TcpStream::connect_timeout(&addr, ctx.timeout) {
         Ok(s) => s,
         Err(e) => {
             p.outcome = Outcome::ConnectFailed;
@@ -92,9 +93,15 @@ pub fn stream_trigger(ctx: &ProbeContext, addr: SocketAddrV4, ttl: u8, payload: 
         }
     };
     let local_port = stream.local_addr().map(|a| a.port()).ok();
-    let setup = SockRef::from(&stream)
-        .set_ttl_v4(u32::from(ttl))
-        .and_then(|()| recverr::enable_recverr(&stream))
+    let sock = SockRef::from(&stream);
+    let limited = if addr.is_ipv6() {
+        sock.set_unicast_hops_v6(u32::from(ttl))
+            .and_then(|()| recverr::enable_recverr_v6(&stream))
+    } else {
+        sock.set_ttl_v4(u32::from(ttl))
+            .and_then(|()| recverr::enable_recverr(&stream))
+    };
+    let setup = limited
         .and_then(|()| stream.set_read_timeout(Some(READ_SLICE)))
         .and_then(|()| stream.write_all(payload));
     if let Err(e) = setup {
@@ -156,7 +163,7 @@ pub fn stream_trigger(ctx: &ProbeContext, addr: SocketAddrV4, ttl: u8, payload: 
     if p.rst {
         p.outcome = Outcome::Rst;
     }
-    if let (Some(sn), Some(lp)) = (&ctx.sniffer, local_port) {
+    if let (Some(sn), Some(lp), SocketAddr::V4(addr)) = (&ctx.sniffer, local_port, addr) {
         // Keep listening: a genuine reply may follow an injected RST.
         std::thread::sleep(ctx.listen_after);
         add_sniffed(&mut p, sn, addr, lp, rst_at);

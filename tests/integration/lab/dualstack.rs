@@ -142,13 +142,15 @@ fn an_ipv6_only_block_is_named_and_a_host_without_ipv6_is_not_censorship() {
     assert!(bad.is_empty(), "{bad:#?}");
 }
 
-/// `trace`'s TCP SYN probe over IPv6 in the dual-stack lab: hop limits 1,
-/// 2, 3 towards an open site and towards one whose IPv6 TCP/443 the censor
-/// drops. ICMPv6 time exceeded (`IPV6_RECVERR`) names r1 at hop 1 and the
-/// censor at hop 2; at hop 3 the open site answers and the dropped one is
-/// silent, which puts the interference at the censor.
+/// `trace` over IPv6 in the dual-stack lab. Its TCP SYN probe at hop
+/// limits 1, 2, 3 towards an open site and towards one whose IPv6 TCP/443
+/// the censor drops: ICMPv6 time exceeded (`IPV6_RECVERR`) names r1 at hop
+/// 1 and the censor at hop 2; at hop 3 the open site answers and the
+/// dropped one is silent, which puts the interference at the censor. Then
+/// `gatewatch trace --address <IPv6>` on both: the same hop map, the open
+/// site at hop 3, no server hop for the dropped one.
 #[test]
-fn the_trace_syn_probe_localises_an_ipv6_block_at_hop_2() {
+fn trace_localises_an_ipv6_block_at_hop_2() {
     use gatewatch::trace::probe::{tcp_syn, ProbeContext};
     use gatewatch::trace::report::Outcome;
 
@@ -164,6 +166,17 @@ fn the_trace_syn_probe_localises_an_ipv6_block_at_hop_2() {
             "table inet gwlab_v6 {{\n  chain forward {{\n    type filter hook forward priority -10; policy accept;\n    iifname \"{CENSOR_DOWN_IF}\" ip6 daddr {blocked6} tcp dport 443 drop\n  }}\n}}\n"
         ))
         .expect("nft");
+    // A used line, not a cold one: neighbour discovery along the path, and
+    // one TCP connection through the censor (below). Without it, in this lab
+    // the censor's time exceeded for the very first TCP flow it sees (its
+    // conntrack has NAT hooks) reaches the probe but no socket (the probe
+    // counts it in Icmp6InErrors), so hop 2 looks silent.
+    for ip in [open6, blocked6] {
+        let _ = world
+            .topo
+            .probe
+            .exec("ping", &["-6", "-c", "1", "-W", "2", &ip.to_string()]);
+    }
     let got = world
         .topo
         .probe
@@ -174,9 +187,16 @@ fn the_trace_syn_probe_localises_an_ipv6_block_at_hop_2() {
                 sniffer: None,
                 start: std::time::Instant::now(),
             };
+            // One TCP connection through the censor first (see above).
+            let _ = std::net::TcpStream::connect_timeout(
+                &std::net::SocketAddr::from((open6, 80)),
+                std::time::Duration::from_secs(2),
+            );
             let mut rows = Vec::new();
             for ip in [open6, blocked6] {
                 for ttl in 1..=3 {
+                    // The trace's default pace between probes.
+                    std::thread::sleep(std::time::Duration::from_millis(200));
                     let p = tcp_syn(&ctx, std::net::SocketAddr::from((ip, 443)), ttl);
                     rows.push((ip, ttl, p.outcome, p.hop));
                 }
@@ -200,4 +220,59 @@ fn the_trace_syn_probe_localises_an_ipv6_block_at_hop_2() {
         println!("{row:?}");
     }
     assert_eq!(got, want);
+
+    let hops = [
+        (1, Some(addr6::R1_DOWN.to_string())),
+        (2, Some(addr6::CENSOR_DOWN.to_string())),
+    ];
+    for (name, ip, server_hop) in [("v6-open", open6, Some(3)), ("v6-block", blocked6, None)] {
+        let (sc, _) = world.find(name);
+        let out = world
+            .topo
+            .probe
+            .command(env!("CARGO_BIN_EXE_gatewatch"))
+            .args(["trace", &sc.url(), "--address", &ip.to_string()])
+            .args([
+                "--json",
+                "--no-raw",
+                "--max-ttl",
+                "4",
+                "--probe-timeout",
+                "1s",
+            ])
+            .args(["--pace", "20ms", "--max-time", "60s"])
+            .args(["--resolver", "198.51.100.53:53"])
+            .env("HOME", world.dir.path())
+            .output()
+            .expect("gatewatch trace");
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{name}: trace JSON: {e}\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        let got_hops: Vec<(u64, Option<String>)> = report["hops"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|h| h["ttl"].as_u64() <= Some(2))
+            .map(|h| {
+                (
+                    h["ttl"].as_u64().unwrap_or(0),
+                    h["address"].as_str().map(str::to_string),
+                )
+            })
+            .collect();
+        let syn_dest = report["series"][0]["destination"].as_str();
+        println!(
+            "trace {name}: server_hop {} hops {got_hops:?} syn to {syn_dest:?}",
+            report["server_hop"]
+        );
+        assert_eq!(report["address"].as_str(), Some(ip.to_string().as_str()));
+        assert_eq!(report["server_hop"].as_u64(), server_hop, "{name}");
+        assert_eq!(got_hops, hops, "{name}");
+        assert_eq!(syn_dest, Some(format!("[{ip}]:443").as_str()));
+        assert!(report["failure"].is_null(), "{name}: {}", report["failure"]);
+    }
 }
