@@ -8,7 +8,8 @@
 //! - `v6-block`: the censor drops TCP/443 to the site's IPv6 address only,
 //!   while IPv4 works. The site loads (over IPv4), so the verdict stays
 //!   `accessible`, and the evidence names the IPv6-only failure where the
-//!   control connected.
+//!   control connected. `v6-rst`: the same with a TCP RST instead of a drop
+//!   (`connection_refused` over IPv6 only).
 //! - The twin, a host without IPv6: the same two sites after the probe's
 //!   IPv6 route is removed. Every IPv6 connect fails as unreachable, which
 //!   is the probe's own limit: accessible, and no IPv6 sentence in the
@@ -65,16 +66,18 @@ fn summary(m: &Value, v6: std::net::Ipv6Addr) -> (String, Vec<String>, Option<bo
 
 #[test]
 fn an_ipv6_only_block_is_named_and_a_host_without_ipv6_is_not_censorship() {
-    let scenarios = [site("v6-open"), site("v6-block")];
-    let Some(world) = World::start_dual_or_skip(&scenarios, &["v6-open", "v6-block"]) else {
+    let scenarios = [site("v6-open"), site("v6-block"), site("v6-rst")];
+    let names = ["v6-open", "v6-block", "v6-rst"];
+    let Some(world) = World::start_dual_or_skip(&scenarios, &names) else {
         return;
     };
     let (open6, blocked6) = (world.find6("v6-open"), world.find6("v6-block"));
+    let reset6 = world.find6("v6-rst");
     world
         .topo
         .censor
         .nft(&format!(
-            "table inet gwlab_v6 {{\n  chain forward {{\n    type filter hook forward priority -10; policy accept;\n    iifname \"{CENSOR_DOWN_IF}\" ip6 daddr {blocked6} tcp dport 443 drop\n  }}\n}}\n"
+            "table inet gwlab_v6 {{\n  chain forward {{\n    type filter hook forward priority -10; policy accept;\n    iifname \"{CENSOR_DOWN_IF}\" ip6 daddr {blocked6} tcp dport 443 drop\n    iifname \"{CENSOR_DOWN_IF}\" ip6 daddr {reset6} tcp dport 443 reject with tcp reset\n  }}\n}}\n"
         ))
         .expect("nft");
     let control = start_control(&world);
@@ -82,7 +85,7 @@ fn an_ipv6_only_block_is_named_and_a_host_without_ipv6_is_not_censorship() {
 
     let mut bad = Vec::new();
     let mut run_once =
-        |label: &str, out: &str, want: [(&str, std::net::Ipv6Addr, &str, bool); 2]| {
+        |label: &str, out: &str, want: [(&str, std::net::Ipv6Addr, &str, bool); 3]| {
             let out = world.dir.path().join(out);
             let run = probe_command(&world, &list, &out, &control)
                 .output()
@@ -123,6 +126,7 @@ fn an_ipv6_only_block_is_named_and_a_host_without_ipv6_is_not_censorship() {
         [
             ("v6-open", open6, "ok", false),
             ("v6-block", blocked6, "generic_timeout_error", true),
+            ("v6-rst", reset6, "connection_refused", true),
         ],
     );
     // The twin: the same sites from a host without an IPv6 route.
@@ -137,6 +141,7 @@ fn an_ipv6_only_block_is_named_and_a_host_without_ipv6_is_not_censorship() {
         [
             ("v6-open", open6, "network_unreachable", false),
             ("v6-block", blocked6, "network_unreachable", false),
+            ("v6-rst", reset6, "network_unreachable", false),
         ],
     );
     assert!(bad.is_empty(), "{bad:#?}");
