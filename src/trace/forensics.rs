@@ -166,7 +166,7 @@ pub async fn trace_blocked(
     let parsed = url::Url::parse(url).ok()?;
     let settings = TraceSettings {
         resolver,
-        address: pick_address(keys),
+        address: pick_address(keys).map(std::net::IpAddr::V4),
         max_time: Duration::from_secs(90),
         ..TraceSettings::default()
     };

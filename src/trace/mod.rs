@@ -69,9 +69,10 @@ pub struct TraceArgs {
     /// nameserver of /etc/resolv.conf].
     #[arg(long, value_name = "ADDR")]
     pub resolver: Option<SocketAddr>,
-    /// The site's address [default: resolved through the resolver].
+    /// The site's address, IPv4 or IPv6 [default: resolved (A) through
+    /// the resolver].
     #[arg(long, value_name = "ADDR")]
-    pub address: Option<Ipv4Addr>,
+    pub address: Option<IpAddr>,
     /// Do not use raw sockets even when permitted.
     #[arg(long)]
     pub no_raw: bool,
@@ -97,8 +98,8 @@ pub struct TraceSettings {
     pub control_name: String,
     /// The resolver for the DNS triggers; `None` reads /etc/resolv.conf.
     pub resolver: Option<SocketAddr>,
-    /// The site's address; `None` resolves the host.
-    pub address: Option<Ipv4Addr>,
+    /// The site's address (IPv4 or IPv6); `None` resolves the host.
+    pub address: Option<IpAddr>,
     /// Use the raw sniffer when CAP_NET_RAW allows.
     pub use_raw: bool,
     /// Stop a series after this many silent TTLs in a row.
@@ -231,10 +232,9 @@ pub async fn trace_url(url: &url::Url, settings: &TraceSettings) -> TraceReport 
 
     let address = match (settings.address, host.parse::<IpAddr>()) {
         (Some(a), _) => Some(a),
-        (None, Ok(IpAddr::V4(a))) => Some(a),
-        (None, Ok(IpAddr::V6(_))) => None,
+        (None, Ok(a)) => Some(a),
         (None, Err(_)) => match resolver_v4 {
-            Some(r) => resolve(&ctx, r, &host).await,
+            Some(r) => resolve(&ctx, r, &host).await.map(IpAddr::V4),
             None => None,
         },
     };
@@ -244,8 +244,12 @@ pub async fn trace_url(url: &url::Url, settings: &TraceSettings) -> TraceReport 
         return report;
     };
     report.address = Some(address.to_string());
-    let site = SocketAddrV4::new(address, report.port);
-    let dns_at_site = SocketAddrV4::new(address, 53);
+    let site = SocketAddr::new(address, report.port);
+    // The DNS probes are IPv4 only: no DNS series at an IPv6 site.
+    let dns_at_site = match address {
+        IpAddr::V4(a) => Some(SocketAddrV4::new(a, 53)),
+        IpAddr::V6(_) => None,
+    };
     let is_name = host.parse::<IpAddr>().is_err();
     let runner = Runner {
         ctx,
@@ -310,12 +314,13 @@ pub async fn trace_url(url: &url::Url, settings: &TraceSettings) -> TraceReport 
         }
     };
     let dns_site = async {
-        if is_name {
-            runner
-                .dns_pair(dns_at_site, Trigger::DnsNonResolver, &host, site_limit)
-                .await
-        } else {
-            Vec::new()
+        match (dns_at_site, is_name) {
+            (Some(at), true) => {
+                runner
+                    .dns_pair(at, Trigger::DnsNonResolver, &host, site_limit)
+                    .await
+            }
+            _ => Vec::new(),
         }
     };
     let (streams, dns_r, dns_s) = tokio::join!(stream_pair, dns_resolver, dns_site);
@@ -323,6 +328,10 @@ pub async fn trace_url(url: &url::Url, settings: &TraceSettings) -> TraceReport 
         report
             .skipped
             .push("dns: the URL's host is an address".to_string());
+    } else if dns_at_site.is_none() {
+        report
+            .skipped
+            .push("dns: no DNS series to an IPv6 site (IPv4 only)".to_string());
     }
 
     report.series.push(syn);
@@ -369,7 +378,7 @@ struct Runner {
 }
 
 impl Runner {
-    async fn syn_series(&self, site: SocketAddrV4) -> Series {
+    async fn syn_series(&self, site: SocketAddr) -> Series {
         let mut s = Series {
             trigger: Trigger::TcpSyn,
             role: Role::Test,
@@ -405,7 +414,7 @@ impl Runner {
     /// interleaved per TTL.
     async fn stream_pair(
         &self,
-        site: SocketAddrV4,
+        site: SocketAddr,
         trigger: Trigger,
         host: &str,
         test: Vec<u8>,
@@ -494,12 +503,12 @@ impl Runner {
     }
 }
 
-fn series(trigger: Trigger, role: Role, name: &str, dst: SocketAddrV4) -> Series {
+fn series(trigger: Trigger, role: Role, name: &str, dst: impl Into<SocketAddr>) -> Series {
     Series {
         trigger,
         role,
         name: Some(name.to_string()),
-        destination: dst.to_string(),
+        destination: dst.into().to_string(),
         probes: Vec::new(),
     }
 }

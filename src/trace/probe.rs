@@ -3,6 +3,7 @@
 //! tokio's blocking pool.
 //!
 //! Unprivileged: `IP_TTL` on the socket, `IP_RECVERR` for the ICMP error
+//! (the TCP SYN probe also over IPv6: `IPV6_UNICAST_HOPS`, `IPV6_RECVERR`)
 //! and the router that sent it, `IP_RECVTTL` for DNS replies. With a
 //! [`Sniffer`] (CAP_NET_RAW) also the IP TTL and IP-ID of RSTs and
 //! SYN-ACKs, and packets that arrive after an RST closed the socket.
@@ -37,20 +38,25 @@ pub struct ProbeContext {
 /// The slice of blocking reads, so deadlines are checked often.
 const READ_SLICE: Duration = Duration::from_millis(20);
 
-/// A TCP SYN with IP TTL `ttl`: SYN-ACK, RST, ICMP or silence.
-pub fn tcp_syn(ctx: &ProbeContext, addr: SocketAddrV4, ttl: u8) -> HopProbe {
+/// A TCP SYN with IP TTL `ttl` (over IPv6: hop limit `ttl`, ICMPv6
+/// errors): SYN-ACK, RST, ICMP or silence.
+pub fn tcp_syn(ctx: &ProbeContext, addr: SocketAddr, ttl: u8) -> HopProbe {
     let mut p = new_probe(ctx, ttl);
-    let sock = match Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)) {
+    let sock = match Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)) {
         Ok(s) => s,
         Err(e) => return failed(p, &e),
     };
-    if let Err(e) = sock
-        .set_ttl_v4(u32::from(ttl))
-        .and_then(|()| recverr::enable_recverr(&sock))
-    {
+    let limited = if addr.is_ipv6() {
+        sock.set_unicast_hops_v6(u32::from(ttl))
+            .and_then(|()| recverr::enable_recverr_v6(&sock))
+    } else {
+        sock.set_ttl_v4(u32::from(ttl))
+            .and_then(|()| recverr::enable_recverr(&sock))
+    };
+    if let Err(e) = limited {
         return failed(p, &e);
     }
-    let result = sock.connect_timeout(&SocketAddr::V4(addr).into(), ctx.timeout);
+    let result = sock.connect_timeout(&addr.into(), ctx.timeout);
     let local_port = local_port(&sock);
     match result {
         Ok(()) => {
@@ -65,7 +71,8 @@ pub fn tcp_syn(ctx: &ProbeContext, addr: SocketAddrV4, ttl: u8) -> HopProbe {
         Err(e) => p.failure = Some(Failure::from_io(&e).as_str().into_owned()),
     }
     note_errors(&mut p, recverr::drain_error_queue(&sock));
-    if let (Some(sn), Some(lp)) = (&ctx.sniffer, local_port) {
+    // The raw sniffer reads IPv4 only.
+    if let (Some(sn), Some(lp), SocketAddr::V4(addr)) = (&ctx.sniffer, local_port, addr) {
         std::thread::sleep(ctx.listen_after.min(Duration::from_millis(200)));
         add_sniffed(&mut p, sn, addr, lp, None);
     }
@@ -74,9 +81,10 @@ pub fn tcp_syn(ctx: &ProbeContext, addr: SocketAddrV4, ttl: u8) -> HopProbe {
 
 /// Connects at the normal TTL, then lowers it to `ttl` and writes
 /// `payload` (a ClientHello or a GET): data, RST, EOF, ICMP or silence.
-pub fn stream_trigger(ctx: &ProbeContext, addr: SocketAddrV4, ttl: u8, payload: &[u8]) -> HopProbe {
+/// Over IPv6 the hop limit is lowered instead.
+pub fn stream_trigger(ctx: &ProbeContext, addr: SocketAddr, ttl: u8, payload: &[u8]) -> HopProbe {
     let mut p = new_probe(ctx, ttl);
-    let mut stream = match TcpStream::connect_timeout(&SocketAddr::V4(addr), ctx.timeout) {
+    let mut stream = match TcpStream::connect_timeout(&addr, ctx.timeout) {
         Ok(s) => s,
         Err(e) => {
             p.outcome = Outcome::ConnectFailed;
@@ -85,9 +93,15 @@ pub fn stream_trigger(ctx: &ProbeContext, addr: SocketAddrV4, ttl: u8, payload: 
         }
     };
     let local_port = stream.local_addr().map(|a| a.port()).ok();
-    let setup = SockRef::from(&stream)
-        .set_ttl_v4(u32::from(ttl))
-        .and_then(|()| recverr::enable_recverr(&stream))
+    let sock = SockRef::from(&stream);
+    let limited = if addr.is_ipv6() {
+        sock.set_unicast_hops_v6(u32::from(ttl))
+            .and_then(|()| recverr::enable_recverr_v6(&stream))
+    } else {
+        sock.set_ttl_v4(u32::from(ttl))
+            .and_then(|()| recverr::enable_recverr(&stream))
+    };
+    let setup = limited
         .and_then(|()| stream.set_read_timeout(Some(READ_SLICE)))
         .and_then(|()| stream.write_all(payload));
     if let Err(e) = setup {
@@ -149,7 +163,7 @@ pub fn stream_trigger(ctx: &ProbeContext, addr: SocketAddrV4, ttl: u8, payload: 
     if p.rst {
         p.outcome = Outcome::Rst;
     }
-    if let (Some(sn), Some(lp)) = (&ctx.sniffer, local_port) {
+    if let (Some(sn), Some(lp), SocketAddr::V4(addr)) = (&ctx.sniffer, local_port, addr) {
         // Keep listening: a genuine reply may follow an injected RST.
         std::thread::sleep(ctx.listen_after);
         add_sniffed(&mut p, sn, addr, lp, rst_at);
@@ -244,7 +258,7 @@ fn local_port(sock: &Socket) -> Option<u16> {
 /// Records queued ICMP errors; the first time-exceeded sender is the hop.
 fn note_errors(p: &mut HopProbe, errors: Vec<QueuedError>) {
     for e in errors {
-        if e.origin != recverr::ORIGIN_ICMP {
+        if !e.is_icmp() {
             continue;
         }
         let from = e.offender.map(|a| a.to_string());

@@ -5,13 +5,16 @@
 //! of the router that sent it (the "offender"); `recvmsg(MSG_ERRQUEUE)`
 //! reads them. This is how `tracepath` works without root. With
 //! `IP_RECVTTL`, every datagram received carries the IP TTL it arrived with.
+//! IPv6 sockets do the same with `IPV6_RECVERR` (ICMPv6 errors).
 
 use std::io;
 use std::io::IoSliceMut;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd};
 
-use nix::sys::socket::{recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrIn};
+use nix::sys::socket::{
+    recvmsg, setsockopt, sockopt, ControlMessageOwned, MsgFlags, SockaddrIn, SockaddrStorage,
+};
 use serde::{Deserialize, Serialize};
 
 /// `ee_origin` of an error that came from an ICMP message.
@@ -20,15 +23,20 @@ pub const ORIGIN_ICMP: u8 = 2;
 pub const ICMP_TIME_EXCEEDED: u8 = 11;
 /// ICMP type 3.
 pub const ICMP_DEST_UNREACH: u8 = 3;
+/// `ee_origin` of an error that came from an ICMPv6 message.
+pub const ORIGIN_ICMP6: u8 = 3;
+/// ICMPv6 type 3 (time exceeded).
+pub const ICMP6_TIME_EXCEEDED: u8 = 3;
 
 /// One entry of a socket's error queue.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueuedError {
     /// The router or host that sent the ICMP message.
-    pub offender: Option<Ipv4Addr>,
-    /// `ee_origin` (2 for ICMP, 1 for local errors).
+    pub offender: Option<IpAddr>,
+    /// `ee_origin` (2 for ICMP, 3 for ICMPv6, 1 for local errors).
     pub origin: u8,
-    /// The ICMP type (11 time exceeded, 3 unreachable).
+    /// The ICMP type (11 time exceeded, 3 unreachable; ICMPv6: 3 time
+    /// exceeded, 1 unreachable).
     pub icmp_type: u8,
     /// The ICMP code.
     pub icmp_code: u8,
@@ -39,13 +47,24 @@ pub struct QueuedError {
 impl QueuedError {
     /// An ICMP time exceeded.
     pub fn is_time_exceeded(&self) -> bool {
-        self.origin == ORIGIN_ICMP && self.icmp_type == ICMP_TIME_EXCEEDED
+        (self.origin == ORIGIN_ICMP && self.icmp_type == ICMP_TIME_EXCEEDED)
+            || (self.origin == ORIGIN_ICMP6 && self.icmp_type == ICMP6_TIME_EXCEEDED)
+    }
+
+    /// Came from an ICMP or ICMPv6 message (not a local error).
+    pub fn is_icmp(&self) -> bool {
+        self.origin == ORIGIN_ICMP || self.origin == ORIGIN_ICMP6
     }
 }
 
 /// Turns on `IP_RECVERR` (queue ICMP errors with their sender).
 pub fn enable_recverr<F: AsFd>(fd: &F) -> io::Result<()> {
     setsockopt(fd, sockopt::Ipv4RecvErr, &true).map_err(io::Error::from)
+}
+
+/// Turns on `IPV6_RECVERR` (queue ICMPv6 errors with their sender).
+pub fn enable_recverr_v6<F: AsFd>(fd: &F) -> io::Result<()> {
+    setsockopt(fd, sockopt::Ipv6RecvErr, &true).map_err(io::Error::from)
 }
 
 /// Turns on `IP_RECVTTL` (report each datagram's IP TTL).
@@ -65,21 +84,30 @@ pub fn drain_error_queue<F: AsRawFd>(fd: &F) -> Vec<QueuedError> {
         // truncated control buffer would lose the entry).
         let mut cmsg = vec![0u8; 512];
         let flags = MsgFlags::MSG_ERRQUEUE | MsgFlags::MSG_DONTWAIT;
-        let Ok(msg) = recvmsg::<SockaddrIn>(fd.as_raw_fd(), &mut iov, Some(&mut cmsg), flags)
+        let Ok(msg) = recvmsg::<SockaddrStorage>(fd.as_raw_fd(), &mut iov, Some(&mut cmsg), flags)
         else {
             break;
         };
         let Ok(cmsgs) = msg.cmsgs() else { continue };
         for c in cmsgs {
-            if let ControlMessageOwned::Ipv4RecvErr(ee, offender) = c {
-                out.push(QueuedError {
-                    offender: offender.map(|sa| Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr))),
-                    origin: ee.ee_origin,
-                    icmp_type: ee.ee_type,
-                    icmp_code: ee.ee_code,
-                    errno: ee.ee_errno,
-                });
-            }
+            let (ee, offender) = match c {
+                ControlMessageOwned::Ipv4RecvErr(ee, offender) => (
+                    ee,
+                    offender.map(|sa| IpAddr::V4(Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)))),
+                ),
+                ControlMessageOwned::Ipv6RecvErr(ee, offender) => (
+                    ee,
+                    offender.map(|sa| IpAddr::V6(Ipv6Addr::from(sa.sin6_addr.s6_addr))),
+                ),
+                _ => continue,
+            };
+            out.push(QueuedError {
+                offender,
+                origin: ee.ee_origin,
+                icmp_type: ee.ee_type,
+                icmp_code: ee.ee_code,
+                errno: ee.ee_errno,
+            });
         }
     }
     out
@@ -146,7 +174,32 @@ mod tests {
         assert_eq!(q.len(), 1, "{q:?}");
         assert_eq!(q[0].origin, ORIGIN_ICMP);
         assert_eq!((q[0].icmp_type, q[0].icmp_code), (ICMP_DEST_UNREACH, 3));
-        assert_eq!(q[0].offender, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(q[0].offender, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
         assert!(!q[0].is_time_exceeded());
+    }
+
+    #[test]
+    fn icmpv6_port_unreachable_lands_on_the_error_queue() {
+        let Ok(probe) = UdpSocket::bind("[::1]:0") else {
+            println!("skipped: no IPv6 loopback here");
+            return;
+        };
+        let port = probe.local_addr().unwrap().port();
+        drop(probe);
+        let s = UdpSocket::bind("[::1]:0").unwrap();
+        enable_recverr_v6(&s).unwrap();
+        s.connect(("::1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.send(b"query").unwrap();
+        let mut buf = [0u8; 16];
+        let err = s.recv(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+        let q = drain_error_queue(&s);
+        assert_eq!(q.len(), 1, "{q:?}");
+        assert_eq!(q[0].origin, ORIGIN_ICMP6);
+        // ICMPv6 destination unreachable (1), port unreachable (4).
+        assert_eq!((q[0].icmp_type, q[0].icmp_code), (1, 4));
+        assert_eq!(q[0].offender, Some(IpAddr::V6(Ipv6Addr::LOCALHOST)));
+        assert!(q[0].is_icmp() && !q[0].is_time_exceeded());
     }
 }

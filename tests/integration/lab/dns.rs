@@ -6,12 +6,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{self, Read};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_proto::op::{Message, ResponseCode};
-use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::rdata::{A, AAAA};
 use hickory_proto::rr::{RData, Record, RecordType};
 use pnet_packet::ip::IpNextHeaderProtocols;
 use pnet_packet::ipv4::{self, Ipv4Packet, MutableIpv4Packet};
@@ -38,6 +38,9 @@ pub const FAR_AWAY: Duration = Duration::from_millis(150);
 pub struct Zone {
     /// Host (lower case, no trailing dot) → address.
     pub a: BTreeMap<String, Ipv4Addr>,
+    /// Host → IPv6 address (answered to AAAA questions; a host with an A
+    /// record and none here gets an empty answer).
+    pub aaaa: BTreeMap<String, Ipv6Addr>,
     /// Hosts answered only after [`FAR_AWAY`].
     pub far: BTreeSet<String>,
 }
@@ -54,6 +57,10 @@ pub fn public_resolver(ns: &Ns, zone: Zone) -> io::Result<Service> {
                     let host = host_of(&query)?;
                     if zone.far.contains(&host) {
                         tokio::time::sleep(FAR_AWAY).await;
+                    }
+                    let six = zone.aaaa.get(&host).filter(|_| is_aaaa(&query));
+                    if let Some(ip6) = six {
+                        return Some(reply_aaaa(&query, *ip6));
                     }
                     Some(match zone.a.get(&host) {
                         Some(ip) => reply(&query, ResponseCode::NoError, Some(*ip)),
@@ -242,6 +249,29 @@ pub fn reply(query: &Message, rcode: ResponseCode, a: Option<Ipv4Addr>) -> Vec<u
         if q.query_type() == RecordType::A {
             m.add_answer(Record::from_rdata(q.name().clone(), 60, RData::A(A(ip))));
         }
+    }
+    m.to_vec().expect("encode a DNS reply")
+}
+
+fn is_aaaa(query: &Message) -> bool {
+    query
+        .queries
+        .first()
+        .is_some_and(|q| q.query_type() == RecordType::AAAA)
+}
+
+/// A NOERROR response to an AAAA `query` answering `ip`.
+pub fn reply_aaaa(query: &Message, ip: Ipv6Addr) -> Vec<u8> {
+    let mut m = Message::response(query.metadata.id, query.metadata.op_code);
+    m.metadata.recursion_desired = query.metadata.recursion_desired;
+    m.metadata.recursion_available = true;
+    m.add_queries(query.queries.clone());
+    if let Some(q) = query.queries.first() {
+        m.add_answer(Record::from_rdata(
+            q.name().clone(),
+            60,
+            RData::AAAA(AAAA(ip)),
+        ));
     }
     m.to_vec().expect("encode a DNS reply")
 }

@@ -14,7 +14,8 @@
 //!   `stuck_resolver` (a getaddrinfo that hangs: no false verdict, the run
 //!   still exits, also on SIGTERM), `links` (lossy and slow lines: retries,
 //!   the line baseline), `quic` (HTTP/3: UDP/443 dropped, QUIC filtered by SNI, and the twins),
-//!   `netwide` (a probe clock off by days and years; a captive portal).
+//!   `dualstack` (the lab with IPv6: a v6-only block, a host without
+//!   IPv6), `netwide` (a probe clock off by days and years; a captive portal).
 
 // Reusable APIs: not every item is used by this crate's tests.
 #[allow(dead_code)]
@@ -34,6 +35,7 @@ pub mod world;
 
 mod clusters;
 mod diverted;
+mod dualstack;
 mod e2e;
 mod links;
 mod mechanisms;

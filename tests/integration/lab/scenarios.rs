@@ -281,6 +281,13 @@ pub fn site_ip(i: usize) -> Ipv4Addr {
     )
 }
 
+/// The IPv6 address of scenario number `i` in a dual-stack world
+/// (2001:db8:203::/48, the same host number as [`site_ip`]).
+pub fn site_ip6(i: usize) -> std::net::Ipv6Addr {
+    let host = u16::from(site_ip(i).octets()[3]);
+    std::net::Ipv6Addr::new(0x2001, 0xdb8, 0x203, 0, 0, 0, 0, host)
+}
+
 /// What an ISP resolver says instead of the truth.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Lie {

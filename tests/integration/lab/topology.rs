@@ -6,7 +6,13 @@
 //!  .18   .17/.33   .34/.49     .50 (192.0.2.x)  198.51.100.10
 //!                  ISP resolver 192.0.2.53      sites 203.0.113.10..
 //!                  sinkhole 203.0.113.250       public resolver 198.51.100.53
+//!  2001:db8:1::18 ─ ::17  2001:db8:2::33 ─ ::34  2001:db8:3::49 ─ ::50
+//!                         (sites 2001:db8:203::/48)  2001:db8:4::1 ─ ::10
 //! ```
+//!
+//! Dual stack: every link also has IPv6 (documentation prefix, see
+//! [`addr6`]); the resolvers stay on IPv4 and answer AAAA for the sites a
+//! world gives an IPv6 address (`World::start_dual_or_skip`).
 //!
 //! The censor is the second router hop from the probe (r1 is hop 1), so a
 //! TTL-limited trace must localise interference at hop 2. The control is on
@@ -63,7 +69,37 @@ pub mod addr {
     /// In the censor: the notice box (a 200 page with no blocking words).
     pub const NOTICE_PORT: u16 = 8083;
     /// The ranges the probe and the control must treat as public.
-    pub const PUBLIC_RANGES: [&str; 2] = ["198.51.100.0/24", "203.0.113.0/24"];
+    pub const PUBLIC_RANGES: [&str; 3] = ["198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"];
+}
+
+/// The lab's IPv6 addresses (documentation prefix 2001:db8::/32), added by
+/// [`Topology::add_ipv6`] to every lab: one /64 per link, the sites in 2001:db8:203::/48.
+pub mod addr6 {
+    use std::net::Ipv6Addr;
+
+    const fn a(net: u16, host: u16) -> Ipv6Addr {
+        Ipv6Addr::new(0x2001, 0xdb8, net, 0, 0, 0, 0, host)
+    }
+    /// The probe.
+    pub const PROBE: Ipv6Addr = a(1, 0x18);
+    /// r1 towards the probe (hop 1).
+    pub const R1_DOWN: Ipv6Addr = a(1, 0x17);
+    /// r1 towards the censor.
+    pub const R1_UP: Ipv6Addr = a(2, 0x33);
+    /// The censor towards r1 (hop 2).
+    pub const CENSOR_DOWN: Ipv6Addr = a(2, 0x34);
+    /// The censor towards the internet.
+    pub const CENSOR_UP: Ipv6Addr = a(3, 0x49);
+    /// The internet towards the censor (hop 3).
+    pub const INTERNET_DOWN: Ipv6Addr = a(3, 0x50);
+    /// The internet towards the control.
+    pub const INTERNET_CTL: Ipv6Addr = a(4, 0x1);
+    /// The control server.
+    pub const CONTROL: Ipv6Addr = a(4, 0x10);
+    /// Where the sites' IPv6 addresses are (see `scenarios::site_ip6`).
+    pub const SITES: &str = "2001:db8:203::/48";
+    /// The whole lab.
+    pub const ALL: &str = "2001:db8::/32";
 }
 
 /// The MTU of every lab link (see [`Topology::build`]).
@@ -88,6 +124,41 @@ pub struct Topology {
 }
 
 impl Topology {
+    /// Makes the lab dual-stack (done by [`Topology::build`]): an IPv6 address from [`addr6`] on both ends
+    /// of every link (no duplicate-address wait), IPv6 forwarding in the
+    /// routers and routes to 2001:db8::/32 only (still no default route).
+    pub fn add_ipv6(&self) -> io::Result<()> {
+        use addr6::*;
+        let on = |ns: &Ns, dev: &str, a: std::net::Ipv6Addr| {
+            ns.ip(&["-6", "addr", "add", &format!("{a}/64"), "dev", dev, "nodad"])
+                .map(drop)
+        };
+        on(&self.probe, "up0", PROBE)?;
+        on(&self.r1, "down0", R1_DOWN)?;
+        on(&self.r1, "up0", R1_UP)?;
+        on(&self.censor, CENSOR_DOWN_IF, CENSOR_DOWN)?;
+        on(&self.censor, "up0", CENSOR_UP)?;
+        on(&self.internet, "down0", INTERNET_DOWN)?;
+        on(&self.internet, "ctl0", INTERNET_CTL)?;
+        on(&self.control, "up0", CONTROL)?;
+        for r in [&self.r1, &self.censor, &self.internet] {
+            r.sh("echo 1 > /proc/sys/net/ipv6/conf/all/forwarding")?;
+        }
+        self.probe.add_route(ALL, &R1_DOWN.to_string())?;
+        self.r1.add_route(ALL, &CENSOR_DOWN.to_string())?;
+        self.control.add_route(ALL, &INTERNET_CTL.to_string())?;
+        self.censor
+            .add_route("2001:db8:1::/64", &R1_UP.to_string())?;
+        self.censor.add_route(SITES, &INTERNET_DOWN.to_string())?;
+        self.censor
+            .add_route("2001:db8:4::/64", &INTERNET_DOWN.to_string())?;
+        self.internet
+            .add_route("2001:db8:1::/64", &CENSOR_UP.to_string())?;
+        self.internet
+            .add_route("2001:db8:2::/64", &CENSOR_UP.to_string())?;
+        Ok(())
+    }
+
     /// Creates and wires the namespaces in `lab`.
     pub fn build(lab: &Lab) -> io::Result<Topology> {
         use addr::*;
@@ -174,12 +245,14 @@ impl Topology {
         // Processes started in a namespace resolve like its hosts would.
         probe.set_resolv_conf(&ISP_RESOLVER.to_string())?;
         control.set_resolv_conf(&PUBLIC_RESOLVER.to_string())?;
-        Ok(Topology {
+        let topo = Topology {
             probe,
             r1,
             censor,
             internet,
             control,
-        })
+        };
+        topo.add_ipv6()?;
+        Ok(topo)
     }
 }

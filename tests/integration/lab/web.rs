@@ -5,7 +5,7 @@
 //! `Connection: close`.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +33,8 @@ pub struct SiteSpec {
     pub site: Site,
     /// A second address it also serves on (another node of the site).
     pub also: Option<Ipv4Addr>,
+    /// Its IPv6 address, in a dual-stack lab.
+    pub ip6: Option<Ipv6Addr>,
 }
 
 /// Starts every site (except [`Site::Down`] and [`Site::NoSuchName`], which
@@ -46,7 +48,8 @@ pub fn sites(ns: &Ns, list: Vec<SiteSpec>, tls: Arc<ServerConfig>) -> io::Result
                 .filter(|s| !matches!(s.site, Site::Down | Site::NoSuchName))
             {
                 let s = Arc::new(s);
-                for ip in std::iter::once(s.ip).chain(s.also) {
+                let v4 = std::iter::once(s.ip).chain(s.also).map(IpAddr::V4);
+                for ip in v4.chain(s.ip6.map(IpAddr::V6)) {
                     let plain = listen((ip, 80).into())?;
                     let secure = listen((ip, 443).into())?;
                     bound.push((Arc::clone(&s), plain, secure));

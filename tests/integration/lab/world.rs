@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use super::dns::{self, Zone};
 use super::netns::Lab;
 use super::pki::Pki;
-use super::scenarios::{site_ip, CensorPlan, Scenario, Site};
+use super::scenarios::{site_ip, site_ip6, CensorPlan, Scenario, Site};
 use super::topology::Topology;
 use super::web::{self, SiteSpec};
 
@@ -44,8 +44,21 @@ impl World {
         Some(World::start(lab, scenarios).expect("start the censorship lab"))
     }
 
+    /// Like [`World::start_or_skip`], and the scenarios named in `v6` also
+    /// have an IPv6 address (answered to AAAA, served on :80 and :443).
+    pub fn start_dual_or_skip(scenarios: &[Scenario], v6: &[&str]) -> Option<World> {
+        let lab = Lab::new_or_skip(TOOLS)?;
+        Some(World::start_with(lab, scenarios, Some(v6)).expect("start the dual-stack lab"))
+    }
+
     /// Starts the lab in `lab`.
     pub fn start(lab: Lab, scenarios: &[Scenario]) -> io::Result<World> {
+        World::start_with(lab, scenarios, None)
+    }
+
+    /// Starts the lab in `lab`; the sites named in `v6` get IPv6 addresses
+    /// (see [`World::start_dual_or_skip`]).
+    fn start_with(lab: Lab, scenarios: &[Scenario], v6: Option<&[&str]>) -> io::Result<World> {
         let topo = Topology::build(&lab)?;
         let names: Vec<String> = scenarios.iter().map(Scenario::host).collect();
         let pki = Pki::generate(&names);
@@ -70,11 +83,27 @@ impl World {
             if let Some(a) = also {
                 topo.internet.add_addr("lo", &format!("{a}/32"))?;
             }
+            let ip6 = v6
+                .is_some_and(|names| names.contains(&sc.name))
+                .then(|| site_ip6(i));
+            if let Some(a) = ip6 {
+                topo.internet.ip(&[
+                    "-6",
+                    "addr",
+                    "add",
+                    &format!("{a}/128"),
+                    "dev",
+                    "lo",
+                    "nodad",
+                ])?;
+                zone.aaaa.insert(sc.host(), a);
+            }
             specs.push(SiteSpec {
                 host: sc.host(),
                 ip,
                 site: sc.site,
                 also,
+                ip6,
             });
         }
         zone.far = plan.inject.clone();
@@ -109,6 +138,16 @@ impl World {
             site_tls: pki.sites.clone(),
             lab,
         })
+    }
+
+    /// The IPv6 address of the scenario called `name` (if it has one).
+    pub fn find6(&self, name: &str) -> std::net::Ipv6Addr {
+        let i = self
+            .scenarios
+            .iter()
+            .position(|s| s.name == name)
+            .unwrap_or_else(|| panic!("no scenario {name}"));
+        site_ip6(i)
     }
 
     /// The scenario called `name` and its site address.
