@@ -9,6 +9,7 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::config::RunSettings;
+use super::scheduler::Slot;
 use super::scrub;
 use crate::analysis::{AnalysisContext, AsnLookup};
 use crate::control::client::ControlClient;
@@ -171,8 +172,15 @@ impl UrlContext {
 }
 
 /// Measures one URL; Ctrl-C (`cancel`) or the per-URL deadline give a
-/// measurement marked `x_interrupted`.
-pub async fn measure(ctx: Arc<UrlContext>, entry: Entry, cancel: CancellationToken) -> Finished {
+/// measurement marked `x_interrupted`. `slot` is given back once the
+/// fetch is done (the DNS listening window, the analysis and any trace
+/// then run without holding it).
+pub async fn measure(
+    ctx: Arc<UrlContext>,
+    entry: Entry,
+    cancel: CancellationToken,
+    slot: Slot,
+) -> Finished {
     let start = ctx.local_now();
     let t0 = Instant::now();
     // The web measurement keeps its own deadline (and returns what it has);
@@ -184,7 +192,7 @@ pub async fn measure(ctx: Arc<UrlContext>, entry: Entry, cancel: CancellationTok
     let (keys, interrupted) = tokio::select! {
         biased;
         _ = cancel.cancelled() => (WebTestKeys::default(), Some(INTERRUPTED)),
-        r = tokio::time::timeout(deadline, web_keys(&ctx, &entry.url)) => match r {
+        r = tokio::time::timeout(deadline, web_keys(&ctx, &entry.url, slot)) => match r {
             Ok(k) => (k, None),
             Err(_) => (WebTestKeys::default(), Some(DEADLINE)),
         },
@@ -222,9 +230,18 @@ pub async fn measure(ctx: Arc<UrlContext>, entry: Entry, cancel: CancellationTok
     finished
 }
 
-/// The web measurement of one URL.
-async fn web_keys(ctx: &UrlContext, url: &str) -> WebTestKeys {
-    crate::web::measure(url, &ctx.web, ctx.control.as_ref()).await
+/// The web measurement of one URL, giving `slot` back once its fetch is
+/// done.
+async fn web_keys(ctx: &UrlContext, url: &str, slot: Slot) -> WebTestKeys {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let web = crate::web::measure_telling_fetched(url, &ctx.web, ctx.control.as_ref(), tx);
+    let release = async {
+        if rx.await.is_ok() {
+            slot.release();
+        }
+    };
+    let (keys, ()) = tokio::join!(web, release);
+    keys
 }
 
 /// How long past the web deadline a URL may run before it is cut off here.

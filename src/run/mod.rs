@@ -536,7 +536,7 @@ async fn run(args: RunArgs) -> Result<u8, RunError> {
         scheduler::Aimd::new(settings.parallel),
         PER_HOST_LIMIT,
         cancel.clone(),
-        |entry, token| measure::measure(ctx.clone(), entry, token),
+        |entry, token, slot| measure::measure(ctx.clone(), entry, token, slot),
         overload::load_of,
         |f: Finished| -> Result<(), OutputError> {
             for f in watch.finished(f) {

@@ -17,10 +17,19 @@
 //! no new URL starts; the tasks in flight see the same token, return
 //! promptly (marked as interrupted by the measure function) and are still
 //! handed to `on_done`.
+//!
+//! A task may give its slot back before it ends ([`Slot::release`]: its
+//! fetch is done, only the DNS listening window is left). It then
+//! "finishes" in the background: it no longer counts against the URLs in
+//! flight, but still holds its host's share, and is handed to `on_done`
+//! (and counted by the load) only when it ends. At most
+//! [`FINISHING_PER_SLOT`] × `parallel` tasks (and never more than
+//! [`MAX_FINISHING`]) finish at once, so memory stays bounded.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +53,30 @@ pub enum Load {
     /// A sign of overload (the control refused or was too slow, our own
     /// resource limits).
     Overloaded,
+}
+
+/// Tasks that gave their slot back and are still finishing, per unit of
+/// `parallel` (at most [`MAX_FINISHING`] in all).
+pub const FINISHING_PER_SLOT: usize = 4;
+/// Tasks finishing at once, whatever `parallel`: each holds its records
+/// until it ends (at 64 slots, 256 of them took peak RSS past 64 MiB).
+pub const MAX_FINISHING: usize = 128;
+
+/// A task's place in the run, handed to the measure function with its
+/// entry.
+#[derive(Debug)]
+pub struct Slot {
+    key: u64,
+    tx: mpsc::UnboundedSender<u64>,
+}
+
+impl Slot {
+    /// Gives the slot back before the task ends: the next URL may start
+    /// while this one finishes in the background (still handed over only
+    /// when it ends).
+    pub fn release(self) {
+        let _ = self.tx.send(self.key);
+    }
 }
 
 /// URLs in flight when an adaptive run starts (or `parallel`, if lower).
@@ -133,7 +166,7 @@ where
         limit,
         per_host,
         cancel,
-        measure,
+        |e, c, _slot| measure(e, c),
         |_| Load::Fine,
         on_done,
     )
@@ -141,7 +174,7 @@ where
 }
 
 /// [`run`] with the URLs in flight set by `limit`, fed with what `load`
-/// says of each result.
+/// says of each result; each task may give its [`Slot`] back early.
 pub async fn run_adaptive<T, F, Fut, E>(
     entries: impl Iterator<Item = Entry>,
     mut limit: Aimd,
@@ -153,17 +186,23 @@ pub async fn run_adaptive<T, F, Fut, E>(
 ) -> Result<Ended, E>
 where
     T: Send + 'static,
-    F: Fn(Entry, CancellationToken) -> Fut,
+    F: Fn(Entry, CancellationToken, Slot) -> Fut,
     Fut: Future<Output = T> + Send + 'static,
 {
     let parallel = limit.ceiling;
+    let max_finishing = (parallel * FINISHING_PER_SLOT).min(MAX_FINISHING);
+    let (release_tx, mut release_rx) = mpsc::unbounded_channel::<u64>();
+    let mut next_key = 0u64;
+    // Keys of the tasks running, and of those that gave their slot back.
+    let mut live: HashSet<u64> = HashSet::new();
+    let mut released: HashSet<u64> = HashSet::new();
     let per_host = per_host.max(1);
     let lookahead = (parallel * 4).max(64);
     let mut entries = entries.fuse();
     let mut window: VecDeque<(String, Entry)> = VecDeque::new();
     let mut in_flight: HashMap<String, usize> = HashMap::new();
     let mut set: JoinSet<T> = JoinSet::new();
-    let mut hosts: HashMap<tokio::task::Id, String> = HashMap::new();
+    let mut hosts: HashMap<tokio::task::Id, (String, u64)> = HashMap::new();
     let mut exhausted = false;
 
     loop {
@@ -174,7 +213,7 @@ where
                     None => exhausted = true,
                 }
             }
-            while set.len() < limit.current() {
+            while set.len() - released.len() < limit.current() && released.len() < max_finishing {
                 let Some(i) = window
                     .iter()
                     .position(|(h, _)| in_flight.get(h).copied().unwrap_or(0) < per_host)
@@ -185,8 +224,15 @@ where
                     break;
                 };
                 *in_flight.entry(host.clone()).or_default() += 1;
-                let handle = set.spawn(measure(entry, cancel.clone()));
-                hosts.insert(handle.id(), host);
+                let key = next_key;
+                next_key += 1;
+                let slot = Slot {
+                    key,
+                    tx: release_tx.clone(),
+                };
+                let handle = set.spawn(measure(entry, cancel.clone(), slot));
+                live.insert(key);
+                hosts.insert(handle.id(), (host, key));
             }
         }
         if set.is_empty() {
@@ -198,6 +244,13 @@ where
         }
         let joined = tokio::select! {
             j = set.join_next_with_id() => j,
+            Some(key) = release_rx.recv() => {
+                // A task that already ended has nothing to give back.
+                if live.contains(&key) {
+                    released.insert(key);
+                }
+                continue;
+            }
             _ = cancel.cancelled(), if !cancel.is_cancelled() => continue,
         };
         let (id, out) = match joined {
@@ -212,7 +265,9 @@ where
             }
             None => continue,
         };
-        if let Some(host) = hosts.remove(&id) {
+        if let Some((host, key)) = hosts.remove(&id) {
+            live.remove(&key);
+            released.remove(&key);
             if let Some(n) = in_flight.get_mut(&host) {
                 *n -= 1;
                 if *n == 0 {
@@ -351,7 +406,7 @@ mod tests {
             Aimd::new(32),
             2,
             CancellationToken::new(),
-            move |e, _| {
+            move |e, _, _| {
                 let (c, p, d) = (c2.clone(), p2.clone(), d2.clone());
                 async move {
                     let now = c.now.fetch_add(1, Ordering::SeqCst) + 1;
@@ -376,6 +431,89 @@ mod tests {
         assert_eq!(n, 300);
         assert_eq!(c.max.load(Ordering::SeqCst), START_IN_FLIGHT);
         assert_eq!(peak_late.load(Ordering::SeqCst), MIN_IN_FLIGHT);
+    }
+
+    /// One slot; the first URL gives its slot back and then waits until the
+    /// second URL has started: that happens only if the slot was freed.
+    #[tokio::test]
+    async fn a_released_slot_starts_the_next_url_before_the_task_ends() {
+        let second_started = Arc::new(tokio::sync::Notify::new());
+        let n2 = second_started.clone();
+        let mut order = Vec::new();
+        let run = run_adaptive(
+            entries(2, 2),
+            Aimd::fixed(1),
+            1,
+            CancellationToken::new(),
+            move |e, _, slot| {
+                let n = n2.clone();
+                async move {
+                    if e.url.ends_with("/0") {
+                        slot.release();
+                        n.notified().await;
+                    } else {
+                        n.notify_one();
+                    }
+                    e.url
+                }
+            },
+            |_| Load::Fine,
+            |u: String| -> Result<(), ()> {
+                order.push(u);
+                Ok(())
+            },
+        );
+        // Only a guard against a hang if the slot were not freed; no
+        // timing is asserted.
+        let ended = tokio::time::timeout(Duration::from_secs(30), run)
+            .await
+            .expect("the second URL never started: the slot was not freed")
+            .unwrap();
+        assert_eq!(ended, Ended::Completed);
+        // Handed over when each ended: the second first.
+        assert_eq!(order, ["https://h1.example/1", "https://h0.example/0"]);
+    }
+
+    /// Every task gives its slot back at once and then stays a while (it
+    /// lets the scheduler run many times over, on this one-thread runtime,
+    /// before it ends): the tasks alive at once never exceed the finishing
+    /// bound plus the slots.
+    #[tokio::test]
+    async fn finishing_tasks_are_bounded() {
+        let c = Arc::new(Counters::default());
+        let c2 = c.clone();
+        let mut n = 0;
+        let parallel = 2;
+        let bound = parallel * FINISHING_PER_SLOT;
+        run_adaptive(
+            entries(100, 100),
+            Aimd::fixed(parallel),
+            2,
+            CancellationToken::new(),
+            move |e, _, slot| {
+                let c = c2.clone();
+                async move {
+                    let now = c.now.fetch_add(1, Ordering::SeqCst) + 1;
+                    c.max.fetch_max(now, Ordering::SeqCst);
+                    slot.release();
+                    for _ in 0..200 {
+                        tokio::task::yield_now().await;
+                    }
+                    c.now.fetch_sub(1, Ordering::SeqCst);
+                    e.url
+                }
+            },
+            |_| Load::Fine,
+            |_u: String| -> Result<(), ()> {
+                n += 1;
+                Ok(())
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(n, 100);
+        let max = c.max.load(Ordering::SeqCst);
+        assert!((bound..=bound + parallel).contains(&max), "{max} at once");
     }
 
     #[tokio::test]

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use probes::flow::{redirect, Next};
 use probes::records::{DnsQuery, HttpTransaction, TcpConnect, TlsHandshake, Trace};
 use probes::Failure;
-use tokio::sync::Semaphore;
+use tokio::sync::{oneshot, Semaphore};
 use tokio::task::JoinSet;
 use url::Url;
 
@@ -79,12 +79,13 @@ pub(crate) async fn measure(
     input: &str,
     settings: &WebSettings,
     control: Option<&ControlClient>,
+    fetched: Option<oneshot::Sender<()>>,
 ) -> WebTestKeys {
     let ctx = Arc::new(Ctx::new(settings));
     let mut interrupted = None;
     match parse_input(input) {
         Ok(url) => {
-            let work = run(&ctx, url, control);
+            let work = run(&ctx, url, control, fetched);
             if tokio::time::timeout(settings.url_deadline, work)
                 .await
                 .is_err()
@@ -123,8 +124,15 @@ fn parse_input(input: &str) -> Result<Url, String> {
 }
 
 /// The redirect chain, with the control (and the optional non-resolver
-/// check) running beside it.
-async fn run(ctx: &Arc<Ctx>, url: Url, control: Option<&ControlClient>) {
+/// check) running beside it. `fetched` is told once those have ended and
+/// only the depths' flows are left (DNS listening windows, late and
+/// validation flows).
+async fn run(
+    ctx: &Arc<Ctx>,
+    url: Url,
+    control: Option<&ControlClient>,
+    fetched: Option<oneshot::Sender<()>>,
+) {
     let mut pending: Vec<JoinSet<()>> = Vec::new();
 
     let mut first = fetch::start_depth(ctx, &url, 0).await;
@@ -157,6 +165,9 @@ async fn run(ctx: &Arc<Ctx>, url: Url, control: Option<&ControlClient>) {
         }
     };
     tokio::join!(control_side, non_resolver, chain);
+    if let Some(tell) = fetched {
+        let _ = tell.send(());
+    }
     finish_flows(ctx, pending).await;
 }
 

@@ -183,7 +183,22 @@ pub async fn measure(
     settings: &WebSettings,
     control: Option<&ControlClient>,
 ) -> WebTestKeys {
-    context::measure(url, settings, control).await
+    context::measure(url, settings, control, None).await
+}
+
+/// [`measure`], telling `fetched` once the redirect chain, the control and
+/// the other depth-0 checks have ended, and only the depths' own flows are
+/// left (UDP lookups listening for late and duplicate replies, flows to
+/// the addresses those bring, validation handshakes). The keys are
+/// returned only when those ended too. `fetched` is dropped untold when
+/// the measurement ends otherwise (deadline, invalid input).
+pub async fn measure_telling_fetched(
+    url: &str,
+    settings: &WebSettings,
+    control: Option<&ControlClient>,
+    fetched: tokio::sync::oneshot::Sender<()>,
+) -> WebTestKeys {
+    context::measure(url, settings, control, Some(fetched)).await
 }
 
 #[cfg(test)]
