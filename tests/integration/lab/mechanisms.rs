@@ -264,9 +264,17 @@ async fn fetch(
             Some(ca) => {
                 let mut roots = rustls::RootCertStore::empty();
                 roots.add(ca).expect("lab CA");
-                let cfg = rustls::ClientConfig::builder()
-                    .with_root_certificates(roots)
-                    .with_no_client_auth();
+                // The probe's own one-segment ClientHello (classical key
+                // shares): at MTU 1500 rustls's default hello, with its
+                // post-quantum share, is two segments and the name can fall
+                // in the second, which a per-packet filter misses.
+                let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+                    probes::hello::provider(),
+                ))
+                .with_safe_default_protocol_versions()
+                .expect("protocol versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
                 let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
                 let sni = ServerName::try_from(host.clone()).expect("sni");
                 let mut s = connector.connect(sni, tcp).await.map_err(io_kind)?;
