@@ -8,17 +8,36 @@
 //! scenarios), not of a connection torn down. When the measurement shows
 //! that no body byte at all came after the headers (our `x_transfer`, or
 //! OONI's `read` events), it is a stall and this check stays out of the
-//! way: the caller's `http.timeout` stands.
+//! way: the caller's `http.timeout` stands. When the run's line baseline is
+//! known and the body was arriving at a rate this line reaches for other
+//! sites (at least [`LINE_RATIO`] of it), the line is slow for a page this
+//! large: `inconclusive`, never throttling nor a block (issue 20's rule).
 
 use probes::failure::Failure;
 use probes::records::HttpTransaction;
 
 use crate::control::protocol::ControlResponse;
 
-use super::throttling::MIN_BODY_BYTES;
+use super::throttling::{LINE_RATIO, MIN_BODY_BYTES};
 
-/// Evidence that the body of `tx` was throttled, or `None`.
-pub(crate) fn check(tx: &HttpTransaction, ctl: &ControlResponse) -> Option<Vec<String>> {
+/// What a body that timed out after its headers says.
+#[derive(Debug, PartialEq)]
+pub(crate) enum SlowBody {
+    /// Slowed on the path: the evidence.
+    Throttled(Vec<String>),
+    /// It arrived at a rate this line reaches for other sites: the line is
+    /// slow, not the site's path (never evidence of interference).
+    SlowLine(String),
+}
+
+/// What the body of `tx` says when it timed out after its headers, or
+/// `None` when this is not such a body. `line_rate_bps` is the run's line
+/// baseline ([`super::throttling`]), when known.
+pub(crate) fn check(
+    tx: &HttpTransaction,
+    ctl: &ControlResponse,
+    line_rate_bps: Option<f64>,
+) -> Option<SlowBody> {
     let timed_out = matches!(
         tx.failure,
         Some(Failure::GenericTimeout | Failure::TimedOut)
@@ -33,6 +52,17 @@ pub(crate) fn check(tx: &HttpTransaction, ctl: &ControlResponse) -> Option<Vec<S
     if t.ttfb > 0.0 && t.bytes == 0 {
         return None;
     }
+    if let Some(line) = line_rate_bps.filter(|&l| l > 0.0 && t.bytes > 0 && t.rate_bps > 0.0) {
+        if t.rate_bps >= line * LINE_RATIO {
+            return Some(SlowBody::SlowLine(format!(
+                "the body did not finish before the probe's timeout, but it arrived at {:.0} kbit/s, \
+                 which this line reaches for other sites in this run ({:.0} kbit/s): the line is \
+                 slow for a page this large, which says nothing about the site",
+                t.rate_bps * 8.0 / 1000.0,
+                line * 8.0 / 1000.0
+            )));
+        }
+    }
     let progress = if t.bytes > 0 {
         format!(
             "{} bytes arrived in {:.1} s ({:.0} kbit/s)",
@@ -43,12 +73,12 @@ pub(crate) fn check(tx: &HttpTransaction, ctl: &ControlResponse) -> Option<Vec<S
     } else {
         "how much of it arrived was not recorded".to_string()
     };
-    Some(vec![format!(
+    Some(SlowBody::Throttled(vec![format!(
         "the response (status {}) began but its body did not finish before the probe's \
          timeout ({progress}), while the control fetched all {control_len} bytes: the \
          transfer was slowed, or stalled, on the path",
         tx.response.code
-    )])
+    )]))
 }
 
 #[cfg(test)]
@@ -73,11 +103,22 @@ mod tests {
         c
     }
 
+    fn throttled(s: Option<SlowBody>) -> Vec<String> {
+        match s {
+            Some(SlowBody::Throttled(ev)) => ev,
+            other => panic!("not throttled: {other:?}"),
+        }
+    }
+
     #[test]
     fn a_large_body_timing_out_after_its_headers_is_slowed() {
         let unknown = TransferStats::default();
         let t = Some(Failure::GenericTimeout);
-        let ev = check(&tx(200, t.clone(), unknown.clone()), &ctl(1 << 24)).unwrap();
+        let ev = throttled(check(
+            &tx(200, t.clone(), unknown.clone()),
+            &ctl(1 << 24),
+            None,
+        ));
         assert!(ev[0].contains("was not recorded"), "{ev:?}");
         let flowing = TransferStats {
             ttfb: 0.2,
@@ -85,7 +126,7 @@ mod tests {
             bytes: 80_000,
             rate_bps: 8_000.0,
         };
-        let ev = check(&tx(200, t.clone(), flowing), &ctl(1 << 24)).unwrap();
+        let ev = throttled(check(&tx(200, t.clone(), flowing), &ctl(1 << 24), None));
         assert!(
             ev[0].contains("80000 bytes arrived in 10.0 s (64 kbit/s)"),
             "{ev:?}"
@@ -95,11 +136,40 @@ mod tests {
             ttfb: 0.2,
             ..TransferStats::default()
         };
-        assert!(check(&tx(200, t.clone(), stalled), &ctl(1 << 24)).is_none());
+        assert!(check(&tx(200, t.clone(), stalled), &ctl(1 << 24), None).is_none());
         // A small page, no response, another failure: not this.
-        assert!(check(&tx(200, t.clone(), unknown.clone()), &ctl(2000)).is_none());
-        assert!(check(&tx(0, t, unknown.clone()), &ctl(1 << 24)).is_none());
+        assert!(check(&tx(200, t.clone(), unknown.clone()), &ctl(2000), None).is_none());
+        assert!(check(&tx(0, t, unknown.clone()), &ctl(1 << 24), None).is_none());
         let reset = Some(Failure::ConnectionReset);
-        assert!(check(&tx(200, reset, unknown), &ctl(1 << 24)).is_none());
+        assert!(check(&tx(200, reset, unknown), &ctl(1 << 24), None).is_none());
+    }
+
+    #[test]
+    fn a_body_as_fast_as_the_line_is_a_slow_line_not_throttling() {
+        let t = Some(Failure::GenericTimeout);
+        // 2 Mbit/s for 10 s on a line whose other large pages came at
+        // 2.5 Mbit/s: the line, not the path.
+        let line_speed = TransferStats {
+            ttfb: 0.2,
+            body_seconds: 10.0,
+            bytes: 2_500_000,
+            rate_bps: 250_000.0,
+        };
+        match check(
+            &tx(200, t.clone(), line_speed),
+            &ctl(1 << 24),
+            Some(312_500.0),
+        ) {
+            Some(SlowBody::SlowLine(why)) => assert!(why.contains("the line is slow"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        // 64 kbit/s on the same line (a fortieth of it): still slowed.
+        let slowed = TransferStats {
+            ttfb: 0.2,
+            body_seconds: 10.0,
+            bytes: 80_000,
+            rate_bps: 8_000.0,
+        };
+        throttled(check(&tx(200, t, slowed), &ctl(1 << 24), Some(312_500.0)));
     }
 }

@@ -673,10 +673,18 @@ fn compare_failure(i: &Inputs<'_>, f: &Failed, mut ev: Vec<String>) -> Verdict {
             if let Some(more) = i.m.test_keys.requests.first().and_then(|tx| {
                 Target::parse(&tx.request.url)
                     .filter(|t| t.host == f.hop.host)
-                    .and_then(|_| super::slowbody::check(tx, ctl.r))
+                    .and_then(|_| super::slowbody::check(tx, ctl.r, i.ctx.line_rate_bps))
             }) {
-                ev.extend(more);
-                return verdict_with(VerdictStatus::Throttled, "throttling", "possible", ev);
+                return match more {
+                    super::slowbody::SlowBody::Throttled(more) => {
+                        ev.extend(more);
+                        verdict_with(VerdictStatus::Throttled, "throttling", "possible", ev)
+                    }
+                    super::slowbody::SlowBody::SlowLine(why) => {
+                        ev.push(why);
+                        inconclusive(ev, "")
+                    }
+                };
             }
             // A timeout alone is weak: the site may just be slower than the
             // probe's HTTP timeout and faster than the control's.
