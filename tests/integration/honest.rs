@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use gatewatch::control::server::{serve, ServerConfig};
 use serde_json::Value;
@@ -23,6 +22,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::process::Command;
 
 use crate::fakes::dns::{self, Reply, Script};
+use crate::run::{lines, output_within, Out};
 
 const PUBLIC: &str = "203.0.113.99";
 
@@ -185,30 +185,9 @@ impl Env {
     }
 }
 
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-async fn output(mut c: Command) -> Out {
-    let o = tokio::time::timeout(Duration::from_secs(300), c.output())
-        .await
-        .expect("gatewatch did not finish within 300 s")
-        .unwrap();
-    Out {
-        code: o.status.code(),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
-}
-
-fn lines(p: &Path) -> Vec<Value> {
-    std::fs::read_to_string(p)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+/// The runs here measure hundreds of URLs: five minutes at most.
+async fn output(c: Command) -> Out {
+    output_within(c, 300).await
 }
 
 fn json(p: &Path) -> Value {

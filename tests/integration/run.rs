@@ -303,16 +303,22 @@ impl Env {
     }
 }
 
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+/// What a finished `gatewatch` process said.
+pub(crate) struct Out {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
-async fn output(mut c: Command) -> Out {
-    let o = tokio::time::timeout(Duration::from_secs(120), c.output())
+async fn output(c: Command) -> Out {
+    output_within(c, 120).await
+}
+
+/// Runs `c` to the end, failing the test when it takes over `secs` seconds.
+pub(crate) async fn output_within(mut c: Command, secs: u64) -> Out {
+    let o = tokio::time::timeout(Duration::from_secs(secs), c.output())
         .await
-        .expect("gatewatch did not finish within 120 s")
+        .unwrap_or_else(|_| panic!("gatewatch did not finish within {secs} s"))
         .unwrap();
     Out {
         code: o.status.code(),
@@ -321,7 +327,8 @@ async fn output(mut c: Command) -> Out {
     }
 }
 
-fn lines(p: &Path) -> Vec<Value> {
+/// The JSON lines of a results file.
+pub(crate) fn lines(p: &Path) -> Vec<Value> {
     std::fs::read_to_string(p)
         .unwrap()
         .lines()
